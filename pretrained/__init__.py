@@ -1,0 +1,61 @@
+"""pretrained: pre-trained transformer models behind the familiar Auto*/pipeline API.
+
+Importing the package is cheap: names below are resolved on first use (PEP 562), so
+``import pretrained`` does not import torch-heavy modules, tokenizers or huggingface_hub.
+
+Example::
+
+    >>> from pretrained import AutoModel, AutoTokenizer      # doctest: +SKIP
+    >>> tok = AutoTokenizer.from_pretrained("path/to/bert")  # doctest: +SKIP
+    >>> model = AutoModel.from_pretrained("path/to/bert")    # doctest: +SKIP
+    >>> model(**tok(["hello"], return_tensors="pt")).last_hidden_state.shape  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import *  # noqa: F401,F403  (cheap, and users catch these)
+
+__version__ = "0.1.0"
+
+_LAZY: dict[str, str] = {
+    "AutoConfig": "auto",
+    "AutoModel": "auto",
+    "AutoModelForCausalLM": "auto",
+    "AutoModelForMaskedLM": "auto",
+    "AutoModelForSequenceClassification": "auto",
+    "AutoModelForTokenClassification": "auto",
+    "AutoModelForQuestionAnswering": "auto",
+    "AutoTokenizer": "tokenization",
+    "Tokenizer": "tokenization",
+    "PreTrainedTokenizerFast": "tokenization",
+    "BatchEncoding": "tokenization",
+    "PretrainedConfig": "config",
+    "PreTrainedModel": "modeling",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pretrained' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .auto import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM,
+                       AutoModelForQuestionAnswering, AutoModelForSequenceClassification,
+                       AutoModelForTokenClassification)
+    from .config import PretrainedConfig
+    from .modeling import PreTrainedModel
+    from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizerFast, Tokenizer

@@ -1,0 +1,194 @@
+"""Auto classes: pick the config and model class from ``config.json``'s ``model_type``.
+
+The registry maps a ``model_type`` to the module that implements it; modules are imported only
+when a model of that type is loaded, so ``import pretrained`` stays cheap. Each model module
+exposes ``MODEL_CLASSES`` (head name -> class) and one ``PretrainedConfig`` subclass.
+
+Example::
+
+    >>> from pretrained import AutoConfig, AutoModelForCausalLM        # doctest: +SKIP
+    >>> model = AutoModelForCausalLM.from_pretrained("path/to/gpt2")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from types import ModuleType
+from typing import Any, ClassVar
+
+from .config import PretrainedConfig, read_config_dict
+from .errors import InvalidInputError, RemoteCodeError, UnknownModelTypeError
+
+# model_type -> module under pretrained.models
+MODEL_TYPES: dict[str, str] = {
+    "bert": "bert",
+    "gpt2": "gpt2",
+}
+
+_HUB_KW = ("revision", "cache_dir", "local_files_only", "token")
+
+
+def supported_model_types() -> list[str]:
+    return sorted(MODEL_TYPES)
+
+
+def model_module(model_type: str) -> ModuleType:
+    """The module implementing ``model_type`` (imported on first use)."""
+    name = MODEL_TYPES.get(model_type)
+    if name is None:
+        raise UnknownModelTypeError(
+            f"model_type {model_type!r} is not supported by pretrained; supported types: "
+            f"{', '.join(supported_model_types())}"
+        )
+    return importlib.import_module(f".models.{name}", __package__)
+
+
+def config_class(model_type: str) -> type[PretrainedConfig]:
+    module = model_module(model_type)
+    for obj in vars(module).values():
+        if isinstance(obj, type) and issubclass(obj, PretrainedConfig) and obj.model_type == model_type:
+            return obj
+    raise UnknownModelTypeError(f"{module.__name__} defines no config for {model_type!r}")
+
+
+def _model_type_of(data: dict[str, Any], source: str) -> str:
+    model_type = data.get("model_type")
+    if isinstance(model_type, str) and model_type in MODEL_TYPES:
+        return model_type
+    if "auto_map" in data:
+        raise RemoteCodeError(
+            f"{source!r} needs custom code from its repository (config.json has 'auto_map'"
+            f"{', model_type ' + repr(model_type) if model_type else ''}); pretrained never "
+            f"executes remote code. Supported model types: {', '.join(supported_model_types())}"
+        )
+    if model_type is None:
+        for arch in data.get("architectures") or []:
+            for mt in MODEL_TYPES:
+                if any(c.__name__ == arch for c in model_module(mt).MODEL_CLASSES.values()):
+                    return mt
+        raise UnknownModelTypeError(
+            f"{source!r}: config.json has no 'model_type' (and no known 'architectures'); add "
+            f"\"model_type\": one of {', '.join(supported_model_types())}"
+        )
+    raise UnknownModelTypeError(
+        f"{source!r} has model_type {model_type!r}, which pretrained does not support; supported "
+        f"types: {', '.join(supported_model_types())}"
+    )
+
+
+class AutoConfig:
+    """Reads ``config.json`` into the right config class.
+
+    Example::
+
+        >>> from pretrained import AutoConfig
+        >>> AutoConfig.for_model("bert", hidden_size=64, num_attention_heads=4).hidden_size
+        64
+    """
+
+    def __init__(self) -> None:
+        raise TypeError("use AutoConfig.from_pretrained(...) or AutoConfig.for_model(...)")
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, trust_remote_code: bool = False,
+                        **kwargs: Any) -> PretrainedConfig:
+        _refuse_remote_code(trust_remote_code)
+        hub_kw = {k: kwargs.pop(k) for k in _HUB_KW if k in kwargs}
+        data = read_config_dict(name_or_path, **hub_kw)
+        config = config_class(_model_type_of(data, str(name_or_path))).from_dict(data, **kwargs)
+        config.name_or_path = str(name_or_path)
+        return config
+
+    @classmethod
+    def for_model(cls, model_type: str, **kwargs: Any) -> PretrainedConfig:
+        return config_class(model_type)(**kwargs)
+
+
+def _refuse_remote_code(trust_remote_code: bool) -> None:
+    if trust_remote_code:
+        raise RemoteCodeError(
+            "trust_remote_code=True is not supported: pretrained never runs code from a model "
+            "repository. Use a model whose architecture pretrained implements."
+        )
+
+
+def _load_kwargs() -> set[str]:
+    from .modeling import PreTrainedModel
+
+    return set(inspect.signature(PreTrainedModel.from_pretrained).parameters) - {"cls", "name_or_path"}
+
+
+class _AutoModel:
+    head: ClassVar[str] = "model"
+
+    def __init__(self) -> None:
+        raise TypeError(f"use {type(self).__name__}.from_pretrained(...) or .from_config(...)")
+
+    @classmethod
+    def _model_class(cls, model_type: str):
+        classes = model_module(model_type).MODEL_CLASSES
+        if cls.head not in classes:
+            having = [name for name, c in _HEADS.items() if c.head in classes]
+            raise InvalidInputError(
+                f"model_type {model_type!r} has no {cls.head} head in pretrained, so "
+                f"{cls.__name__} cannot load it; it can be loaded with: {', '.join(having)}"
+            )
+        return classes[cls.head]
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any):
+        """Load the checkpoint with the class its ``model_type`` and this head call for.
+        Keyword arguments are those of ``PreTrainedModel.from_pretrained``; any others
+        override config fields (``num_labels=3``)."""
+        _refuse_remote_code(kwargs.pop("trust_remote_code", False))
+        config = kwargs.pop("config", None)
+        load_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in _load_kwargs()}
+        if config is None:
+            hub_kw = {k: load_kw[k] for k in _HUB_KW if k in load_kw}
+            data = read_config_dict(name_or_path, **hub_kw)
+            model_type = _model_type_of(data, str(name_or_path))
+            config = config_class(model_type).from_dict(data, **kwargs)
+            config.name_or_path = str(name_or_path)
+        else:
+            for key, value in kwargs.items():
+                setattr(config, key, value)
+        model_class = cls._model_class(config.model_type)
+        return model_class.from_pretrained(name_or_path, config=config, **load_kw)
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig, *, torch_dtype: Any = None):
+        """A randomly initialised model of the right class for ``config``."""
+        return cls._model_class(config.model_type).from_config(config, torch_dtype=torch_dtype)
+
+
+class AutoModel(_AutoModel):
+    """The bare backbone (``last_hidden_state``)."""
+
+    head = "model"
+
+
+class AutoModelForCausalLM(_AutoModel):
+    head = "causal-lm"
+
+
+class AutoModelForMaskedLM(_AutoModel):
+    head = "masked-lm"
+
+
+class AutoModelForSequenceClassification(_AutoModel):
+    head = "sequence-classification"
+
+
+class AutoModelForTokenClassification(_AutoModel):
+    head = "token-classification"
+
+
+class AutoModelForQuestionAnswering(_AutoModel):
+    head = "question-answering"
+
+
+_HEADS = {c.__name__: c for c in (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM,
+                                  AutoModelForSequenceClassification,
+                                  AutoModelForTokenClassification, AutoModelForQuestionAnswering)}

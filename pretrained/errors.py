@@ -1,0 +1,91 @@
+"""One exception family for the whole library.
+
+Every error subclasses :class:`PretrainedError` *and* the builtin a caller would naturally
+catch (``ValueError``, ``OSError``, ``FileNotFoundError``, ``ImportError``), so existing
+``except`` clauses keep working. Messages name the file, key or argument and say what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PretrainedError",
+    "ModelNotFoundError",
+    "ConfigError",
+    "UnknownModelTypeError",
+    "RemoteCodeError",
+    "CheckpointError",
+    "CheckpointCorruptError",
+    "ShapeMismatchError",
+    "UnsafeCheckpointError",
+    "TokenizerError",
+    "TokenizerNotFoundError",
+    "TokenizerLoadError",
+    "TemplateError",
+    "InvalidInputError",
+    "MissingDependencyError",
+]
+
+
+class PretrainedError(Exception):
+    """Base class of every error raised on purpose by `pretrained`."""
+
+
+# --- finding things -------------------------------------------------------------------------
+class ModelNotFoundError(PretrainedError, FileNotFoundError):
+    """A model id or path is neither a local folder, nor in the cache, nor reachable."""
+
+
+# --- configs ----------------------------------------------------------------------------------
+class ConfigError(PretrainedError, ValueError):
+    """config.json is unreadable, or a field has a wrong type or an impossible value."""
+
+
+class UnknownModelTypeError(ConfigError):
+    """The config's ``model_type`` is not one this library implements."""
+
+
+class RemoteCodeError(PretrainedError, ValueError):
+    """The checkpoint needs code from the hub (``auto_map``); we never execute remote code."""
+
+
+# --- weights ----------------------------------------------------------------------------------
+class CheckpointError(PretrainedError, OSError):
+    """A weights file is missing, unreadable or does not fit the model."""
+
+
+class CheckpointCorruptError(CheckpointError):
+    """A weights file is truncated or malformed."""
+
+
+class ShapeMismatchError(CheckpointError, ValueError):
+    """A tensor in the checkpoint has a different shape than the model expects."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A pickle checkpoint holds something other than tensors, or pickles were not allowed."""
+
+
+# --- tokenizers -------------------------------------------------------------------------------
+class TokenizerError(PretrainedError, ValueError):
+    """Base of tokenizer problems."""
+
+
+class TokenizerNotFoundError(TokenizerError, FileNotFoundError):
+    """No tokenizer file (tokenizer.json, vocab.txt, vocab.json+merges.txt) was found."""
+
+
+class TokenizerLoadError(TokenizerError):
+    """A tokenizer file exists but cannot be loaded."""
+
+
+class TemplateError(TokenizerError):
+    """A chat template failed to render, or tried something the sandbox forbids."""
+
+
+# --- use --------------------------------------------------------------------------------------
+class InvalidInputError(PretrainedError, ValueError):
+    """An argument or input is invalid; the message says which and what is allowed."""
+
+
+class MissingDependencyError(PretrainedError, ImportError):
+    """An optional dependency is needed for this feature; the message names the extra."""

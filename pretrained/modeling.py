@@ -1,0 +1,411 @@
+"""PreTrainedModel: from_pretrained / save_pretrained / from_config for every architecture.
+
+The path a checkpoint takes: resolve files (hub.py) -> read config (config.py) -> build the module
+on the meta device (no memory) -> tie weights -> stream tensors into place (loading.py) ->
+initialise what the checkpoint lacked -> eval mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .config import PretrainedConfig, read_config_dict
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    InvalidInputError,
+    RemoteCodeError,
+)
+from .layers import init_normal_
+from .loading import (
+    PT_WEIGHTS,
+    SAFE_INDEX,
+    SAFE_WEIGHTS,
+    PT_INDEX,
+    LoadReport,
+    load_checkpoint_into,
+    materialize_missing,
+    open_checkpoint,
+    _slots,
+)
+
+logger = logging.getLogger("pretrained")
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+           "float64": torch.float64, "fp32": torch.float32, "fp16": torch.float16,
+           "bf16": torch.bfloat16, "half": torch.float16, "float": torch.float32}
+
+
+def resolve_dtype(value: Any) -> torch.dtype | str | None:
+    """``torch_dtype`` argument -> torch.dtype, "auto" or None, with a clear error."""
+    if value is None or value == "auto" or isinstance(value, torch.dtype):
+        return value
+    if isinstance(value, str) and value.replace("torch.", "") in _DTYPES:
+        return _DTYPES[value.replace("torch.", "")]
+    raise InvalidInputError(
+        f"torch_dtype={value!r} is not supported; use 'auto', torch.float32, torch.bfloat16 "
+        "or torch.float16"
+    )
+
+
+def resolve_device(device_map: Any) -> torch.device:
+    """``device_map`` -> the one device the whole model goes to."""
+    if device_map is None:
+        return torch.device("cpu")
+    if isinstance(device_map, dict):
+        devices = set(device_map.values())
+        if set(device_map) != {""} or len(devices) != 1:
+            raise InvalidInputError(
+                f"device_map={device_map!r}: per-module placement is not supported yet; pass "
+                "'auto', 'cpu', 'cuda:0' or {'': device}"
+            )
+        device_map = devices.pop()
+    if device_map == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device_map if not isinstance(device_map, int) else f"cuda:{device_map}")
+    except (RuntimeError, TypeError):
+        raise InvalidInputError(
+            f"device_map={device_map!r} is not a device; use 'auto', 'cpu' or 'cuda:0'"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device_map={device_map!r}: CUDA is not available on this "
+                                "machine; use 'cpu' or 'auto'")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise InvalidInputError(f"device_map={device_map!r}: this machine has "
+                                f"{torch.cuda.device_count()} CUDA device(s)")
+    if device.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise InvalidInputError(f"device_map={device_map!r}: unsupported device type")
+    return device
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class PreTrainedModel(nn.Module):
+    """Base of every model. Subclasses set ``config_class`` and ``base_model_prefix``.
+
+    ``tied_weights`` maps a parameter name to the one it shares storage with when
+    ``config.tie_word_embeddings`` is true; ``ignore_unexpected`` lists regexes of checkpoint
+    keys that are expected to be unused (old buffers).
+    """
+
+    config_class: ClassVar[type[PretrainedConfig]] = PretrainedConfig
+    base_model_prefix: ClassVar[str] = ""
+    tied_weights: ClassVar[dict[str, str]] = {}
+    ignore_unexpected: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: PretrainedConfig) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise ConfigError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, got "
+                f"{type(config).__name__}"
+            )
+        self.config = config
+
+    # --- small helpers ----------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(p for p in self.parameters() if p.is_floating_point()).dtype
+
+    def num_parameters(self, only_trainable: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        base = getattr(self, self.base_model_prefix, None)
+        if isinstance(base, PreTrainedModel):
+            return base.get_input_embeddings()
+        raise NotImplementedError(f"{type(self).__name__} has no input embeddings")
+
+    def check_input_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) long ids within the vocabulary, or a clear error."""
+        if not isinstance(input_ids, torch.Tensor):
+            raise InvalidInputError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}; "
+                                    "tokenize with return_tensors='pt'")
+        if input_ids.dim() == 1:
+            input_ids = input_ids.unsqueeze(0)
+        if input_ids.dim() != 2 or input_ids.shape[1] == 0:
+            raise InvalidInputError(f"input_ids must have shape (batch, length>0), got "
+                                    f"{tuple(input_ids.shape)}; the input is empty")
+        if input_ids.is_floating_point():
+            raise InvalidInputError("input_ids must be integer token ids, got floats")
+        vocab = getattr(self.config, "vocab_size", None)
+        lo, hi = int(input_ids.min()), int(input_ids.max())
+        if lo < 0 or (vocab is not None and hi >= vocab):
+            bad = lo if lo < 0 else hi
+            raise InvalidInputError(f"input_ids holds token id {bad}, outside this model's "
+                                    f"vocabulary [0, {vocab}); was it made by another tokenizer?")
+        return input_ids
+
+    def tie_weights(self) -> None:
+        """Share storage between tied parameters (output projection <-> input embeddings)."""
+        if not getattr(self.config, "tie_word_embeddings", True):
+            return
+        for target, source in self.tied_weights.items():
+            owner_name, _, attr = target.rpartition(".")
+            src = self.get_parameter(source)
+            setattr(self.get_submodule(owner_name), attr, src)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        init_normal_(module, getattr(self.config, "initializer_range", 0.02))
+
+    def init_weights(self) -> None:
+        """Initialise every weight as the reference does for a fresh model."""
+        self.apply(self._init_weights)
+        self.tie_weights()
+
+    # --- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: PretrainedConfig, *, torch_dtype: Any = None) -> "PreTrainedModel":
+        """A randomly initialised model with this config."""
+        dtype = resolve_dtype(torch_dtype)
+        model = cls(config)
+        model.init_weights()
+        if isinstance(dtype, torch.dtype):
+            model.to(dtype)
+        return model
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        config: PretrainedConfig | None = None,
+        torch_dtype: Any = None,
+        dtype: Any = None,
+        device_map: Any = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        trust_remote_code: bool = False,
+        use_safetensors: bool | None = None,
+        strict: bool = False,
+        ignore_mismatched_sizes: bool = False,
+        output_loading_info: bool = False,
+        **config_overrides: Any,
+    ):
+        """Load a model from a local folder or hub id in HF format.
+
+        ``torch_dtype`` (or ``dtype``): "auto" (the default, as the reference: the dtype the
+        checkpoint was saved in), torch.float32, torch.bfloat16 or torch.float16.
+        Extra keyword arguments override config fields (``num_labels=3``).
+
+        Example::
+
+            >>> from pretrained import AutoModel                        # doctest: +SKIP
+            >>> model = AutoModel.from_pretrained("path/to/bert")       # doctest: +SKIP
+        """
+        if trust_remote_code:
+            raise RemoteCodeError(
+                "trust_remote_code=True is not supported: pretrained never runs code from a "
+                "model repository. Use a model whose architecture pretrained implements."
+            )
+        from .hub import resolve
+
+        files = resolve(name_or_path, revision=revision, cache_dir=cache_dir,
+                        local_files_only=local_files_only, token=token)
+        if config is None:
+            data = read_config_dict(name_or_path, revision=revision, cache_dir=cache_dir,
+                                    local_files_only=local_files_only, token=token)
+            config = cls.config_class.from_dict(data, **config_overrides)
+            config.name_or_path = str(name_or_path)
+        elif config_overrides:
+            raise InvalidInputError(
+                f"got both config= and config fields {sorted(config_overrides)}; set them on the "
+                "config object instead"
+            )
+        device = resolve_device(device_map)
+        ckpt = open_checkpoint(files, use_safetensors=use_safetensors)
+        try:
+            want = resolve_dtype(dtype if dtype is not None else torch_dtype)
+            if want is None or want == "auto":
+                want = resolve_dtype(config.dtype) if config.dtype not in (None, "auto") else None
+                want = want or ckpt.first_float_dtype() or torch.float32
+            with torch.device("meta"):
+                model = cls(config)
+            model.tie_weights()
+            if device.type == "cpu":
+                cls._check_fits(model, want)
+            report = load_checkpoint_into(
+                model, ckpt, dtype=want, device=device, prefix=cls.base_model_prefix,
+                ignore_unexpected=cls.ignore_unexpected,
+                ignore_mismatched_sizes=ignore_mismatched_sizes,
+            )
+        finally:
+            ckpt.close()
+        model._finish_loading(report, want, device, strict, files.name)
+        config.dtype = str(want).replace("torch.", "")
+        model.eval()
+        if output_loading_info:
+            return model, report.as_dict()
+        return model
+
+    @staticmethod
+    def _check_fits(model: nn.Module, dtype: torch.dtype) -> None:
+        need = sum(t.numel() for t in model.parameters()) * torch.tensor([], dtype=dtype).element_size()
+        have = _available_memory()
+        if have is not None and need > have:
+            raise ConfigError(
+                f"this config describes a model of {need / 2**30:.1f} GiB in {dtype}, but only "
+                f"{have / 2**30:.1f} GiB of memory is available; check the sizes in config.json "
+                "or load in a smaller dtype"
+            )
+
+    def _finish_loading(self, report: LoadReport, dtype: torch.dtype, device: torch.device,
+                        strict: bool, name: str) -> None:
+        tied = set(self.tied_weights) if getattr(self.config, "tie_word_embeddings", True) else set()
+        report.missing_keys = [k for k in report.missing_keys if k not in tied]
+        if strict and (report.missing_keys or report.unexpected_keys):
+            raise CheckpointError(
+                f"{name!r} does not match {type(self).__name__} exactly (strict=True): missing "
+                f"{report.missing_keys}, unexpected {report.unexpected_keys}"
+            )
+        if report.missing_keys:
+            # Initialise the modules that own missing weights, keeping what was loaded there.
+            loaded = {n: t for n, t in self.state_dict(keep_vars=True).items() if t.device.type != "meta"}
+            materialize_missing(self, device, dtype)
+            owners = {k.rpartition(".")[0] for k in report.missing_keys}
+            with torch.no_grad():
+                for owner in owners:
+                    module = self.get_submodule(owner)
+                    self._init_weights(module)
+                    for pname, t in module.named_parameters(prefix=owner, recurse=False):
+                        if pname in loaded:
+                            t.copy_(loaded[pname])
+            logger.warning(
+                "Some weights of %s were not in the checkpoint %r and are newly initialised: %s. "
+                "Train the model before using it for predictions.",
+                type(self).__name__, name, report.missing_keys,
+            )
+        if report.unexpected_keys:
+            logger.warning("Some weights of the checkpoint %r were not used by %s: %s",
+                           name, type(self).__name__, report.unexpected_keys)
+        if report.mismatched_keys:
+            logger.warning("Some weights of %s were re-initialised because their shapes differ "
+                           "from the checkpoint: %s", type(self).__name__, report.mismatched_keys)
+        still_meta = [n for n, t in self.state_dict(keep_vars=True).items() if t.device.type == "meta"]
+        if still_meta:  # never let a forward run on meta tensors
+            raise CheckpointError(f"weights left unloaded in {type(self).__name__}: {still_meta}")
+
+    # --- saving -----------------------------------------------------------------------------
+    def _unique_state_dict(self) -> dict[str, torch.Tensor]:
+        """One entry per distinct tensor under its first name (tied copies dropped), contiguous."""
+        every = self.state_dict(keep_vars=True)
+        return {n[0]: every[n[0]].detach().contiguous() for n in _slots(self) if n[0] in every}
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        safe_serialization: bool = True,
+        max_shard_size: int | str = "5GB",
+    ) -> Path:
+        """Write config.json and the weights (safetensors by default, sharded above
+        ``max_shard_size``) so that this library and the reference both read them back.
+
+        Files are written to a temporary folder first and moved into place one by one, so a
+        failure part-way leaves the previous save intact.
+        """
+        target = Path(save_directory)
+        target.mkdir(parents=True, exist_ok=True)
+        config = self.config
+        config.architectures = [type(self).__name__]
+        config.dtype = str(self.dtype).replace("torch.", "")
+        state = self._unique_state_dict()
+        shards = _shard(state, _parse_size(max_shard_size))
+        with tempfile.TemporaryDirectory(dir=target, prefix=".tmp-save-") as tmp:
+            tmp_dir = Path(tmp)
+            config.save_pretrained(tmp_dir)
+            names = _write_weights(tmp_dir, shards, safe_serialization)
+            # Remove weight files of an earlier save that this one does not overwrite.
+            stale = [p for p in target.iterdir() if p.is_file() and _is_weight_file(p.name)
+                     and p.name not in names]
+            for name in ["config.json", *names]:
+                os.replace(tmp_dir / name, target / name)
+            for p in stale:
+                p.unlink()
+        return target
+
+
+def _is_weight_file(name: str) -> bool:
+    return name in (SAFE_WEIGHTS, SAFE_INDEX, PT_WEIGHTS, PT_INDEX) or (
+        name.startswith(("model-", "pytorch_model-")) and name.endswith((".safetensors", ".bin"))
+    )
+
+
+def _parse_size(size: int | str) -> int:
+    if isinstance(size, int):
+        return size
+    s = size.strip().upper()
+    for unit, mult in (("GIB", 2**30), ("MIB", 2**20), ("KIB", 2**10), ("GB", 10**9),
+                       ("MB", 10**6), ("KB", 10**3), ("B", 1)):
+        if s.endswith(unit):
+            return int(float(s[: -len(unit)]) * mult)
+    raise InvalidInputError(f"max_shard_size={size!r}: use an int of bytes or e.g. '5GB'")
+
+
+def _shard(state: dict[str, torch.Tensor], limit: int) -> list[dict[str, torch.Tensor]]:
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for k, t in state.items():
+        n = t.numel() * t.element_size()
+        if shards[-1] and size + n > limit:
+            shards.append({})
+            size = 0
+        shards[-1][k] = t
+        size += n
+    return shards
+
+
+def _write_weights(folder: Path, shards: list[dict[str, torch.Tensor]], safe: bool) -> list[str]:
+    import json
+
+    single, index, ext, base = (SAFE_WEIGHTS, SAFE_INDEX, "safetensors", "model") if safe else (
+        PT_WEIGHTS, PT_INDEX, "bin", "pytorch_model")
+
+    def write(tensors: dict[str, torch.Tensor], path: Path) -> None:
+        if safe:
+            from safetensors.torch import save_file
+
+            save_file(tensors, str(path), metadata={"format": "pt"})
+        else:
+            torch.save(tensors, str(path))
+
+    if len(shards) == 1:
+        write(shards[0], folder / single)
+        return [single]
+    names, weight_map, total = [], {}, 0
+    for i, shard in enumerate(shards, 1):
+        name = f"{base}-{i:05d}-of-{len(shards):05d}.{ext}"
+        write(shard, folder / name)
+        names.append(name)
+        for k, t in shard.items():
+            weight_map[k] = name
+            total += t.numel() * t.element_size()
+    (folder / index).write_text(json.dumps(
+        {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n")
+    return [*names, index]
+
+
+__all__ = ["PreTrainedModel", "resolve_dtype", "resolve_device"]

@@ -1,0 +1,1 @@
+"""One file per architecture; see pretrained.auto.MODEL_TYPES."""

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create .venv (Python 3.10+) and install pretrained into it.
+#   ./setup.sh          runtime only
+#   ./setup.sh --dev    plus the test tools
+# torch comes first, pinned to the local CPU wheel 2.13.0 when no torch is present, so pip never
+# resolves the package's torch range to a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+python -c "import torch" 2>/dev/null || python -m pip install -q torch==2.13.0
+if [ "${1:-}" = "--dev" ]; then
+  python -m pip install -q -e ".[dev]"
+else
+  python -m pip install -q -e .
+fi
