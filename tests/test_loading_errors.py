@@ -1,0 +1,330 @@
+"""Bad checkpoints and configs: each gives one clear error naming the file or key, never a deep
+stack trace and never a half-loaded model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+
+import pretrained
+from pretrained import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    CheckpointCorruptError,
+    CheckpointError,
+    ConfigError,
+    InvalidInputError,
+    ModelNotFoundError,
+    RemoteCodeError,
+    ShapeMismatchError,
+    UnknownModelTypeError,
+    UnsafeCheckpointError,
+)
+
+FIX = Path(__file__).parent / "fixtures" / "models"
+
+
+@pytest.fixture
+def bert(tmp_path) -> Path:
+    dst = tmp_path / "bert"
+    shutil.copytree(FIX / "bert-tiny", dst)
+    return dst
+
+
+def _config(folder: Path) -> dict:
+    return json.loads((folder / "config.json").read_text())
+
+
+def _write_config(folder: Path, data) -> None:
+    (folder / "config.json").write_text(json.dumps(data))
+
+
+# --- weights files ----------------------------------------------------------------------------
+@pytest.mark.parametrize("keep", ["half", 8, 7, 0])
+def test_truncated_safetensors(bert, keep):
+    path = bert / "model.safetensors"
+    data = path.read_bytes()
+    n = len(data) // 2 if keep == "half" else keep
+    path.write_bytes(data[:n])
+    with pytest.raises(CheckpointCorruptError, match="model.safetensors") as e:
+        AutoModel.from_pretrained(bert)
+    assert "truncated or corrupt" in str(e.value)
+    assert isinstance(e.value, OSError)
+
+
+@pytest.mark.parametrize("header", [b"not json at all!", b"[1, 2, 3]", b'{"w": {"dtype": "Q99", '
+                                    b'"shape": [1], "data_offsets": [0, 4]}}'])
+def test_malformed_safetensors_header(bert, header):
+    (bert / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 4)
+    with pytest.raises(CheckpointCorruptError, match="model.safetensors"):
+        AutoModel.from_pretrained(bert)
+
+
+def test_huge_header_length(bert):
+    (bert / "model.safetensors").write_bytes(struct.pack("<Q", 2**62) + b"{}")
+    with pytest.raises(CheckpointCorruptError):
+        AutoModel.from_pretrained(bert)
+
+
+def test_missing_weights_file(bert):
+    (bert / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="no weights file: looked for model.safetensors"):
+        AutoModel.from_pretrained(bert)
+
+
+def test_shape_mismatch_names_key_and_shapes(bert):
+    cfg = _config(bert)
+    cfg["intermediate_size"] = 40  # the checkpoint has 37
+    _write_config(bert, cfg)
+    with pytest.raises(ShapeMismatchError) as e:
+        AutoModel.from_pretrained(bert)
+    msg = str(e.value)
+    assert "intermediate.dense.weight" in msg and "[37, 32]" in msg and "[40, 32]" in msg
+    assert "ignore_mismatched_sizes" in msg
+
+
+def test_ignore_mismatched_sizes_reinitialises_and_reports(bert):
+    cfg = _config(bert)
+    cfg["intermediate_size"] = 40
+    _write_config(bert, cfg)
+    model, info = AutoModel.from_pretrained(bert, ignore_mismatched_sizes=True,
+                                            output_loading_info=True)
+    assert model.encoder.layer[0].intermediate.dense.weight.shape == (40, 32)
+    assert any(k.endswith("intermediate.dense.weight") for k, *_ in info["mismatched_keys"])
+
+
+def test_strict_raises_on_missing_keys(tmp_path):
+    with pytest.raises(CheckpointError, match="strict=True"):
+        pretrained.AutoModelForSequenceClassification.from_pretrained(
+            FIX / "bert-tiny", strict=True)
+
+
+def test_pickle_with_code_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    folder = tmp_path / "evil"
+    shutil.copytree(FIX / "gpt2-tiny-base", folder)
+    torch.save({"wte.weight": Evil()}, folder / "pytorch_model.bin")
+    with pytest.raises(UnsafeCheckpointError, match="pytorch_model.bin"):
+        AutoModel.from_pretrained(folder)
+    assert not marker.exists()
+
+
+def test_pickle_with_non_tensor_payload_is_refused(tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(FIX / "gpt2-tiny-base", folder)
+    torch.save(["just", "a", "list"], folder / "pytorch_model.bin")
+    with pytest.raises(UnsafeCheckpointError, match="not a model state dict"):
+        AutoModel.from_pretrained(folder)
+
+
+def test_truncated_pickle(tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(FIX / "gpt2-tiny-base", folder)
+    p = folder / "pytorch_model.bin"
+    p.write_bytes(p.read_bytes()[:1000])
+    with pytest.raises(CheckpointCorruptError, match="pytorch_model.bin"):
+        AutoModel.from_pretrained(folder)
+
+
+def test_use_safetensors_excludes_pickles(tmp_path):
+    with pytest.raises(CheckpointError, match="use_safetensors=True"):
+        AutoModel.from_pretrained(FIX / "gpt2-tiny-base", use_safetensors=True)
+
+
+def _sharded(tmp_path) -> Path:
+    dst = tmp_path / "sharded"
+    shutil.copytree(FIX / "bert-small", dst)
+    return dst
+
+
+def test_shard_index_names_missing_shard(tmp_path):
+    folder = _sharded(tmp_path)
+    (folder / "model-00002-of-00005.safetensors").unlink()
+    with pytest.raises(CheckpointCorruptError, match="model-00002-of-00005.safetensors"):
+        AutoModel.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("shard", ["../../etc/passwd", "/etc/passwd"])
+def test_shard_path_traversal_refused(tmp_path, shard):
+    folder = _sharded(tmp_path)
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    first = next(iter(index["weight_map"]))
+    index["weight_map"][first] = shard
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointCorruptError, match="refusing shard name"):
+        AutoModel.from_pretrained(folder)
+
+
+def test_shard_index_key_not_in_its_shard(tmp_path):
+    folder = _sharded(tmp_path)
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    key = next(k for k, v in index["weight_map"].items() if v != "model-00001-of-00005.safetensors")
+    index["weight_map"][key] = "model-00001-of-00005.safetensors"
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointCorruptError, match=key):
+        AutoModel.from_pretrained(folder)
+
+
+def test_legacy_gamma_beta_names_load(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "legacy"
+    shutil.copytree(FIX / "bert-tiny", folder)
+    sd = load_file(str(folder / "model.safetensors"))
+    renamed = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+               for k, v in sd.items()}
+    assert renamed != sd
+    save_file(renamed, str(folder / "model.safetensors"))
+    model, info = AutoModel.from_pretrained(folder, output_loading_info=True)
+    assert info["missing_keys"] == [] and info["unexpected_keys"] == []
+    assert torch.equal(model.embeddings.LayerNorm.weight, sd["embeddings.LayerNorm.weight"])
+
+
+def test_save_failure_keeps_previous_save(tmp_path, monkeypatch):
+    model = AutoModel.from_pretrained(FIX / "bert-tiny")
+    model.save_pretrained(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    import safetensors.torch
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", boom)
+    with pytest.raises(OSError, match="disk full"):
+        model.save_pretrained(tmp_path)
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert after == before  # nothing replaced, no temp folder left behind
+
+
+# --- configs ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("text,needle", [("{not json", "not valid JSON (line 1:2"),
+                                         ("", "empty"), ("[1, 2]", "expected a JSON object")])
+def test_bad_config_json(bert, text, needle):
+    (bert / "config.json").write_text(text)
+    with pytest.raises(ConfigError, match="config.json") as e:
+        AutoModel.from_pretrained(bert)
+    assert needle in str(e.value)
+
+
+def test_unknown_model_type_lists_supported(bert):
+    cfg = _config(bert)
+    cfg["model_type"] = "flux-capacitor"
+    _write_config(bert, cfg)
+    with pytest.raises(UnknownModelTypeError) as e:
+        AutoModel.from_pretrained(bert)
+    assert "'flux-capacitor'" in str(e.value) and "bert" in str(e.value) and "gpt2" in str(e.value)
+
+
+def test_missing_model_type_falls_back_to_architectures(bert):
+    cfg = _config(bert)
+    del cfg["model_type"]
+    _write_config(bert, cfg)
+    assert type(AutoConfig.from_pretrained(bert)).__name__ == "BertConfig"
+    cfg.pop("architectures")
+    _write_config(bert, cfg)
+    with pytest.raises(UnknownModelTypeError, match="no 'model_type'"):
+        AutoConfig.from_pretrained(bert)
+
+
+def test_auto_map_needs_remote_code_and_is_refused(bert, tmp_path):
+    marker = tmp_path / "ran"
+    (bert / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n")
+    cfg = _config(bert)
+    cfg["model_type"] = "evil"
+    cfg["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    _write_config(bert, cfg)
+    with pytest.raises(RemoteCodeError, match="never executes remote code"):
+        AutoModel.from_pretrained(bert)
+    with pytest.raises(RemoteCodeError):
+        AutoModel.from_pretrained(bert, trust_remote_code=True)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("key,value", [("hidden_size", "big"), ("hidden_size", None),
+                                       ("hidden_size", 64.5), ("num_hidden_layers", True)])
+def test_wrong_field_types(bert, key, value):
+    cfg = _config(bert)
+    cfg[key] = value
+    _write_config(bert, cfg)
+    with pytest.raises(ConfigError, match=f"BertConfig.{key}: expected int"):
+        AutoConfig.from_pretrained(bert)
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"num_hidden_layers": -2}, "num_hidden_layers must be > 0"),
+    ({"hidden_size": 30}, "not a multiple of num_attention_heads"),
+    ({"vocab_size": 0}, "vocab_size must be > 0"),
+])
+def test_impossible_sizes(bert, changes, needle):
+    cfg = _config(bert)
+    cfg.update(changes)
+    _write_config(bert, cfg)
+    with pytest.raises(ConfigError, match=needle):
+        AutoModel.from_pretrained(bert)
+
+
+def test_absurd_sizes_refused_before_allocating(bert):
+    cfg = _config(bert)
+    cfg["vocab_size"] = 10**10
+    _write_config(bert, cfg)
+    with pytest.raises(ConfigError, match="GiB of memory is available"):
+        AutoModel.from_pretrained(bert)
+
+
+def test_unknown_config_keys_round_trip(bert, tmp_path):
+    cfg = _config(bert)
+    cfg["my_custom_field"] = {"a": [1, 2]}
+    _write_config(bert, cfg)
+    model = AutoModel.from_pretrained(bert)
+    assert model.config.my_custom_field == {"a": [1, 2]}
+    model.save_pretrained(tmp_path / "out")
+    assert _config(tmp_path / "out")["my_custom_field"] == {"a": [1, 2]}
+
+
+def test_not_a_model_folder(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="config.json"):
+        AutoModel.from_pretrained(tmp_path)
+
+
+# --- inputs -----------------------------------------------------------------------------------
+def test_bad_inputs_to_forward():
+    model = AutoModelForCausalLM.from_pretrained(FIX / "gpt2-tiny")
+    with pytest.raises(InvalidInputError, match="empty"):
+        model(torch.zeros(1, 0, dtype=torch.long))
+    with pytest.raises(InvalidInputError, match="token id 128"):
+        model(torch.tensor([[1, 128]]))
+    with pytest.raises(InvalidInputError, match="token id -1"):
+        model(torch.tensor([[1, -1]]))
+    with pytest.raises(InvalidInputError, match="attention_mask has shape"):
+        model(torch.tensor([[1, 2]]), attention_mask=torch.ones(1, 3))
+    with pytest.raises(InvalidInputError, match="at most|context is 64"):
+        model(torch.ones(1, 65, dtype=torch.long))
+
+
+@pytest.mark.parametrize("device_map,needle", [("cuda:7", "CUDA|CUDA device"), ("toaster", "not a device"),
+                                               ({"layer.99": "cpu"}, "per-module")])
+def test_bad_device_map(device_map, needle):
+    with pytest.raises(InvalidInputError, match=needle):
+        AutoModel.from_pretrained(FIX / "bert-tiny", device_map=device_map)
+
+
+def test_bad_dtype():
+    with pytest.raises(InvalidInputError, match="torch_dtype='int8'"):
+        AutoModel.from_pretrained(FIX / "bert-tiny", torch_dtype="int8")
+
+
+def test_wrong_head_for_model_type():
+    with pytest.raises(InvalidInputError, match="no causal-lm head.*AutoModelForMaskedLM"):
+        AutoModelForCausalLM.from_pretrained(FIX / "bert-tiny")
