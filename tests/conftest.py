@@ -1,0 +1,6 @@
+"""Run the tests against the working tree (the package is not installed)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
