@@ -174,6 +174,12 @@ class PreTrainedModel(nn.Module):
         self.apply(self._init_weights)
         self.tie_weights()
 
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """Generate tokens with this model; see :func:`pretrained.generation.generate`."""
+        from .generation import generate
+
+        return generate(self, *args, **kwargs)
+
     # --- construction -----------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: PretrainedConfig, *, torch_dtype: Any = None) -> "PreTrainedModel":

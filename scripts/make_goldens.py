@@ -4,8 +4,11 @@ The only place (with benchmarks/) that imports the reference library, `transform
 development venv that has it:
 
     python -m venv /tmp/ref && /tmp/ref/bin/pip install torch==2.13.0 transformers==5.24.0
-    /tmp/ref/bin/python scripts/make_goldens.py          # models + tokenizers
-    /tmp/ref/bin/python scripts/make_goldens.py models   # models only
+    /tmp/ref/bin/python scripts/make_goldens.py              # everything
+    /tmp/ref/bin/python scripts/make_goldens.py models tokenizers   # some areas
+
+This file makes the BERT/GPT-2 goldens; each other area has scripts/golden_<area>.py, run from
+here (see AREAS).
 
 Writes, under tests/fixtures/:
   models/<name>/           config.json + weights saved by the reference (random weights, real
@@ -200,15 +203,21 @@ def make_models() -> None:
     (FIX / "goldens" / "models.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
+# Areas with their own goldens module in scripts/ (golden_<area>.py, each with main()).
+AREAS = ["tokenizers", "decoders", "generation", "gguf", "encoders", "pipelines", "training"]
+
+
 def main(argv: list[str]) -> None:
-    what = set(argv) or {"models", "tokenizers"}
+    import importlib.util
+
+    what = argv or ["models", *AREAS]
     if "models" in what:
         make_models()
-    if "tokenizers" in what:
-        sys.path.insert(0, str(ROOT / "scripts"))
-        import golden_tokenizers
-
-        golden_tokenizers.main()
+    sys.path.insert(0, str(ROOT / "scripts"))
+    for area in AREAS:
+        if area in what and importlib.util.find_spec(f"golden_{area}") is not None:
+            print(f"--- {area}")
+            importlib.import_module(f"golden_{area}").main()
 
 
 if __name__ == "__main__":
