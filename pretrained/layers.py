@@ -6,6 +6,7 @@ share it.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -203,6 +204,350 @@ def init_normal_(module: nn.Module, std: float) -> None:
             nn.init.zeros_(module.bias)
 
 
+
+# --- decoder blocks: RMSNorm, rotary embeddings, causal masks, grouped-query attention --------
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (Llama family): computed in float32, cast back, then scaled."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+    def extra_repr(self) -> str:
+        return f"{tuple(self.weight.shape)}, eps={self.eps}"
+
+
+ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "llama3")
+_ROPE_REQUIRED = {"linear": ("factor",), "dynamic": ("factor",), "yarn": ("factor",),
+                  "llama3": ("factor", "low_freq_factor", "high_freq_factor")}
+
+
+def standardize_rope_parameters(
+    rope_parameters: dict | None,
+    *,
+    rope_scaling: dict | None = None,
+    rope_theta: float | None = None,
+    partial_rotary_factor: float | None = None,
+    max_position_embeddings: int,
+    default_theta: float = 10000.0,
+    owner: str = "config",
+) -> dict:
+    """One RoPE dict from a config.json of any age.
+
+    Newer files hold ``rope_parameters`` ({"rope_type", "rope_theta", "factor", ...}); older ones
+    hold ``rope_theta`` and ``rope_scaling`` ({"type" or "rope_type", "factor", ...}). As in the
+    reference, ``rope_scaling`` wins over ``rope_parameters`` and loose keys fill what is missing.
+    Raises :class:`ConfigError` for an unsupported type or a missing required key.
+    """
+    source = rope_scaling if rope_scaling else rope_parameters
+    if source is not None and not isinstance(source, dict):
+        raise ConfigError(f"{owner}.rope_parameters must be a JSON object, got {source!r}")
+    params = dict(source or {})
+    params.setdefault("rope_theta", default_theta if rope_theta is None else rope_theta)
+    if partial_rotary_factor is not None:
+        params.setdefault("partial_rotary_factor", partial_rotary_factor)
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    params["rope_type"] = rope_type
+    if rope_type not in ROPE_TYPES:
+        raise ConfigError(f"{owner}: rope type {rope_type!r} is not supported; use one of "
+                          f"{', '.join(ROPE_TYPES)}")
+    if rope_type in ("llama3", "yarn"):
+        params.setdefault("original_max_position_embeddings", max_position_embeddings)
+    missing = [k for k in _ROPE_REQUIRED.get(rope_type, ()) if params.get(k) is None]
+    if missing:
+        raise ConfigError(f"{owner}: rope type {rope_type!r} needs {', '.join(missing)} in "
+                          f"rope_parameters (or rope_scaling); got {params}")
+    if not isinstance(params["rope_theta"], (int, float)) or params["rope_theta"] <= 0:
+        raise ConfigError(f"{owner}: rope_theta must be a positive number, got {params['rope_theta']!r}")
+    return params
+
+
+def rope_frequencies(
+    params: dict, head_dim: int, max_position_embeddings: int, seq_len: int | None = None
+) -> tuple[torch.Tensor, float]:
+    """Inverse frequencies (float32, CPU) and the cos/sin scale for a standardized RoPE dict.
+
+    ``seq_len`` only matters for "dynamic" (NTK) scaling, which stretches the base once the
+    sequence is longer than ``max_position_embeddings``.
+    """
+    with torch.device("cpu"):  # a model built on the meta device still gets real frequencies
+        return _rope_frequencies(params, head_dim, max_position_embeddings, seq_len)
+
+
+def _rope_frequencies(params, head_dim, max_pos, seq_len):
+    base = float(params["rope_theta"])
+    dim = int(head_dim * params.get("partial_rotary_factor", 1.0))
+    exponents = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
+    kind = params["rope_type"]
+    if kind in ("default", "linear"):
+        inv_freq = 1.0 / (base ** exponents)
+        if kind == "linear":  # positions / factor == frequencies / factor
+            inv_freq /= params["factor"]
+        return inv_freq, 1.0
+    if kind == "dynamic":
+        factor = params["factor"]
+        # float32 tensor arithmetic, as the reference does when it rescales during a forward
+        n = torch.tensor(max(seq_len or max_pos, max_pos), dtype=torch.int64)
+        scaled = base * ((factor * n / max_pos) - (factor - 1)) ** (dim / (dim - 2))
+        return 1.0 / (scaled ** exponents), 1.0
+    if kind == "llama3":
+        inv_freq = 1.0 / (base ** exponents)
+        factor, low, high = params["factor"], params["low_freq_factor"], params["high_freq_factor"]
+        old_len = params["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv_freq
+        # long wavelengths are divided by factor, short ones kept, the band between interpolated
+        scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+        smooth = (old_len / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = ~(wavelen < old_len / high) * ~(wavelen > old_len / low)
+        return torch.where(medium, smoothed, scaled), 1.0
+    return _yarn_frequencies(params, base, dim, max_pos)
+
+
+def _yarn_frequencies(params, base, dim, max_pos):
+    factor = params["factor"]
+    old_len = params["original_max_position_embeddings"]
+
+    def mscale(scale: float, m: float = 1.0) -> float:
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    attention_factor = params.get("attention_factor")
+    if attention_factor is None:
+        m, m_all = params.get("mscale"), params.get("mscale_all_dim")
+        attention_factor = (float(mscale(factor, m) / mscale(factor, m_all)) if m and m_all
+                            else mscale(factor))
+    beta_fast = params.get("beta_fast") or 32
+    beta_slow = params.get("beta_slow") or 1
+
+    def correction_dim(rotations: float) -> float:  # the dimension that turns `rotations` times
+        return (dim * math.log(old_len / (rotations * 2 * math.pi))) / (2 * math.log(base))
+
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if params.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    pos_freqs = base ** (torch.arange(0, dim, 2).float() / dim)
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    extrapolation = 1 - ramp
+    inv_freq = (1.0 / (factor * pos_freqs)) * (1 - extrapolation) + (1.0 / pos_freqs) * extrapolation
+    return inv_freq, attention_factor
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin tables for given positions; holds no state_dict entries.
+
+    The frequencies are plain attributes computed on the CPU at construction (so building the
+    model on the meta device is harmless) and copied to the positions' device on first use.
+    "dynamic" scaling updates them as the reference does: it grows them when a sequence
+    exceeds the longest seen so far beyond ``max_position_embeddings``, and resets them when a
+    short sequence follows.
+    """
+
+    def __init__(self, params: dict, head_dim: int, max_position_embeddings: int) -> None:
+        super().__init__()
+        self.params = params
+        self.head_dim = head_dim
+        self.max_position_embeddings = max_position_embeddings
+        self.inv_freq, self.attention_scaling = rope_frequencies(params, head_dim, max_position_embeddings)
+        self._original = self.inv_freq
+        self._longest = max_position_embeddings
+        self.rotary_dim = 2 * self.inv_freq.numel()
+
+    def _dynamic_update(self, position_ids: torch.Tensor) -> None:
+        seq_len = int(position_ids.max()) + 1
+        limit = self.max_position_embeddings
+        if seq_len > self._longest:
+            self.inv_freq, _ = rope_frequencies(self.params, self.head_dim, limit, seq_len)
+            self._longest = seq_len
+        if seq_len < limit < self._longest:
+            self.inv_freq, self._longest = self._original, limit
+
+    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """position_ids (B, T) -> cos, sin of shape (B, T, rotary_dim) in ``dtype``."""
+        if self.params["rope_type"] == "dynamic":
+            self._dynamic_update(position_ids)
+        if self.inv_freq.device != position_ids.device:
+            self.inv_freq = self.inv_freq.to(position_ids.device)
+        freqs = position_ids[..., None].float() * self.inv_freq  # (B, T, rotary_dim / 2)
+        cos, sin = freqs.cos(), freqs.sin()
+        if self.attention_scaling != 1.0:
+            cos, sin = cos * self.attention_scaling, sin * self.attention_scaling
+        return torch.cat((cos, cos), -1).to(dtype), torch.cat((sin, sin), -1).to(dtype)
+
+    def extra_repr(self) -> str:
+        return f"type={self.params['rope_type']}, rotary_dim={self.rotary_dim}"
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, heads, T, head_dim) by cos/sin (B, T, rotary_dim); dimensions past
+    rotary_dim (partial rotary, GPT-NeoX) pass through unchanged."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    rot = cos.shape[-1]
+    if rot == x.shape[-1]:
+        return x * cos + _rotate_half(x) * sin
+    x_rot, x_pass = x[..., :rot], x[..., rot:]
+    return torch.cat((x_rot * cos + _rotate_half(x_rot) * sin, x_pass), dim=-1)
+
+
+def causal_mask(
+    attention_mask: torch.Tensor | None,
+    *,
+    q_len: int,
+    past_len: int | torch.Tensor,
+    kv_len: int,
+    sliding_window: int | None = None,
+    device: torch.device | None = None,
+) -> torch.Tensor | None:
+    """Boolean mask (B or 1, 1, q_len, kv_len), True where a query may attend, for a decoder
+    whose queries sit at positions past_len .. past_len + q_len - 1 of the key/value cache.
+
+    ``attention_mask`` (B, >= past_len + q_len; 1 = real token) may be shorter than
+    ``kv_len`` (a static cache): the rest counts as masked. ``sliding_window`` w keeps the w
+    most recent keys (itself included). Returns None when SDPA needs no mask: a full prefill
+    (its ``is_causal`` path) or a one-token step that may see every key. A tensor
+    ``past_len`` (a static cache's position) always gives a mask and reads no values, so a
+    compiled step does not depend on them.
+    """
+    static = isinstance(past_len, torch.Tensor)
+    padded = attention_mask is not None and (static or not bool(attention_mask.all()))
+    windowed = sliding_window is not None and kv_len > sliding_window
+    if not (static or padded or windowed):
+        if (q_len == 1 and kv_len == past_len + 1) or (past_len == 0 and kv_len == q_len):
+            return None
+    if attention_mask is not None:
+        device = attention_mask.device
+    elif static:
+        device = past_len.device
+    q_pos = (torch.arange(q_len, device=device) + past_len).view(-1, 1)
+    k_pos = torch.arange(kv_len, device=device).view(1, -1)
+    keep = k_pos <= q_pos
+    if windowed:
+        keep = keep & (k_pos > q_pos - sliding_window)
+    keep = keep[None, None]  # (1, 1, q, k)
+    if padded:
+        m = attention_mask.bool()
+        if m.shape[1] < kv_len:
+            m = F.pad(m, (0, kv_len - m.shape[1]))
+        keep = keep & m[:, None, None, :]
+    return keep
+
+
+def grouped_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    *,
+    scale: float | None = None,
+    dropout: float = 0.0,
+) -> torch.Tensor:
+    """Causal attention, q (B, H, T, D) over k/v (B, H_kv, S, D) with H_kv dividing H.
+
+    ``mask`` None means plain causal (T == S) or, for one query, every key. For one query
+    the H / H_kv query heads of each group are laid out as that group's queries, so keys and
+    values are never repeated (the fastest decode step on CPU); otherwise SDPA's
+    ``enable_gqa``.
+    """
+    b, h, t, d = q.shape
+    h_kv = k.shape[1]
+    if t == 1 and h != h_kv and dropout == 0.0:
+        y = F.scaled_dot_product_attention(q.reshape(b, h_kv, h // h_kv, d), k, v,
+                                           attn_mask=mask, scale=scale)
+        return y.reshape(b, h, 1, d)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=mask is None and t > 1,
+        scale=scale, enable_gqa=h != h_kv,
+    )
+
+
+# --- decoder forward helpers (gpt2, llama family, gpt_neox) --------------------------------
+def prepare_decoder_inputs(model: nn.Module, input_ids, inputs_embeds, attention_mask,
+                           position_ids, past_key_values, use_cache):
+    """Checks and defaults every decoder forward needs: the cache to use (a new DynamicCache
+    when ``use_cache``, which defaults to ``config.use_cache`` outside training), the past
+    length, default position ids (past .. past + T - 1) and the attention mask's shape.
+    Returns (cache, past, batch, new tokens, input_ids, position_ids); ``past`` is a 0-d
+    tensor for a StaticCache (see :func:`causal_mask`). Under ``torch.compile`` the checks
+    that read tensor values are skipped.
+    """
+    from .generation.cache import Cache, DynamicCache
+
+    eager = not torch.compiler.is_compiling()
+    if (input_ids is None) == (inputs_embeds is None):
+        raise InvalidInputError("pass exactly one of input_ids and inputs_embeds")
+    if input_ids is not None:
+        if eager:
+            input_ids = model.check_input_ids(input_ids)
+        b, t = input_ids.shape
+        device = input_ids.device
+    else:
+        b, t = inputs_embeds.shape[:2]
+        device = inputs_embeds.device
+    if use_cache is None:
+        use_cache = model.config.use_cache and not model.training
+    if past_key_values is not None and not isinstance(past_key_values, Cache):
+        raise InvalidInputError(
+            f"past_key_values must be a pretrained.generation.cache Cache (DynamicCache or "
+            f"StaticCache), got {type(past_key_values).__name__}"
+        )
+    cache = past_key_values if past_key_values is not None else (DynamicCache() if use_cache else None)
+    past = cache.position() if cache is not None else 0
+    if attention_mask is not None and eager:
+        lo = past + t if isinstance(past, int) else int(past) + t
+        hi = cache.kv_length(t) if cache is not None else t
+        if attention_mask.dim() != 2 or attention_mask.shape[0] != b or not (
+                lo <= attention_mask.shape[1] <= hi):
+            raise InvalidInputError(
+                f"attention_mask has shape {tuple(attention_mask.shape)}; expected ({b}, {lo}) "
+                f"= (batch, cached tokens {lo - t} + new tokens {t}), 1 for real tokens, 0 for "
+                "padding"
+            )
+    if position_ids is None:
+        position_ids = (torch.arange(t, device=device) + past).unsqueeze(0)
+    elif position_ids.shape[-1] != t:
+        raise InvalidInputError(f"position_ids has shape {tuple(position_ids.shape)} but the "
+                                f"input has {t} tokens")
+    return cache, past, b, t, input_ids, position_ids
+
+
+def lm_logits(head: nn.Module, hidden: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
+    """Vocabulary projection of the last ``logits_to_keep`` positions (0: all)."""
+    if logits_to_keep:
+        hidden = hidden[:, -logits_to_keep:]
+    return head(hidden)
+
+
+def last_token_logits(config, logits: torch.Tensor,
+                      input_ids: torch.Tensor | None) -> torch.Tensor:
+    """Sequence-classification pooling: the rightmost non-padding token of each row."""
+    b, t = logits.shape[:2]
+    pad = config.pad_token_id
+    if pad is None and b != 1:
+        raise InvalidInputError(
+            f"{type(config).__name__}.pad_token_id is needed to find the last token of each "
+            "sequence in a batch; set it (e.g. to the eos token id)"
+        )
+    if pad is None or input_ids is None:
+        last = torch.full((b,), t - 1, device=logits.device)
+    else:
+        last = ((input_ids != pad).int() * torch.arange(t, device=logits.device)).argmax(-1)
+    return logits[torch.arange(b, device=logits.device), last]
+
+
 __all__ = [
     "ACTIVATIONS",
     "activation",
@@ -217,4 +562,80 @@ __all__ = [
     "causal_lm_loss",
     "span_loss",
     "init_normal_",
+    "RMSNorm",
+    "ROPE_TYPES",
+    "standardize_rope_parameters",
+    "rope_frequencies",
+    "RotaryEmbedding",
+    "apply_rotary",
+    "causal_mask",
+    "grouped_attention",
+    "prepare_decoder_inputs",
+    "lm_logits",
+    "last_token_logits",
 ]
+
+
+# --- encoder blocks shared by DistilBERT, RoBERTa, XLM-R, ELECTRA, DeBERTa-v2 ---------------------
+def check_max_length(length: int, limit: int) -> None:
+    """Refuse inputs longer than the position table instead of failing deep in an embedding."""
+    if length > limit:
+        raise InvalidInputError(
+            f"input has {length} tokens but this model takes at most {limit}; tokenize with "
+            f"truncation=True, max_length={limit}"
+        )
+
+
+def run_layers(
+    layers: nn.ModuleList,
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    output_hidden_states: bool,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    """``x = layer(x, mask)`` for each layer; also the input and every layer's output when
+    ``output_hidden_states`` (the reference's ``hidden_states``: embeddings first)."""
+    states = [x] if output_hidden_states else None
+    for layer in layers:
+        x = layer(x, mask)
+        if states is not None:
+            states.append(x)
+    return x, tuple(states) if states is not None else None
+
+
+class ClassificationHead(nn.Module):
+    """First token -> dropout -> dense -> activation -> dropout -> out_proj: the sentence head of
+    RoBERTa/XLM-R (tanh) and ELECTRA (gelu). Names are the checkpoints' (``classifier.dense``,
+    ``classifier.out_proj``)."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float, act: str) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(hidden_size, num_labels)
+        self.act = activation(act)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(hidden[:, 0])
+        x = self.dropout(self.act(self.dense(x)))
+        return self.out_proj(x)
+
+
+def check_token_type_ids(token_type_ids: torch.Tensor | None, type_vocab_size: int,
+                         input_shape: tuple[int, int]) -> None:
+    """Segment ids of the input's shape and within the model's ``type_vocab_size``."""
+    if token_type_ids is None:
+        return
+    if tuple(token_type_ids.shape) != tuple(input_shape):
+        raise InvalidInputError(
+            f"token_type_ids has shape {tuple(token_type_ids.shape)} but the input has shape "
+            f"{tuple(input_shape)}; pass the token_type_ids the tokenizer returned with these ids"
+        )
+    lo, hi = int(token_type_ids.min()), int(token_type_ids.max())
+    if lo < 0 or hi >= type_vocab_size:
+        raise InvalidInputError(
+            f"token_type_ids holds segment id {lo if lo < 0 else hi}, but this model has "
+            f"{type_vocab_size} segment type(s) (type_vocab_size); pass token_type_ids=None"
+        )
+
+
+__all__ += ["check_max_length", "check_token_type_ids", "run_layers", "ClassificationHead"]

@@ -334,12 +334,13 @@ def _get(model: nn.Module, name: str) -> torch.Tensor:
 
 
 def materialize_missing(model: nn.Module, device: torch.device, dtype: torch.dtype) -> None:
-    """Give weights the checkpoint lacked real (uninitialised) storage; the caller inits them."""
+    """Give weights the checkpoint lacked real storage (zeros, so a bare bias that no module
+    init covers, such as BERT's ``cls.predictions.bias``, starts at 0); the caller inits them."""
     for names_ in _slots(model):
         t = _get(model, names_[0])
         if t.device.type != "meta":
             continue
-        new = torch.empty(t.shape, device=device,
+        new = torch.zeros(t.shape, device=device,
                           dtype=dtype if t.is_floating_point() else t.dtype)
         value = nn.Parameter(new, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else new
         for n in names_:

@@ -192,3 +192,10 @@ def test_auto_config_reads_typed_fields():
 
 def test_registry_lists_types():
     assert {"bert", "gpt2"} <= set(auto.supported_model_types())
+
+
+def test_masked_lm_from_base_checkpoint_initialises_bare_bias():
+    model, info = pretrained.AutoModelForMaskedLM.from_pretrained(FIX / "models" / "bert-tiny",
+                                                                  output_loading_info=True)
+    assert "cls.predictions.bias" in info["missing_keys"]
+    assert torch.count_nonzero(model.cls.predictions.bias) == 0  # zero, not uninitialised memory

@@ -1,0 +1,235 @@
+"""RoBERTa (``model_type: "roberta"``): BERT's encoder with learned positions counted from
+``pad_token_id + 1`` and a two-layer sentence head on ``<s>``.
+
+The transformer layers are BERT's (same math, same checkpoint names), imported from
+``bert.py``. Position ids come from the input ids, as the reference computes them: real tokens
+get ``pad + 1, pad + 2, ...`` and padding tokens get ``pad``, so a right- or left-padded
+sequence sees the same positions as alone.
+
+Example::
+
+    >>> import torch
+    >>> from pretrained.models.roberta import RobertaConfig, RobertaModel
+    >>> cfg = RobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+    ...                     num_attention_heads=4, intermediate_size=64, max_position_embeddings=40)
+    >>> RobertaModel.from_config(cfg)(torch.tensor([[0, 5, 7, 2]])).last_hidden_state.shape
+    torch.Size([1, 4, 32])
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..layers import (
+    ClassificationHead,
+    attention_mask_4d,
+    check_attention_mask,
+    check_max_length,
+    check_token_type_ids,
+    run_layers,
+    sequence_classification_loss,
+    span_loss,
+    token_loss,
+)
+from ..modeling import PreTrainedModel
+from ..outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    QuestionAnsweringOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from .bert import BertConfig, BertEmbeddings, BertEncoder, BertPooler
+
+
+class RobertaConfig(BertConfig):
+    model_type = "roberta"
+
+    vocab_size: int = 50265
+    pad_token_id: int | None = 1
+    bos_token_id: int | list | None = 0
+    eos_token_id: int | list | None = 2
+
+    def validate(self) -> None:
+        super().validate()
+        self._require(not self.is_decoder and not self.add_cross_attention,
+                      "is_decoder / add_cross_attention (the reference's causal-LM use of "
+                      "RoBERTa) are not supported: pretrained runs it as a bidirectional encoder")
+        self._require(self.pad_token_id is not None and 0 <= self.pad_token_id < self.vocab_size,
+                      f"pad_token_id must be a token id in [0, {self.vocab_size}) (positions are "
+                      f"counted from it), got {self.pad_token_id}")
+        self._require(self.max_position_embeddings > self.pad_token_id + 1,
+                      f"max_position_embeddings {self.max_position_embeddings} leaves no room for "
+                      f"positions, which start at pad_token_id + 1 = {self.pad_token_id + 1}")
+
+
+def position_ids_from_input_ids(input_ids: torch.Tensor, padding_idx: int) -> torch.Tensor:
+    """Real tokens -> padding_idx + 1, + 2, ... (counting real tokens only); padding -> padding_idx."""
+    real = input_ids.ne(padding_idx).int()
+    return (torch.cumsum(real, dim=1).type_as(real) * real).long() + padding_idx
+
+
+# --- blocks -----------------------------------------------------------------------------------
+class RobertaEmbeddings(BertEmbeddings):
+    """BERT's embeddings; the position table's padding row is ``pad_token_id`` (kept at zero
+    by initialisation, as the reference does)."""
+
+    def __init__(self, config: RobertaConfig) -> None:
+        super().__init__(config)
+        self.position_embeddings.padding_idx = config.pad_token_id
+
+
+class RobertaLMHead(nn.Module):
+    """dense -> gelu (exact, whatever ``hidden_act``) -> layer_norm -> decoder (+ bias)."""
+
+    def __init__(self, config: RobertaConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        self.bias = self.decoder.bias  # one tensor: the checkpoint stores it as lm_head.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.layer_norm(F.gelu(self.dense(x))))
+
+
+# --- models -----------------------------------------------------------------------------------
+class RobertaPreTrainedModel(PreTrainedModel):
+    config_class = RobertaConfig
+    base_model_prefix = "roberta"
+    ignore_unexpected = (r"(^|\.)embeddings\.position_ids$", r"(^|\.)embeddings\.token_type_ids$")
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, RobertaLMHead):
+            nn.init.zeros_(module.bias)
+
+
+class RobertaModel(RobertaPreTrainedModel):
+    """The bare encoder: ``last_hidden_state`` (B, T, H) and ``pooler_output`` (B, H)."""
+
+    def __init__(self, config: RobertaConfig, add_pooling_layer: bool = True) -> None:
+        super().__init__(config)
+        self.embeddings = RobertaEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> BaseModelOutput:
+        input_ids = self.check_input_ids(input_ids)
+        b, t = input_ids.shape
+        pad = self.config.pad_token_id
+        if position_ids is None:
+            check_max_length(t, self.config.max_position_embeddings - pad - 1)
+            position_ids = position_ids_from_input_ids(input_ids, pad)
+        else:
+            check_max_length(t, self.config.max_position_embeddings)
+        check_attention_mask(attention_mask, (b, t))
+        check_token_type_ids(token_type_ids, self.config.type_vocab_size, (b, t))
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self.embeddings(input_ids, token_type_ids, position_ids)
+        mask = attention_mask_4d(attention_mask, causal=False, q_len=t)
+        keep = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        x, states = run_layers(self.encoder.layer, x, mask, keep)
+        pooled = self.pooler(x) if self.pooler is not None else None
+        return BaseModelOutput(last_hidden_state=x, pooler_output=pooled, hidden_states=states)
+
+
+def _dropout(config: RobertaConfig) -> float:
+    p = config.classifier_dropout
+    return config.hidden_dropout_prob if p is None else p
+
+
+class RobertaForMaskedLM(RobertaPreTrainedModel):
+    tied_weights = {"lm_head.decoder.weight": "roberta.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: RobertaConfig) -> None:
+        super().__init__(config)
+        self.roberta = RobertaModel(config, add_pooling_layer=False)
+        self.lm_head = RobertaLMHead(config)
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head.decoder
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                labels=None, output_hidden_states=None) -> MaskedLMOutput:
+        out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
+        logits = self.lm_head(out.last_hidden_state)
+        loss = None if labels is None else token_loss(logits, labels)
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+class RobertaForSequenceClassification(RobertaPreTrainedModel):
+    """``<s>`` -> dense -> tanh -> out_proj (``classifier.*``). Loss from ``problem_type``."""
+
+    def __init__(self, config: RobertaConfig) -> None:
+        super().__init__(config)
+        self.roberta = RobertaModel(config, add_pooling_layer=False)
+        self.classifier = ClassificationHead(config.hidden_size, config.num_labels,
+                                             _dropout(config), "tanh")
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                labels=None, output_hidden_states=None) -> SequenceClassifierOutput:
+        out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
+        logits = self.classifier(out.last_hidden_state)
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+class RobertaForTokenClassification(RobertaPreTrainedModel):
+    def __init__(self, config: RobertaConfig) -> None:
+        super().__init__(config)
+        self.roberta = RobertaModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(_dropout(config))
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                labels=None, output_hidden_states=None) -> TokenClassifierOutput:
+        out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
+        logits = self.classifier(self.dropout(out.last_hidden_state))
+        loss = None if labels is None else token_loss(logits, labels)
+        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+class RobertaForQuestionAnswering(RobertaPreTrainedModel):
+    def __init__(self, config: RobertaConfig) -> None:
+        super().__init__(config)
+        if config.num_labels != 2:
+            raise ConfigError(f"{type(self).__name__} needs num_labels=2 (start, end), got "
+                              f"{config.num_labels}; remove num_labels/id2label from the config")
+        self.roberta = RobertaModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                start_positions=None, end_positions=None,
+                output_hidden_states=None) -> QuestionAnsweringOutput:
+        out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
+        start, end = self.qa_outputs(out.last_hidden_state).split(1, dim=-1)
+        start, end = start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_loss(start, end, start_positions, end_positions)
+        return QuestionAnsweringOutput(loss=loss, start_logits=start, end_logits=end,
+                                       hidden_states=out.hidden_states)
+
+
+MODEL_CLASSES = {
+    "model": RobertaModel,
+    "sequence-classification": RobertaForSequenceClassification,
+    "token-classification": RobertaForTokenClassification,
+    "question-answering": RobertaForQuestionAnswering,
+    "masked-lm": RobertaForMaskedLM,
+}
