@@ -34,6 +34,8 @@ _LAZY: dict[str, str] = {
     "BatchEncoding": "tokenization",
     "PretrainedConfig": "config",
     "PreTrainedModel": "modeling",
+    "pipeline": "pipelines",
+    "Pipeline": "pipelines.base",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
@@ -58,4 +60,6 @@ if TYPE_CHECKING:  # pragma: no cover
                        AutoModelForTokenClassification)
     from .config import PretrainedConfig
     from .modeling import PreTrainedModel
+    from .pipelines import pipeline
+    from .pipelines.base import Pipeline
     from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizerFast, Tokenizer

@@ -1,5 +1,289 @@
-"""Task pipelines: preprocess -> forward -> postprocess.
+"""Task pipelines: ``pipeline(task, model=...)`` and the registry of tasks.
 
-Submodules are imported on use (``from pretrained.pipelines.feature_extraction import
-load_sentence_embedder``), so importing this package costs nothing.
+Importing this package is cheap: each task's module (and torch) is imported when a pipeline of
+that task is built.
+
+Tasks (aliases in brackets):
+
+=======================  ===================================================  ====================
+task                     what it returns                                      model head
+=======================  ===================================================  ====================
+text-classification      labels and scores  [sentiment-analysis]              sequence-classification
+token-classification     entities with character spans  [ner]                 token-classification
+question-answering       answer spans of the context                          question-answering
+fill-mask                the best tokens for each mask token                  masked-lm
+feature-extraction       token embeddings ``[1, T, H]`` per input             (the encoder)
+sentence-embeddings      one pooled, normalised vector per input              (the encoder)
+                         [sentence-similarity]
+text-generation          generated text                                       causal-lm
+=======================  ===================================================  ====================
+
+Example::
+
+    >>> from pretrained.pipelines import pipeline                                # doctest: +SKIP
+    >>> ner = pipeline("ner", model="path/to/ner-model", aggregation_strategy="simple")  # doctest: +SKIP
+    >>> ner("My name is Wolfgang and I live in Berlin")                          # doctest: +SKIP
 """
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .base import Pipeline
+
+__all__ = ["pipeline", "Task", "TASKS", "TASK_ALIASES", "register_task", "supported_tasks", "check_task"]
+
+logger = logging.getLogger("pretrained")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task: where its pipeline class lives, which Auto class loads its model, its default."""
+
+    name: str
+    module: str  # absolute module path of the pipeline class
+    class_name: str
+    auto_class: str  # the pretrained.auto class that loads a model for it
+    default_model: str | None = None  # a pretrained.fetch name (reachable here) or None
+    defaults: dict[str, Any] = field(default_factory=dict)  # init parameters the task implies
+
+    def pipeline_class(self) -> type["Pipeline"]:
+        try:
+            module = importlib.import_module(self.module)
+        except ModuleNotFoundError as e:
+            if e.name != self.module:
+                raise
+            raise InvalidInputError(f"the {self.name!r} pipeline is not available in this version of "
+                                    f"pretrained ({self.module} is missing)") from None
+        return getattr(module, self.class_name)
+
+
+TASKS: dict[str, Task] = {}
+TASK_ALIASES: dict[str, str] = {
+    "sentiment-analysis": "text-classification",
+    "ner": "token-classification",
+    "sentence-similarity": "sentence-embeddings",
+}
+
+
+def register_task(task: Task, aliases: tuple[str, ...] = ()) -> None:
+    """Add (or replace) a task, e.g. from another package."""
+    TASKS[task.name] = task
+    for alias in aliases:
+        TASK_ALIASES[alias] = task.name
+
+
+_P = __name__
+for _task in (
+    Task("text-classification", f"{_P}.text_classification", "TextClassificationPipeline",
+         "AutoModelForSequenceClassification"),
+    Task("token-classification", f"{_P}.token_classification", "TokenClassificationPipeline",
+         "AutoModelForTokenClassification"),
+    Task("question-answering", f"{_P}.question_answering", "QuestionAnsweringPipeline",
+         "AutoModelForQuestionAnswering"),
+    Task("fill-mask", f"{_P}.fill_mask", "FillMaskPipeline", "AutoModelForMaskedLM"),
+    Task("feature-extraction", f"{_P}.feature_extraction", "FeatureExtractionPipeline", "AutoModel",
+         default_model="all-MiniLM-L6-v2"),
+    Task("sentence-embeddings", f"{_P}.feature_extraction", "FeatureExtractionPipeline", "AutoModel",
+         default_model="all-MiniLM-L6-v2", defaults={"pooling": "auto"}),
+    Task("text-generation", f"{_P}.text_generation", "TextGenerationPipeline", "AutoModelForCausalLM"),
+):
+    register_task(_task)
+del _task
+
+# Class-name endings of a checkpoint's ``architectures`` -> the task it was trained for.
+_ARCH_TASKS = (
+    ("ForSequenceClassification", "text-classification"),
+    ("ForTokenClassification", "token-classification"),
+    ("ForQuestionAnswering", "question-answering"),
+    ("ForMaskedLM", "fill-mask"),
+    ("ForCausalLM", "text-generation"),
+    ("LMHeadModel", "text-generation"),
+    ("Model", "feature-extraction"),
+)
+
+
+def supported_tasks() -> list[str]:
+    """Every task name and alias ``pipeline()`` accepts."""
+    return sorted({*TASKS, *TASK_ALIASES})
+
+
+def check_task(task: str) -> Task:
+    """The :class:`Task` for a name or alias, or an error listing the known ones."""
+    if not isinstance(task, str):
+        raise InvalidInputError(f"task must be a string, got {type(task).__name__}")
+    name = TASK_ALIASES.get(task, task)
+    if name not in TASKS:
+        raise InvalidInputError(f"unknown task {task!r}; known tasks: {', '.join(supported_tasks())}")
+    return TASKS[name]
+
+
+def _infer_task(architectures: list[str], source: str) -> str:
+    for arch in architectures:
+        for suffix, task in _ARCH_TASKS:
+            if arch.endswith(suffix):
+                return task
+    raise InvalidInputError(
+        f"cannot tell the task of {source!r} (architectures: {architectures or 'none'}); pass the "
+        f"task: pipeline(task, model=...), one of {', '.join(supported_tasks())}"
+    )
+
+
+def _hub_kwargs(revision: str | None, token: Any, local_files_only: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if revision is not None:
+        out["revision"] = revision
+    if token is not None:
+        out["token"] = token
+    if local_files_only:
+        out["local_files_only"] = True
+    return out
+
+
+def _head_of(spec: Task) -> str | None:
+    from .. import auto
+
+    return None if spec.auto_class == "AutoModel" else getattr(auto, spec.auto_class).head
+
+
+def _check_loaded_head(spec: Task, model: Any) -> None:
+    """A model object given for a task must have that task's head."""
+    head = _head_of(spec)
+    if head is None:
+        return
+    from .. import auto
+
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    try:
+        wanted = auto.model_module(model_type).MODEL_CLASSES.get(head)
+    except Exception:  # a model type pretrained does not know: trust the object
+        return
+    if wanted is None or not isinstance(model, wanted):
+        raise InvalidInputError(
+            f"the {spec.name} pipeline needs a model with a {head} head "
+            f"({wanted.__name__ if wanted else 'none exists for ' + repr(model_type)}), got a "
+            f"{type(model).__name__}; load one with {spec.auto_class}.from_pretrained(...)"
+        )
+
+
+def _load_model(spec: Task, name: str, *, device: Any, torch_dtype: Any, hub: dict,
+                model_kwargs: dict) -> Any:
+    from .. import auto
+    from .base import resolve_pipeline_device
+
+    auto_class = getattr(auto, spec.auto_class)
+    kw = {**hub, **model_kwargs}
+    if torch_dtype is not None:
+        kw["torch_dtype"] = torch_dtype
+    dev = resolve_pipeline_device(device)
+    if dev.type != "cpu" and "device_map" not in kw:
+        kw["device_map"] = str(dev)  # load straight onto the device
+    model, info = auto_class.from_pretrained(name, output_loading_info=True, **kw)
+    missing = info.get("missing_keys") or []
+    if spec.auto_class != "AutoModel" and missing:
+        raise InvalidInputError(
+            f"{name!r} lacks the {spec.name} head: it was saved as "
+            f"{getattr(model.config, 'architectures', None) or 'an unknown class'} and has no trained "
+            f"weights for {missing[:6]}{' ...' if len(missing) > 6 else ''}, so the pipeline would "
+            f"answer at random. Use a checkpoint fine-tuned for {spec.name}; to run random weights "
+            f"anyway, load it with {spec.auto_class}.from_pretrained and pass the model object"
+        )
+    return model
+
+
+def pipeline(
+    task: str | None = None,
+    model: Any = None,
+    tokenizer: Any = None,
+    device: Any = None,
+    torch_dtype: Any = None,
+    batch_size: int | None = None,
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+    trust_remote_code: bool = False,
+    model_kwargs: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> "Pipeline":
+    """Build the pipeline for ``task``.
+
+    ``model``: a local folder, a hub id, or a loaded model (then pass ``tokenizer`` too, unless
+    the model was loaded from a folder that holds one). Without ``model`` the task's default model
+    is used (fetched once; only tasks with a reachable default). Without ``task`` it is read from
+    the checkpoint's ``architectures``. ``device``: -1/"cpu", 0/"cuda:0", a torch.device, or None
+    (the first GPU if any). ``torch_dtype``: the dtype to load (or cast) the model in. Other
+    keyword arguments are the task's parameters (``top_k=3``, ``aggregation_strategy="simple"``)
+    and apply to every call.
+
+    Example::
+
+        >>> from pretrained import pipeline                                            # doctest: +SKIP
+        >>> clf = pipeline("sentiment-analysis", model="path/to/model", top_k=None)    # doctest: +SKIP
+        >>> clf("what a great day")                                                     # doctest: +SKIP
+        [{'label': 'POSITIVE', 'score': 0.98}, {'label': 'NEGATIVE', 'score': 0.02}]
+    """
+    if trust_remote_code:
+        from ..errors import RemoteCodeError
+
+        raise RemoteCodeError("trust_remote_code=True is not supported: pretrained never runs code from "
+                              "a model repository")
+    hub = _hub_kwargs(revision, token, local_files_only)
+    if task is None and model is None:
+        raise InvalidInputError("pipeline() needs a task or a model (or both); known tasks: "
+                                f"{', '.join(supported_tasks())}")
+    if task is None:
+        if isinstance(model, (str, os.PathLike)):
+            from ..config import read_config_dict
+
+            archs = read_config_dict(model, **hub).get("architectures") or []
+        else:
+            archs = [type(model).__name__]
+        source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
+        task = _infer_task(list(archs), source)
+    spec = check_task(task)
+    if model is None:
+        if tokenizer is not None:
+            raise InvalidInputError("tokenizer= was given without model=; pass the model it belongs to")
+        if spec.default_model is None:
+            raise InvalidInputError(
+                f"the {spec.name} task has no default model that can be reached from here; pass "
+                "model= (a folder, a hub id, or a loaded model)"
+            )
+        from ..fetch import fetch
+
+        logger.info("no model given for %s: using the default %s", spec.name, spec.default_model)
+        model = str(fetch(spec.default_model))
+    model_kwargs = dict(model_kwargs or {})
+    if isinstance(model, (str, os.PathLike)):
+        source: Any = os.fspath(model)
+        model = _load_model(spec, source, device=device, torch_dtype=torch_dtype, hub=hub,
+                            model_kwargs=model_kwargs)
+    else:
+        if model_kwargs:
+            raise InvalidInputError("model_kwargs apply when the pipeline loads the model; the model "
+                                    "given is already loaded")
+        _check_loaded_head(spec, model)
+        source = getattr(getattr(model, "config", None), "name_or_path", None) or None
+    if tokenizer is None:
+        if not source:
+            raise InvalidInputError(f"the model given has no folder to load a tokenizer from; pass "
+                                    f"tokenizer= (a folder, a hub id, or a loaded tokenizer)")
+        tokenizer = source
+    if isinstance(tokenizer, (str, os.PathLike)):
+        from ..tokenization import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer, **hub)
+    params = {**spec.defaults, **kwargs}
+    cls = spec.pipeline_class()
+    pipe = cls(model, tokenizer, device=device, torch_dtype=torch_dtype, batch_size=batch_size, **params)
+    if spec.name != cls.task:
+        pipe.task = spec.name  # e.g. sentence-embeddings, run by the feature-extraction class
+    return pipe

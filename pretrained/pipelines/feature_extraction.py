@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, InvalidInputError
+from .base import Pipeline
 
 __all__ = [
     "POOLING_MODES",
     "pool",
     "sentence_embeddings",
     "SentenceEmbedder",
+    "SentenceConfig",
+    "read_sentence_config",
     "load_sentence_embedder",
+    "FeatureExtractionPipeline",
 ]
 
 # sentence-transformers' Pooling config keys, in the order it concatenates them.
@@ -279,6 +284,65 @@ def _load_dense(files, path: str) -> nn.Module:
     return nn.Sequential(linear, _ACTIVATIONS[act_name]()).eval()
 
 
+@dataclass
+class SentenceConfig:
+    """How a sentence-transformers folder turns token states into a sentence vector."""
+
+    pooling: list[str] = field(default_factory=lambda: ["mean"])
+    normalize: bool = False
+    dense: list[nn.Module] = field(default_factory=list)
+    max_length: int | None = None
+    lowercase: bool = False
+
+
+def read_sentence_config(name_or_path: str | os.PathLike, **hub_kw: Any) -> SentenceConfig:
+    """Read ``modules.json``, ``1_Pooling/config.json``, Dense/Normalize modules and
+    ``sentence_bert_config.json`` of a folder or hub id. Without ``modules.json`` the folder is
+    taken as a plain encoder with mean pooling, as sentence-transformers does."""
+    from ..hub import check_relative_filename, resolve
+
+    files = resolve(name_or_path, **hub_kw)
+    modules = _read_json(files, "modules.json")
+    if modules is None:
+        modules = [
+            {"type": "sentence_transformers.models.Transformer", "path": ""},
+            {"type": "sentence_transformers.models.Pooling", "path": None},
+        ]
+    if not isinstance(modules, list):
+        raise ConfigError(f"{name_or_path}: modules.json must be a list of modules")
+    out = SentenceConfig()
+    for module in sorted(modules, key=lambda m: m.get("idx", 0)):
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        path = (module.get("path") or "").strip("/")
+        if path:
+            check_relative_filename(path)
+        if kind == "Transformer":
+            if path:
+                raise ConfigError(
+                    f"{name_or_path}: the transformer lives in sub-folder {path!r}; load that "
+                    "folder's model directly, then use sentence_embeddings()"
+                )
+        elif kind == "Pooling":
+            cfg = _read_json(files, f"{path}/config.json") if path else None
+            if cfg is not None:
+                out.pooling = [mode for mode, key in _CONFIG_KEYS.items() if cfg.get(key)]
+                if not out.pooling:
+                    raise ConfigError(f"{name_or_path}: {path}/config.json enables no pooling mode")
+        elif kind == "Dense":
+            out.dense.append(_load_dense(files, path))
+        elif kind == "Normalize":
+            out.normalize = True
+        else:
+            raise ConfigError(
+                f"{name_or_path}: modules.json has a {module.get('type')!r} module, which is not "
+                "supported (supported: Transformer, Pooling, Dense, Normalize)"
+            )
+    st_config = _read_json(files, "sentence_bert_config.json") or {}
+    out.max_length = st_config.get("max_seq_length")
+    out.lowercase = bool(st_config.get("do_lower_case"))
+    return out
+
+
 def load_sentence_embedder(
     name_or_path: str | os.PathLike,
     *,
@@ -292,7 +356,6 @@ def load_sentence_embedder(
 
     Without ``modules.json`` the folder is taken as a plain encoder with mean pooling."""
     from .. import AutoModel, AutoTokenizer
-    from ..hub import resolve
 
     hub_kw: dict[str, Any] = {}
     if revision is not None:
@@ -301,57 +364,123 @@ def load_sentence_embedder(
         hub_kw["local_files_only"] = True
     if token is not None:
         hub_kw["token"] = token
-    files = resolve(name_or_path, **hub_kw)
-    modules = _read_json(files, "modules.json")
-    if modules is None:
-        modules = [
-            {"type": "sentence_transformers.models.Transformer", "path": ""},
-            {"type": "sentence_transformers.models.Pooling", "path": None},
-        ]
-    if not isinstance(modules, list):
-        raise ConfigError(f"{name_or_path}: modules.json must be a list of modules")
-
-    pooling: list[str] = ["mean"]
-    normalize = False
-    dense: list[nn.Module] = []
-    for module in sorted(modules, key=lambda m: m.get("idx", 0)):
-        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
-        path = (module.get("path") or "").strip("/")
-        if path:
-            from ..hub import check_relative_filename
-
-            check_relative_filename(path)
-        if kind == "Transformer":
-            if path:
-                raise ConfigError(
-                    f"{name_or_path}: the transformer lives in sub-folder {path!r}; load that "
-                    "folder's model directly, then use sentence_embeddings()"
-                )
-        elif kind == "Pooling":
-            cfg = _read_json(files, f"{path}/config.json") if path else None
-            if cfg is not None:
-                pooling = [mode for mode, key in _CONFIG_KEYS.items() if cfg.get(key)]
-                if not pooling:
-                    raise ConfigError(f"{name_or_path}: {path}/config.json enables no pooling mode")
-        elif kind == "Dense":
-            dense.append(_load_dense(files, path))
-        elif kind == "Normalize":
-            normalize = True
-        else:
-            raise ConfigError(
-                f"{name_or_path}: modules.json has a {module.get('type')!r} module, which is not "
-                "supported (supported: Transformer, Pooling, Dense, Normalize)"
-            )
-
-    st_config = _read_json(files, "sentence_bert_config.json") or {}
+    st = read_sentence_config(name_or_path, **hub_kw)
     model = AutoModel.from_pretrained(name_or_path, **hub_kw)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, **hub_kw)
+    dense = st.dense
     if device is not None:
         model.to(device)
         dense = [d.to(device) for d in dense]
     model.eval()
     return SentenceEmbedder(
-        model, tokenizer, pooling=pooling, normalize=normalize, dense=dense,
-        max_length=st_config.get("max_seq_length"), lowercase=bool(st_config.get("do_lower_case")),
-        batch_size=batch_size,
+        model, tokenizer, pooling=st.pooling, normalize=st.normalize, dense=dense,
+        max_length=st.max_length, lowercase=st.lowercase, batch_size=batch_size,
     )  # fmt: skip
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+class FeatureExtractionPipeline(Pipeline):
+    """Token embeddings (``"feature-extraction"``) or sentence embeddings (``"sentence-embeddings"``).
+
+    Without ``pooling`` (the reference's feature-extraction): the encoder's last hidden states,
+    a nested list ``[1][T][H]`` per input (a ``(1, T, H)`` tensor with ``return_tensors=True``).
+    Unlike the reference, a batched call gives each input its own length, not the batch's
+    padded one.
+
+    With ``pooling`` ("mean", "cls", "max", ... or a list; "auto" reads the model folder's
+    sentence-transformers config, as the "sentence-embeddings" task does by default): one vector
+    ``[H]`` per input (a tensor with ``return_tensors=True``), after the folder's Dense layers,
+    L2-normalised when ``normalize`` (default: as the folder says). Sentence mode truncates inputs
+    to the folder's ``max_seq_length`` (else the model's length), as sentence-transformers does.
+
+    Example::
+
+        >>> from pretrained import pipeline                                        # doctest: +SKIP
+        >>> emb = pipeline("sentence-embeddings")      # all-MiniLM-L6-v2, fetched once  # doctest: +SKIP
+        >>> emb.similarity(["A man is eating food.", "A man is eating a piece of bread."])[0, 1]  # doctest: +SKIP
+        tensor(0.7553)
+    """
+
+    task = "feature-extraction"
+    token_outputs = ("last_hidden_state",)
+
+    def __init__(self, model: nn.Module, tokenizer: Any, **kwargs: Any) -> None:
+        self._sentence: SentenceConfig | None = None
+        super().__init__(model, tokenizer, **kwargs)
+        prefix = getattr(model, "base_model_prefix", "")
+        inner = getattr(model, prefix, None) if prefix else None
+        self._encoder = inner if isinstance(inner, nn.Module) else model  # a head's encoder
+
+    def _sentence_config(self) -> SentenceConfig:
+        if self._sentence is None:
+            source = getattr(getattr(self.model, "config", None), "name_or_path", "")
+            self._sentence = read_sentence_config(source) if source else SentenceConfig()
+            for layer in self._sentence.dense:
+                layer.to(self.device)
+        return self._sentence
+
+    def _sanitize_parameters(self, *, truncation: bool | str | None = None, tokenize_kwargs: dict | None = None,
+                             return_tensors: bool | None = None, pooling: str | Sequence[str] | None = None,
+                             normalize: bool | None = None) -> tuple[dict, dict, dict]:
+        pre: dict[str, Any] = dict(tokenize_kwargs or {})
+        if truncation is not None:
+            if "truncation" in pre:
+                raise InvalidInputError("truncation is given twice (as a parameter and in tokenize_kwargs)")
+            pre["truncation"] = truncation
+        post: dict[str, Any] = {}
+        if return_tensors is not None:
+            post["return_tensors"] = bool(return_tensors)
+        if pooling is not None:
+            if pooling == "auto":
+                st = self._sentence_config()
+                post.update(pooling=st.pooling, normalize=st.normalize, dense=st.dense)
+                pre.setdefault("truncation", True)
+                pre.setdefault("max_length", st.max_length or self.max_length)
+                pre["lowercase"] = st.lowercase
+            else:
+                post["pooling"] = _modes(pooling)
+                pre.setdefault("truncation", True)
+        if normalize is not None:
+            post["normalize"] = bool(normalize)
+        return pre, {}, post
+
+    def _is_single(self, inputs: Any) -> bool:
+        return isinstance(inputs, str)
+
+    def preprocess(self, item: Any, lowercase: bool = False, **tokenize_kwargs: Any) -> list[dict[str, Any]]:
+        if not isinstance(item, str):
+            raise InvalidInputError(f"a feature-extraction input must be a string, got {type(item).__name__}")
+        enc = self.tokenizer(item.lower() if lowercase else item, **tokenize_kwargs)
+        self._check_length(len(enc["input_ids"]), "pass truncation=True to cut it to the model's length")
+        return [dict(enc)]
+
+    def _forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self._encoder(**batch)
+        return {"last_hidden_state": out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]}
+
+    def postprocess(self, output: dict[str, Any], return_tensors: bool = False,
+                    pooling: list[str] | None = None, normalize: bool = False,
+                    dense: Sequence[nn.Module] = ()) -> Any:
+        hidden = output["last_hidden_state"][None]  # (1, T, H)
+        if pooling is None:
+            if normalize:
+                raise InvalidInputError("normalize=True needs pooling= (one vector per input to normalise)")
+            x = hidden
+        else:
+            with torch.inference_mode():
+                x = pool(hidden, None, pooling)
+                for layer in dense:
+                    x = layer(x.to(next(layer.parameters()).device)).float().cpu()
+            x = (F.normalize(x, p=2, dim=-1) if normalize else x)[0]
+        return x if return_tensors else x.tolist()
+
+    def similarity(self, texts: Sequence[str], others: Sequence[str] | None = None) -> torch.Tensor:
+        """Cosine similarity matrix ``(len(texts), len(others or texts))`` of sentence embeddings
+        (needs ``pooling``, as the "sentence-embeddings" task sets)."""
+        if "pooling" not in self._params[2]:
+            raise InvalidInputError("similarity() needs sentence embeddings: build the pipeline with "
+                                    "pooling='auto' (or use the 'sentence-embeddings' task)")
+        a = F.normalize(torch.stack(self(list(_check_texts(texts)), return_tensors=True)), dim=-1)
+        if others is None:
+            return a @ a.T
+        return a @ F.normalize(torch.stack(self(list(_check_texts(others)), return_tensors=True)), dim=-1).T
