@@ -35,6 +35,9 @@ _LAZY: dict[str, str] = {
     "PretrainedConfig": "config",
     "PreTrainedModel": "modeling",
     "pipeline": "pipelines",
+    "GenerationConfig": "generation",
+    "TextStreamer": "generation",
+    "TextIteratorStreamer": "generation",
     "Pipeline": "pipelines.base",
 }
 
@@ -59,6 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover
                        AutoModelForQuestionAnswering, AutoModelForSequenceClassification,
                        AutoModelForTokenClassification)
     from .config import PretrainedConfig
+    from .generation import GenerationConfig, TextIteratorStreamer, TextStreamer
     from .modeling import PreTrainedModel
     from .pipelines import pipeline
     from .pipelines.base import Pipeline

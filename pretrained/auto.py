@@ -110,7 +110,8 @@ class AutoConfig:
                         **kwargs: Any) -> PretrainedConfig:
         _refuse_remote_code(trust_remote_code)
         hub_kw = {k: kwargs.pop(k) for k in _HUB_KW if k in kwargs}
-        data = read_config_dict(name_or_path, **hub_kw)
+        gguf_file = kwargs.pop("gguf_file", None)
+        data = _read_config(name_or_path, gguf_file, hub_kw)
         config = config_class(_model_type_of(data, str(name_or_path))).from_dict(data, **kwargs)
         config.name_or_path = str(name_or_path)
         return config
@@ -118,6 +119,15 @@ class AutoConfig:
     @classmethod
     def for_model(cls, model_type: str, **kwargs: Any) -> PretrainedConfig:
         return config_class(model_type)(**kwargs)
+
+
+def _read_config(name_or_path: str | os.PathLike, gguf_file: Any, hub_kw: dict) -> dict[str, Any]:
+    """config.json, or with ``gguf_file`` the config in that GGUF file's metadata."""
+    if gguf_file is None:
+        return read_config_dict(name_or_path, **hub_kw)
+    from .gguf import gguf_config_dict
+
+    return gguf_config_dict(name_or_path, gguf_file, **hub_kw)
 
 
 def _refuse_remote_code(trust_remote_code: bool) -> None:
@@ -161,7 +171,7 @@ class _AutoModel:
         load_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in _load_kwargs()}
         if config is None:
             hub_kw = {k: load_kw[k] for k in _HUB_KW if k in load_kw}
-            data = read_config_dict(name_or_path, **hub_kw)
+            data = _read_config(name_or_path, load_kw.get("gguf_file"), hub_kw)
             model_type = _model_type_of(data, str(name_or_path))
             config = config_class(model_type).from_dict(data, **kwargs)
             config.name_or_path = str(name_or_path)

@@ -215,10 +215,10 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(dtype)
+        # F.rms_norm computes x * rsqrt(mean(x^2) + eps) like the reference, in one call
+        if x.dtype == torch.float32:
+            return self.weight * F.rms_norm(x, self.weight.shape, eps=self.eps)
+        return self.weight * F.rms_norm(x.float(), self.weight.shape, eps=self.eps).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"{tuple(self.weight.shape)}, eps={self.eps}"
@@ -372,35 +372,34 @@ class RotaryEmbedding(nn.Module):
             self.inv_freq, self._longest = self._original, limit
 
     def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """position_ids (B, T) -> cos, sin of shape (B, T, rotary_dim) in ``dtype``."""
+        """position_ids (B, T) -> the tables :func:`apply_rotary` takes, (B, 1, T, rotary_dim)
+        in ``dtype``: cos, and sin with its first half negated."""
         if self.params["rope_type"] == "dynamic":
             self._dynamic_update(position_ids)
         if self.inv_freq.device != position_ids.device:
             self.inv_freq = self.inv_freq.to(position_ids.device)
-        freqs = position_ids[..., None].float() * self.inv_freq  # (B, T, rotary_dim / 2)
+        freqs = position_ids[:, None, :, None].float() * self.inv_freq  # (B, 1, T, rotary_dim / 2)
         cos, sin = freqs.cos(), freqs.sin()
         if self.attention_scaling != 1.0:
             cos, sin = cos * self.attention_scaling, sin * self.attention_scaling
-        return torch.cat((cos, cos), -1).to(dtype), torch.cat((sin, sin), -1).to(dtype)
+        return torch.cat((cos, cos), -1).to(dtype), torch.cat((-sin, sin), -1).to(dtype)
 
     def extra_repr(self) -> str:
         return f"type={self.params['rope_type']}, rotary_dim={self.rotary_dim}"
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, heads, T, head_dim) by cos/sin (B, T, rotary_dim); dimensions past
-    rotary_dim (partial rotary, GPT-NeoX) pass through unchanged."""
-    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    """Rotate (B, heads, T, head_dim) by the tables of :class:`RotaryEmbedding` (B, 1, T,
+    rotary_dim); dimensions past rotary_dim (partial rotary, GPT-NeoX) pass through.
+
+    Pairs (i, i + half) turn by their angle: x * cos + (x2, x1) * (-sin, sin), which is the
+    reference's x * cos + (-x2, x1) * sin exactly, in fewer operations.
+    """
     rot = cos.shape[-1]
     if rot == x.shape[-1]:
-        return x * cos + _rotate_half(x) * sin
-    x_rot, x_pass = x[..., :rot], x[..., rot:]
-    return torch.cat((x_rot * cos + _rotate_half(x_rot) * sin, x_pass), dim=-1)
+        return x * cos + x.roll(rot // 2, -1) * sin
+    x_rot = x[..., :rot]
+    return torch.cat((x_rot * cos + x_rot.roll(rot // 2, -1) * sin, x[..., rot:]), dim=-1)
 
 
 def causal_mask(
@@ -410,6 +409,7 @@ def causal_mask(
     past_len: int | torch.Tensor,
     kv_len: int,
     sliding_window: int | None = None,
+    segments: torch.Tensor | None = None,
     device: torch.device | None = None,
 ) -> torch.Tensor | None:
     """Boolean mask (B or 1, 1, q_len, kv_len), True where a query may attend, for a decoder
@@ -417,7 +417,8 @@ def causal_mask(
 
     ``attention_mask`` (B, >= past_len + q_len; 1 = real token) may be shorter than
     ``kv_len`` (a static cache): the rest counts as masked. ``sliding_window`` w keeps the w
-    most recent keys (itself included). Returns None when SDPA needs no mask: a full prefill
+    most recent keys (itself included). ``segments`` (B, T) from :func:`packed_segments` keeps
+    packed sequences apart. Returns None when SDPA needs no mask: a full prefill
     (its ``is_causal`` path) or a one-token step that may see every key. A tensor
     ``past_len`` (a static cache's position) always gives a mask and reads no values, so a
     compiled step does not depend on them.
@@ -425,7 +426,7 @@ def causal_mask(
     static = isinstance(past_len, torch.Tensor)
     padded = attention_mask is not None and (static or not bool(attention_mask.all()))
     windowed = sliding_window is not None and kv_len > sliding_window
-    if not (static or padded or windowed):
+    if not (static or padded or windowed or segments is not None):
         if (q_len == 1 and kv_len == past_len + 1) or (past_len == 0 and kv_len == q_len):
             return None
     if attention_mask is not None:
@@ -443,7 +444,19 @@ def causal_mask(
         if m.shape[1] < kv_len:
             m = F.pad(m, (0, kv_len - m.shape[1]))
         keep = keep & m[:, None, None, :]
+    if segments is not None:
+        keep = keep & (segments[:, None, :, None] == segments[:, None, None, :])
     return keep
+
+
+def packed_segments(position_ids: torch.Tensor, batch_size: int) -> torch.Tensor | None:
+    """Several sequences packed in one row (positions restart: 0 1 2 0 1 ...) -> the index of
+    the sequence each token belongs to, (B, T); None when every row is one sequence. As the
+    reference, decoders apply this only without attention_mask and cache."""
+    pos = position_ids.expand(batch_size, -1)
+    starts = torch.diff(pos, prepend=pos[:, :1] - 1, dim=-1) != 1
+    segments = starts.cumsum(-1)
+    return None if not bool(segments[:, -1].any()) else segments
 
 
 def grouped_attention(
@@ -455,7 +468,8 @@ def grouped_attention(
     scale: float | None = None,
     dropout: float = 0.0,
 ) -> torch.Tensor:
-    """Causal attention, q (B, H, T, D) over k/v (B, H_kv, S, D) with H_kv dividing H.
+    """Causal attention, q (B, H, T, D) over k/v (B, H_kv, S, D) with H_kv dividing H;
+    returns (B, T, H * D), heads merged.
 
     ``mask`` None means plain causal (T == S) or, for one query, every key. For one query
     the H / H_kv query heads of each group are laid out as that group's queries, so keys and
@@ -467,11 +481,12 @@ def grouped_attention(
     if t == 1 and h != h_kv and dropout == 0.0:
         y = F.scaled_dot_product_attention(q.reshape(b, h_kv, h // h_kv, d), k, v,
                                            attn_mask=mask, scale=scale)
-        return y.reshape(b, h, 1, d)
-    return F.scaled_dot_product_attention(
+        return y.reshape(b, 1, h * d)  # one query: (B, H, 1, D) and (B, 1, H, D) agree
+    y = F.scaled_dot_product_attention(
         q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=mask is None and t > 1,
         scale=scale, enable_gqa=h != h_kv,
     )
+    return y.transpose(1, 2).reshape(b, t, h * d)
 
 
 # --- decoder forward helpers (gpt2, llama family, gpt_neox) --------------------------------
@@ -569,6 +584,7 @@ __all__ = [
     "RotaryEmbedding",
     "apply_rotary",
     "causal_mask",
+    "packed_segments",
     "grouped_attention",
     "prepare_decoder_inputs",
     "lm_logits",
@@ -639,3 +655,141 @@ def check_token_type_ids(token_type_ids: torch.Tensor | None, type_vocab_size: i
 
 
 __all__ += ["check_max_length", "check_token_type_ids", "run_layers", "ClassificationHead"]
+
+
+# --- CPU inference: linear weights pre-packed for oneDNN -----------------------------------------
+# A plain CPU linear re-lays its weight out for the matmul kernel on every call; at small batches
+# that costs as much as the multiply. With packing on (set_weight_packing, which pipelines do), a
+# layer keeps a copy of its weight in oneDNN's blocked layout and multiplies with it while autograd
+# is off. Cost: one extra copy of the packed weights. Where the plain path is as fast it is kept:
+# weights under PACKED_MIN_WEIGHT elements (the call costs more than the layout saves), and in
+# float32 a single row (MKL's matrix-vector kernel) or more than PACKED_FP32_MAX_ROWS rows.
+PACKED_FP32_MAX_ROWS = 512
+PACKED_MIN_WEIGHT = 1 << 17
+_PACKABLE = (torch.float32, torch.bfloat16)
+_packing_ok: bool | None = None
+
+
+def _packing_available() -> bool:
+    global _packing_ok
+    if _packing_ok is None:
+        try:
+            w = torch.ops.mkldnn._reorder_linear_weight(torch.ones(2, 2), 1)
+            y = torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), w, None, "none", [], "")
+            _packing_ok = bool(torch.backends.mkldnn.is_available()) and float(y.sum()) == 4.0
+        except (AttributeError, RuntimeError, NotImplementedError):
+            _packing_ok = False
+    return _packing_ok
+
+
+class PackedWeights:
+    """One packed weight (several weights stacked along the output axis, e.g. fused q/k/v)
+    and its bias. Rebuilt when a source tensor is written in place (its version counter moves),
+    replaced, moved or cast; writes through ``.data`` bypass the version counter and are not seen
+    (turn packing off and on again after such writes). Never pickled."""
+
+    __slots__ = ("key", "refs", "weight", "bias")
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.refs: list = []
+        self.weight: torch.Tensor | None = None
+        self.bias: torch.Tensor | None = None
+
+    def get(self, weights: tuple[torch.Tensor, ...],
+            biases: tuple[torch.Tensor | None, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        sources = [t for t in (*weights, *biases) if t is not None]
+        key = tuple((t.data_ptr(), t._version, t.dtype) for t in sources)
+        if key != self.key or any(r.expired() for r in self.refs):
+            from torch.multiprocessing.reductions import StorageWeakRef
+
+            with torch.no_grad():
+                w = weights[0] if len(weights) == 1 else torch.cat(weights)
+                self.weight = torch.ops.mkldnn._reorder_linear_weight(w.detach().contiguous(), None)
+                self.bias = None if biases[0] is None else (
+                    biases[0] if len(biases) == 1 else torch.cat(biases)).detach().contiguous()
+            # weak references keep a freed storage's address from being reused under our key
+            self.refs = [StorageWeakRef(t.untyped_storage()) for t in sources]
+            self.key = key
+        return self.weight, self.bias
+
+    def __reduce__(self) -> tuple:  # copies and pickles start empty
+        return PackedWeights, ()
+
+
+def packed_linear_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether a linear of ``x`` by ``weight`` may use packed weights right now: autograd off,
+    CPU, a weight of at least PACKED_MIN_WEIGHT elements, bfloat16 or float32 (2 to
+    PACKED_FP32_MAX_ROWS rows), not being compiled."""
+    if torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != weight.dtype \
+            or x.dtype not in _PACKABLE or weight.numel() < PACKED_MIN_WEIGHT \
+            or torch.compiler.is_compiling():
+        return False
+    if x.dtype == torch.float32 and not x.shape[-1] < x.numel() <= PACKED_FP32_MAX_ROWS * x.shape[-1]:
+        return False
+    return _packing_available()
+
+
+def packed_linear(x: torch.Tensor, cache: PackedWeights, weights: tuple[torch.Tensor, ...],
+                  biases: tuple[torch.Tensor | None, ...], gelu: bool = False) -> torch.Tensor:
+    """``x @ cat(weights).T + cat(biases)`` with the cached packed weight; ``gelu``: followed by
+    the exact (erf) GELU inside the same kernel (bit-identical to ``F.gelu`` after it in float32;
+    in bfloat16 it rounds once instead of twice, within an ulp of the unfused result)."""
+    w, b = cache.get(weights, biases)
+    if gelu:
+        return torch.ops.mkldnn._linear_pointwise(x, w, b, "gelu", [], "none")
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+
+
+class PackedLinear(nn.Linear):
+    """``nn.Linear`` (same parameters, same state_dict keys) that uses a packed copy of its weight
+    when :func:`set_weight_packing` turned packing on and :func:`packed_linear_ok` allows."""
+
+    packing: bool = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packing and packed_linear_ok(x, self.weight):
+            return packed_linear(x, self.packed_cache(), (self.weight,), (self.bias,))
+        return F.linear(x, self.weight, self.bias)
+
+    def forward_gelu(self, x: torch.Tensor) -> torch.Tensor:
+        """``F.gelu(self(x))`` (exact GELU). Without autograd: fused into the packed matmul when
+        packing applies, else in float32 applied in place (no second large buffer to fault in;
+        bit-identical)."""
+        if self.packing and packed_linear_ok(x, self.weight):
+            return packed_linear(x, self.packed_cache(), (self.weight,), (self.bias,), gelu=True)
+        if x.dtype == torch.float32 and not torch.is_grad_enabled():
+            return torch.ops.aten.gelu_(F.linear(x, self.weight, self.bias))
+        return F.gelu(self(x))
+
+    def packed_cache(self) -> PackedWeights:
+        cache = self.__dict__.get("_packed")
+        if cache is None:
+            cache = self.__dict__["_packed"] = PackedWeights()
+        return cache
+
+
+def set_weight_packing(model: nn.Module, enabled: bool = True) -> int:
+    """Turn packed-weight inference on or off for every module of ``model`` that supports it
+    (those with a ``packing`` attribute); turning it off frees the packed copies. Returns how
+    many modules it set.
+
+    Example::
+
+        >>> m = nn.Sequential(PackedLinear(4, 2))
+        >>> set_weight_packing(m)
+        1
+    """
+    n = 0
+    for module in model.modules():
+        if hasattr(type(module), "packing"):
+            module.packing = bool(enabled)
+            if not enabled:
+                for key in [k for k, v in module.__dict__.items() if isinstance(v, PackedWeights)]:
+                    del module.__dict__[key]
+            n += 1
+    return n
+
+
+__all__ += ["PACKED_FP32_MAX_ROWS", "PACKED_MIN_WEIGHT", "PackedWeights", "PackedLinear", "packed_linear",
+            "packed_linear_ok", "set_weight_packing"]

@@ -86,6 +86,28 @@ def resolve_device(device_map: Any) -> torch.device:
     return device
 
 
+_TORCH_INITS = ("normal_", "uniform_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+                "xavier_normal_", "trunc_normal_", "zeros_", "ones_", "constant_")
+
+
+class _skip_torch_init:
+    """While a model is built on the meta device, make ``torch.nn.init`` functions no-ops: meta
+    tensors hold no values, and torch's init on them imports ``torch._dynamo`` (1-3 s here)."""
+
+    def __enter__(self) -> None:
+        self._saved = {n: getattr(nn.init, n) for n in _TORCH_INITS}
+        for n in _TORCH_INITS:
+            setattr(nn.init, n, _return_tensor)
+
+    def __exit__(self, *exc: Any) -> None:
+        for n, fn in self._saved.items():
+            setattr(nn.init, n, fn)
+
+
+def _return_tensor(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return tensor
+
+
 def _available_memory() -> int | None:
     try:
         with open("/proc/meminfo") as f:
@@ -209,9 +231,13 @@ class PreTrainedModel(nn.Module):
         strict: bool = False,
         ignore_mismatched_sizes: bool = False,
         output_loading_info: bool = False,
+        gguf_file: str | os.PathLike | None = None,
         **config_overrides: Any,
     ):
         """Load a model from a local folder or hub id in HF format.
+
+        ``gguf_file``: load config and weights from this GGUF file of the folder instead
+        (llama.cpp format; quantized weights are dequantized, see :mod:`pretrained.gguf`).
 
         ``torch_dtype`` (or ``dtype``): "auto" (the default, as the reference: the dtype the
         checkpoint was saved in), torch.float32, torch.bfloat16 or torch.float16.
@@ -231,9 +257,15 @@ class PreTrainedModel(nn.Module):
 
         files = resolve(name_or_path, revision=revision, cache_dir=cache_dir,
                         local_files_only=local_files_only, token=token)
+        gguf = None
+        if gguf_file is not None:  # GGUF: config and weights both come from the one file
+            from .gguf import gguf_path, load_gguf
+
+            gguf = load_gguf(gguf_path(files, gguf_file))
         if config is None:
-            data = read_config_dict(name_or_path, revision=revision, cache_dir=cache_dir,
-                                    local_files_only=local_files_only, token=token)
+            data = gguf.config_dict() if gguf is not None else read_config_dict(
+                name_or_path, revision=revision, cache_dir=cache_dir,
+                local_files_only=local_files_only, token=token)
             config = cls.config_class.from_dict(data, **config_overrides)
             config.name_or_path = str(name_or_path)
         elif config_overrides:
@@ -242,13 +274,14 @@ class PreTrainedModel(nn.Module):
                 "config object instead"
             )
         device = resolve_device(device_map)
-        ckpt = open_checkpoint(files, use_safetensors=use_safetensors)
+        ckpt = gguf.checkpoint() if gguf is not None else open_checkpoint(
+            files, use_safetensors=use_safetensors)
         try:
             want = resolve_dtype(dtype if dtype is not None else torch_dtype)
             if want is None or want == "auto":
                 want = resolve_dtype(config.dtype) if config.dtype not in (None, "auto") else None
                 want = want or ckpt.first_float_dtype() or torch.float32
-            with torch.device("meta"):
+            with torch.device("meta"), _skip_torch_init():
                 model = cls(config)
             model.tie_weights()
             if device.type == "cpu":
@@ -263,6 +296,9 @@ class PreTrainedModel(nn.Module):
         model._finish_loading(report, want, device, strict, files.name)
         config.dtype = str(want).replace("torch.", "")
         model.eval()
+        from .generation.config import load_generation_config  # never raises: bad values warn
+
+        model.generation_config = load_generation_config(files, config)
         if output_loading_info:
             return model, report.as_dict()
         return model
@@ -343,11 +379,14 @@ class PreTrainedModel(nn.Module):
         with tempfile.TemporaryDirectory(dir=target, prefix=".tmp-save-") as tmp:
             tmp_dir = Path(tmp)
             config.save_pretrained(tmp_dir)
+            gen = getattr(self, "generation_config", None)
+            # As the reference: a custom generation config survives a save.
+            extra = [gen.save_pretrained(tmp_dir).name] if gen is not None else []
             names = _write_weights(tmp_dir, shards, safe_serialization)
             # Remove weight files of an earlier save that this one does not overwrite.
             stale = [p for p in target.iterdir() if p.is_file() and _is_weight_file(p.name)
                      and p.name not in names]
-            for name in ["config.json", *names]:
+            for name in ["config.json", *extra, *names]:
                 os.replace(tmp_dir / name, target / name)
             for p in stale:
                 p.unlink()

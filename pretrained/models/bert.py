@@ -21,11 +21,15 @@ from torch import nn
 from ..config import PretrainedConfig
 from ..errors import ConfigError, InvalidInputError
 from ..layers import (
+    PackedLinear,
+    PackedWeights,
     activation,
     attention,
     attention_mask_4d,
     check_attention_mask,
     merge_heads,
+    packed_linear,
+    packed_linear_ok,
     sequence_classification_loss,
     span_loss,
     split_heads,
@@ -96,19 +100,36 @@ class BertEmbeddings(nn.Module):
 
 
 class BertSelfAttention(nn.Module):
+    #: set by set_weight_packing: q, k and v in one packed projection (a cached concatenation of
+    #: the three weights; the parameters and checkpoint keys stay separate)
+    packing: bool = False
+
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         h = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.dropout_p = config.attention_probs_dropout_prob
-        self.query = nn.Linear(h, h)
-        self.key = nn.Linear(h, h)
-        self.value = nn.Linear(h, h)
+        self.query = PackedLinear(h, h)
+        self.key = PackedLinear(h, h)
+        self.value = PackedLinear(h, h)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        q = split_heads(self.query(x), self.num_heads)  # (B, nh, T, hd)
-        k = split_heads(self.key(x), self.num_heads)
-        v = split_heads(self.value(x), self.num_heads)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
+                first_only: bool = False) -> torch.Tensor:
+        lin = (self.query, self.key, self.value)
+        if self.packing and all(type(m) is PackedLinear for m in lin) \
+                and packed_linear_ok(x, self.query.weight):  # not when LoRA wraps one of them
+            cache = self.__dict__.get("_packed_qkv")
+            if cache is None:
+                cache = self.__dict__["_packed_qkv"] = PackedWeights()
+            qkv = packed_linear(x, cache, tuple(m.weight for m in lin), tuple(m.bias for m in lin))
+            b, t, _ = x.shape
+            q, k, v = qkv.view(b, t, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        else:
+            q = split_heads(self.query(x), self.num_heads)  # (B, nh, T, hd)
+            k = split_heads(self.key(x), self.num_heads)
+            v = split_heads(self.value(x), self.num_heads)
+        if first_only:  # only the first position queries; every position is still a key
+            q = q[:, :, :1]
         p = self.dropout_p if self.training else 0.0
         return merge_heads(attention(q, k, v, mask, causal=False, dropout=p))
 
@@ -118,12 +139,17 @@ class BertSelfOutput(nn.Module):
 
     def __init__(self, config: BertConfig, n_in: int) -> None:
         super().__init__()
-        self.dense = nn.Linear(n_in, config.hidden_size)
+        self.dense = PackedLinear(n_in, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
+        y = self.dense(x)
+        if self.training:
+            y = self.dropout(y)
+        if torch.is_grad_enabled():
+            return self.LayerNorm(y + residual)
+        return self.LayerNorm(y.add_(residual))  # inference: no extra buffer, same sums
 
 
 class BertAttention(nn.Module):
@@ -132,17 +158,20 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(config)
         self.output = BertSelfOutput(config, config.hidden_size)
 
-    def forward(self, x, mask):
-        return self.output(self.self(x, mask), x)
+    def forward(self, x, mask, first_only: bool = False):
+        return self.output(self.self(x, mask, first_only), x[:, :1] if first_only else x)
 
 
 class BertIntermediate(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.dense = PackedLinear(config.hidden_size, config.intermediate_size)
         self.act = activation(config.hidden_act)
+        self.exact_gelu = config.hidden_act == "gelu"
 
     def forward(self, x):
+        if self.exact_gelu and type(self.dense) is PackedLinear:  # not when LoRA wraps it
+            return self.dense.forward_gelu(x)
         return self.act(self.dense(x))
 
 
@@ -153,8 +182,10 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config)
         self.output = BertSelfOutput(config, config.intermediate_size)
 
-    def forward(self, x, mask):
-        x = self.attention(x, mask)
+    def forward(self, x, mask, first_only: bool = False):
+        """``first_only``: the output at the first position only, (B, 1, H) (what a pooler reads);
+        its attention still reads every position."""
+        x = self.attention(x, mask, first_only)
         return self.output(self.intermediate(x), x)
 
 
@@ -167,7 +198,7 @@ class BertEncoder(nn.Module):
 class BertPooler(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = PackedLinear(config.hidden_size, config.hidden_size)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.dense(hidden[:, 0]))
@@ -200,7 +231,11 @@ class BertModel(BertPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
+        *,
+        first_token_only: bool = False,
     ) -> BaseModelOutput:
+        """``first_token_only``: run the last layer at the first position only (all the pooler
+        reads), so ``last_hidden_state`` has length 1; ignored when hidden states are returned."""
         input_ids = self.check_input_ids(input_ids)
         b, t = input_ids.shape
         if t > self.config.max_position_embeddings:
@@ -219,8 +254,9 @@ class BertModel(BertPreTrainedModel):
         keep = output_hidden_states if output_hidden_states is not None \
             else self.config.output_hidden_states
         states = [x] if keep else None
-        for layer in self.encoder.layer:
-            x = layer(x, mask)
+        last = len(self.encoder.layer) - 1 if first_token_only and not keep else -1
+        for i, layer in enumerate(self.encoder.layer):
+            x = layer(x, mask, i == last)
             if states is not None:
                 states.append(x)
         pooled = self.pooler(x) if self.pooler is not None else None
@@ -240,7 +276,10 @@ class BertForSequenceClassification(BertPreTrainedModel):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 labels=None, output_hidden_states=None) -> SequenceClassifierOutput:
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
+        # In eval the last layer runs for [CLS] only (the rest is unused); training keeps the
+        # reference's full pass so dropout draws the same random numbers.
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
+                        first_token_only=not self.training)
         logits = self.classifier(self.dropout(out.pooler_output))
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)

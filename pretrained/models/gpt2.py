@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -24,16 +25,20 @@ from ..errors import InvalidInputError
 from ..layers import (
     Conv1D,
     activation,
-    attention,
-    attention_mask_4d,
     causal_lm_loss,
-    check_attention_mask,
-    merge_heads,
+    causal_mask,
+    grouped_attention,
+    lm_logits,
+    packed_segments,
+    prepare_decoder_inputs,
     sequence_classification_loss,
     split_heads,
 )
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
+
+if TYPE_CHECKING:
+    from ..generation.cache import Cache
 
 
 class GPT2Config(PretrainedConfig):
@@ -76,6 +81,7 @@ class GPT2Attention(nn.Module):
     def __init__(self, config: GPT2Config, layer_idx: int) -> None:
         super().__init__()
         e = config.n_embd
+        self.layer_idx = layer_idx
         self.n_head = config.n_head
         self.c_attn = Conv1D(e, 3 * e)
         self.c_proj = Conv1D(e, e)
@@ -86,12 +92,14 @@ class GPT2Attention(nn.Module):
             scale /= layer_idx + 1
         self.scale = scale
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: Cache | None) -> torch.Tensor:
         q, k, v = self.c_attn(x).split(x.shape[-1], dim=2)
         q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # (B, nh, T, hd)
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v)
         p = self.attn_dropout if self.training else 0.0
-        y = attention(q, k, v, mask, causal=True, dropout=p, scale=self.scale)
-        return self.resid_dropout(self.c_proj(merge_heads(y)))
+        y = grouped_attention(q, k, v, mask, scale=self.scale, dropout=p)  # (B, T, n_embd)
+        return self.resid_dropout(self.c_proj(y))
 
 
 class GPT2MLP(nn.Module):
@@ -115,8 +123,8 @@ class GPT2Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = GPT2MLP(config)
 
-    def forward(self, x, mask):
-        x = x + self.attn(self.ln_1(x), mask)
+    def forward(self, x, mask, cache):
+        x = x + self.attn(self.ln_1(x), mask, cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -156,33 +164,40 @@ class GPT2Model(GPT2PreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
+        past_key_values: Cache | None = None,
+        use_cache: bool | None = None,
     ) -> BaseModelOutput:
-        input_ids = self.check_input_ids(input_ids)
-        b, t = input_ids.shape
-        if t > self.config.n_positions:
+        """``past_key_values``: a Cache from an earlier call, whose tokens these follow; with
+        ``use_cache`` (default ``config.use_cache`` outside training) one is created and
+        returned. ``attention_mask`` then covers cached + new tokens."""
+        cache, past, b, t, input_ids, position_ids = prepare_decoder_inputs(
+            self, input_ids, None, attention_mask, position_ids, past_key_values, use_cache)
+        n_pos = self.config.n_positions
+        if not torch.compiler.is_compiling() and int(position_ids.max()) >= n_pos:
             raise InvalidInputError(
-                f"input has {t} tokens but this model's context is {self.config.n_positions}; "
-                f"tokenize with truncation=True, max_length={self.config.n_positions}"
+                f"input reaches position {int(position_ids.max())} but this model's context is "
+                f"{n_pos} positions; "
+                f"tokenize with truncation=True, max_length={n_pos}, or generate fewer tokens"
             )
-        check_attention_mask(attention_mask, (b, t))
-        if position_ids is None:
-            position_ids = torch.arange(t, device=input_ids.device).unsqueeze(0)
         x = self.wte(input_ids) + self.wpe(position_ids)
         if token_type_ids is not None:
             x = x + self.wte(token_type_ids)
         x = self.drop(x)
-        mask = attention_mask_4d(attention_mask, causal=True, q_len=t)
+        packed = packed_segments(position_ids, b) if cache is None and attention_mask is None else None
+        mask = causal_mask(attention_mask, q_len=t, past_len=past, segments=packed,
+                           kv_len=cache.kv_length(t) if cache is not None else t, device=x.device)
         keep = output_hidden_states if output_hidden_states is not None \
             else self.config.output_hidden_states
         states = [x] if keep else None
         for block in self.h:
-            x = block(x, mask)
+            x = block(x, mask, cache)
             if states is not None:
                 states.append(x)
         x = self.ln_f(x)
         if states is not None:
             states[-1] = x  # the reference reports the last state after ln_f
-        return BaseModelOutput(last_hidden_state=x, hidden_states=tuple(states) if states else None)
+        return BaseModelOutput(last_hidden_state=x, past_key_values=cache,
+                               hidden_states=tuple(states) if states else None)
 
 
 class GPT2LMHeadModel(GPT2PreTrainedModel):
@@ -199,12 +214,15 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
         return self.lm_head
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                labels=None, output_hidden_states=None) -> CausalLMOutput:
+                labels=None, output_hidden_states=None, past_key_values: Cache | None = None,
+                use_cache: bool | None = None, logits_to_keep: int = 0) -> CausalLMOutput:
+        """Logits (B, T or logits_to_keep, vocab); see :meth:`GPT2Model.forward` for the cache."""
         out = self.transformer(input_ids, attention_mask, token_type_ids, position_ids,
-                               output_hidden_states)
-        logits = self.lm_head(out.last_hidden_state)
+                               output_hidden_states, past_key_values, use_cache)
+        logits = lm_logits(self.lm_head, out.last_hidden_state, logits_to_keep)
         loss = None if labels is None else causal_lm_loss(logits, labels)
-        return CausalLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return CausalLMOutput(loss=loss, logits=logits, past_key_values=out.past_key_values,
+                              hidden_states=out.hidden_states)
 
 
 class GPT2ForSequenceClassification(GPT2PreTrainedModel):
@@ -218,7 +236,7 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 labels=None, output_hidden_states=None) -> SequenceClassifierOutput:
         out = self.transformer(input_ids, attention_mask, token_type_ids, position_ids,
-                               output_hidden_states)
+                               output_hidden_states, use_cache=False)
         logits = self.score(out.last_hidden_state)  # (B, T, C)
         input_ids = self.check_input_ids(input_ids)
         b, t = input_ids.shape

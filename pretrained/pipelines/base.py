@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..errors import InvalidInputError
+from ..layers import set_weight_packing
 from ..modeling import resolve_dtype
 
 __all__ = ["Pipeline", "UNSET", "resolve_pipeline_device"]
@@ -151,6 +152,8 @@ class Pipeline:
         if _model_device(model) != self.device:
             model.to(self.device)
         model.eval()
+        if self.device.type == "cpu":  # inference only: pre-packed linear weights (layers.py)
+            set_weight_packing(model, True)
         self.batch_size = 1 if batch_size is None else _positive_int(batch_size, "batch_size")
         self._init_params = dict(params)
         self._params = self._split_parameters(params)

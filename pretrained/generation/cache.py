@@ -1,0 +1,258 @@
+"""Key/value caches for decoding: what attention has seen, kept so each step only computes
+the new tokens.
+
+A model's attention layer calls ``cache.update(layer_idx, k, v)`` with the new keys/values
+(B, kv_heads, T_new, head_dim) and attends over what it returns. Two kinds:
+
+* :class:`DynamicCache` grows as needed. Storage grows geometrically and ``update`` returns
+  views, so a decode step writes one slot instead of re-concatenating the whole history.
+* :class:`StaticCache` is allocated once at ``max_length`` and written in place; ``update``
+  always returns the full buffers (fixed shapes, for ``torch.compile``), and the model masks
+  the slots not written yet (``kv_length`` tells it how long the keys are).
+
+Example::
+
+    >>> import torch
+    >>> from pretrained.generation.cache import DynamicCache
+    >>> cache = DynamicCache()
+    >>> k, v = cache.update(0, torch.zeros(1, 2, 5, 4), torch.zeros(1, 2, 5, 4))
+    >>> k, v = cache.update(0, torch.ones(1, 2, 1, 4), torch.ones(1, 2, 1, 4))
+    >>> k.shape, cache.get_seq_length()
+    (torch.Size([1, 2, 6, 4]), 6)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import InvalidInputError
+
+__all__ = ["Cache", "DynamicCache", "StaticCache"]
+
+
+class Cache:
+    """Interface shared by the caches. Layers are indexed 0..n-1 in the order they run."""
+
+    def __init__(self) -> None:
+        self._keys: list[torch.Tensor] = []
+        self._values: list[torch.Tensor] = []
+        self._lengths: list[int] = []
+
+    def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, kv_heads, T_new, head_dim) for ``layer_idx``; return every key and
+        value that layer's attention must see, (B, kv_heads, S, head_dim)."""
+        raise NotImplementedError
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Tokens stored so far (for ``layer_idx``; every layer holds the same number after a
+        complete forward)."""
+        return self._lengths[layer_idx] if layer_idx < len(self._lengths) else 0
+
+    def get_max_length(self) -> int | None:
+        """The most tokens this cache can hold, or None when it grows."""
+        return None
+
+    def kv_length(self, new_tokens: int) -> int:
+        """Length of the keys ``update`` returns once ``new_tokens`` more are stored."""
+        return self.get_seq_length() + new_tokens
+
+    def position(self) -> int | torch.Tensor:
+        """Where the next tokens go (= tokens stored). An int, except in StaticCache: a 0-d
+        tensor there, so compiled code does not specialise on its value."""
+        return self.get_seq_length()
+
+    def reorder(self, beam_idx: torch.LongTensor) -> None:
+        """Keep batch rows ``beam_idx`` (beam search: each beam continues from its parent)."""
+        raise NotImplementedError
+
+    def crop(self, length: int) -> None:
+        """Forget everything after the first ``length`` tokens (negative: drop that many)."""
+        if length < 0:
+            length = max(self.get_seq_length() + length, 0)
+        self._lengths = [min(n, length) for n in self._lengths]
+
+    def reset(self) -> None:
+        """Empty the cache (storage is kept for reuse)."""
+        self._lengths = [0] * len(self._lengths)
+
+    def __len__(self) -> int:
+        return len(self._lengths)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(layers={len(self)}, seq_length={self.get_seq_length()})"
+
+
+def _check(k: torch.Tensor, v: torch.Tensor) -> None:
+    if k.dim() != 4 or v.dim() != 4 or k.shape[:3] != v.shape[:3]:
+        raise InvalidInputError(
+            f"cache.update expects keys and values of shape (batch, kv_heads, tokens, head_dim), "
+            f"got {tuple(k.shape)} and {tuple(v.shape)}"
+        )
+
+
+class DynamicCache(Cache):
+    """A cache that grows: capacity doubles when full, so a decode step is one in-place write.
+
+    ``update`` returns views of the storage; they stay valid until the next ``update`` of the
+    same layer.
+    """
+
+    #: capacity is rounded up to a multiple of this many tokens
+    block: int = 64
+
+    def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _check(k, v)
+        if layer_idx > len(self._keys):
+            raise InvalidInputError(f"cache.update: layer {layer_idx} came before layer "
+                                    f"{len(self._keys)}; layers must be updated in order")
+        t = k.shape[2]
+        if layer_idx == len(self._keys):
+            self._keys.append(self._alloc(k, t))
+            self._values.append(self._alloc(v, t))
+            self._lengths.append(0)
+        start = self._lengths[layer_idx]
+        end = start + t
+        kb, vb = self._keys[layer_idx], self._values[layer_idx]
+        if kb.shape[0] != k.shape[0] or kb.shape[1] != k.shape[1] or kb.shape[3] != k.shape[3]:
+            raise InvalidInputError(
+                f"cache.update: layer {layer_idx} holds (batch, kv_heads, head_dim) = "
+                f"{(kb.shape[0], kb.shape[1], kb.shape[3])}, got {(k.shape[0], k.shape[1], k.shape[3])}; "
+                "use a new cache for a new batch"
+            )
+        if end > kb.shape[2]:  # full: move to storage twice as large
+            kb = self._grow(kb, start, end)
+            vb = self._grow(vb, start, end)
+            self._keys[layer_idx], self._values[layer_idx] = kb, vb
+        elif kb.is_inference() and not torch.is_inference_mode_enabled():
+            kb, vb = self._writable(layer_idx)
+        kb[:, :, start:end].copy_(k)
+        vb[:, :, start:end].copy_(v)
+        self._lengths[layer_idx] = end
+        return kb[:, :, :end], vb[:, :, :end]
+
+    def _writable(self, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Storage made under torch.inference_mode cannot be written outside it: copy once."""
+        self._keys[layer_idx] = self._keys[layer_idx].clone()
+        self._values[layer_idx] = self._values[layer_idx].clone()
+        return self._keys[layer_idx], self._values[layer_idx]
+
+    def _alloc(self, x: torch.Tensor, tokens: int) -> torch.Tensor:
+        cap = -(-tokens // self.block) * self.block
+        b, h, _, d = x.shape
+        return torch.empty(b, h, cap, d, dtype=x.dtype, device=x.device)
+
+    def _grow(self, buf: torch.Tensor, used: int, need: int) -> torch.Tensor:
+        b, h, cap, d = buf.shape
+        new_cap = -(-max(need, 2 * cap) // self.block) * self.block
+        new = torch.empty(b, h, new_cap, d, dtype=buf.dtype, device=buf.device)
+        new[:, :, :used].copy_(buf[:, :, :used])
+        return new
+
+    def reorder(self, beam_idx: torch.LongTensor) -> None:
+        """Rows ``beam_idx`` of the batch, in that order (the batch size may change)."""
+        for i in range(len(self._keys)):
+            idx = beam_idx.to(self._keys[i].device)
+            self._keys[i] = self._keys[i].index_select(0, idx)
+            self._values[i] = self._values[i].index_select(0, idx)
+
+    def layer(self, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stored keys and values of one layer, (B, kv_heads, seq_length, head_dim)."""
+        n = self._lengths[layer_idx]
+        return self._keys[layer_idx][:, :, :n], self._values[layer_idx][:, :, :n]
+
+
+class StaticCache(Cache):
+    """A cache of fixed size, allocated at the first ``update`` (dtype, device, batch size and
+    heads come from the keys) and written in place.
+
+    ``update`` always returns the full (B, kv_heads, max_length, head_dim) buffers, and the
+    write position is a tensor (:meth:`position`), so a compiled decode step sees the same
+    shapes and no changing Python number from one token to the next; the model masks the
+    slots not written yet (every model here does, through :func:`pretrained.layers.causal_mask`).
+
+    Example::
+
+        >>> import torch
+        >>> from pretrained.generation.cache import StaticCache
+        >>> cache = StaticCache(max_length=16)
+        >>> k, v = cache.update(0, torch.ones(2, 3, 4, 8), torch.ones(2, 3, 4, 8))
+        >>> k.shape, cache.get_seq_length(), cache.kv_length(1)
+        (torch.Size([2, 3, 16, 8]), 4, 16)
+    """
+
+    def __init__(self, max_length: int) -> None:
+        super().__init__()
+        if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
+            raise InvalidInputError(f"StaticCache(max_length={max_length!r}): give the most "
+                                    "tokens it must hold (prompt + new tokens), a positive int")
+        self.max_length = max_length
+        self._seen: list[torch.Tensor] = []  # per layer, 0-d int64: tokens written
+        self._slots: torch.Tensor | None = None  # arange(max_length), to index slots
+
+    def get_max_length(self) -> int | None:
+        return self.max_length
+
+    def kv_length(self, new_tokens: int) -> int:
+        return self.max_length
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return int(self._seen[layer_idx]) if layer_idx < len(self._seen) else 0
+
+    def position(self) -> int | torch.Tensor:
+        return self._seen[0].clone() if self._seen else 0
+
+    def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if layer_idx == len(self._keys):
+            _check(k, v)
+            b, h, _, d = k.shape
+            self._keys.append(torch.zeros(b, h, self.max_length, d, dtype=k.dtype, device=k.device))
+            self._values.append(torch.zeros(b, h, self.max_length, d, dtype=v.dtype, device=v.device))
+            self._seen.append(torch.zeros((), dtype=torch.long, device=k.device))
+            self._slots = torch.arange(self.max_length, device=k.device)
+        elif layer_idx > len(self._keys):
+            raise InvalidInputError(f"cache.update: layer {layer_idx} came before layer "
+                                    f"{len(self._keys)}; layers must be updated in order")
+        kb, vb, seen = self._keys[layer_idx], self._values[layer_idx], self._seen[layer_idx]
+        t = k.shape[2]
+        if not torch.compiler.is_compiling():  # checks that read values: eager only
+            _check(k, v)
+            if int(seen) + t > self.max_length:
+                raise InvalidInputError(
+                    f"StaticCache is full: it holds {self.max_length} tokens and "
+                    f"{int(seen) + t} were asked for; create it with a larger max_length "
+                    "(prompt length + max_new_tokens)")
+            if kb.shape[0] != k.shape[0]:
+                raise InvalidInputError(f"StaticCache was allocated for batch size {kb.shape[0]}, "
+                                        f"got {k.shape[0]}; use a new cache for a new batch")
+            if kb.is_inference() and not torch.is_inference_mode_enabled():
+                # storage made under torch.inference_mode cannot be written outside it: copy once
+                kb, vb, seen = kb.clone(), vb.clone(), seen.clone()
+                self._keys[layer_idx], self._values[layer_idx], self._seen[layer_idx] = kb, vb, seen
+        slots = self._slots[:t] + seen
+        kb.index_copy_(2, slots, k)
+        vb.index_copy_(2, slots, v)
+        seen.add_(t)
+        return kb, vb
+
+    def reorder(self, beam_idx: torch.LongTensor) -> None:
+        """Rows ``beam_idx`` of the batch, in place (the batch size must stay the same)."""
+        for buf in (*self._keys, *self._values):
+            if beam_idx.numel() != buf.shape[0]:
+                raise InvalidInputError(f"StaticCache.reorder: {beam_idx.numel()} rows asked for "
+                                        f"a cache of batch size {buf.shape[0]}")
+            buf.copy_(buf.index_select(0, beam_idx.to(buf.device)))
+
+    def crop(self, length: int) -> None:
+        if length < 0:
+            length = max(self.get_seq_length() + length, 0)
+        for seen in self._seen:
+            seen.clamp_(max=length)
+
+    def reset(self) -> None:
+        for seen in self._seen:
+            seen.zero_()
+        for buf in (*self._keys, *self._values):
+            buf.zero_()
+
+    def __len__(self) -> int:
+        return len(self._seen)

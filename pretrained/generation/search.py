@@ -1,0 +1,253 @@
+"""generate(): greedy decoding and multinomial sampling (beam search lives in beam.py).
+
+The prompt goes through the model once (prefill), then one token per step through the KV
+cache. Models whose forward takes no ``past_key_values`` (and ``use_cache=False``) re-run the
+whole sequence each step instead; both paths give the same tokens.
+
+Example::
+
+    >>> import torch
+    >>> from pretrained.models.gpt2 import GPT2Config, GPT2LMHeadModel
+    >>> cfg = GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0)
+    >>> model = GPT2LMHeadModel.from_config(cfg)
+    >>> out = model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, do_sample=False,
+    ...                      eos_token_id=None)
+    >>> out.shape
+    torch.Size([1, 7])
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..errors import InvalidInputError
+from ..outputs import ModelOutput
+from .config import GenerationConfig
+from .prepare import Plan, prepare
+
+
+@dataclass
+class GenerateDecoderOnlyOutput(ModelOutput):
+    """``return_dict_in_generate=True`` result of greedy decoding or sampling."""
+
+    sequences: torch.Tensor
+    scores: tuple[torch.Tensor, ...] | None = None  # processed scores, one (B, V) per step
+    logits: tuple[torch.Tensor, ...] | None = None  # raw logits, one (B, V) per step
+    cache: Any = None
+
+    @property
+    def past_key_values(self) -> Any:
+        return self.cache
+
+
+@dataclass
+class GenerateBeamDecoderOnlyOutput(ModelOutput):
+    """``return_dict_in_generate=True`` result of beam search."""
+
+    sequences: torch.Tensor
+    sequences_scores: torch.Tensor | None = None  # length-penalised log-probabilities
+    scores: tuple[torch.Tensor, ...] | None = None  # processed log-probs, one (B*beams, V) per step
+    logits: tuple[torch.Tensor, ...] | None = None
+    beam_indices: torch.Tensor | None = None  # (B*n, generated): the beam each token came from
+    cache: Any = None
+
+    @property
+    def past_key_values(self) -> Any:
+        return self.cache
+
+
+_SIGNATURES: dict[type, frozenset[str]] = {}
+
+
+def _forward_params(model: torch.nn.Module) -> frozenset[str]:
+    cls = type(model)
+    if cls not in _SIGNATURES:
+        _SIGNATURES[cls] = frozenset(inspect.signature(model.forward).parameters)
+    return _SIGNATURES[cls]
+
+
+class Stepper:
+    """Runs the model for generation: :meth:`prefill` the prompt, then :meth:`step` once per new
+    token. Attention mask and position ids are laid out once for the longest sequence and
+    sliced (views) each step."""
+
+    def __init__(self, model: torch.nn.Module, plan: Plan, rows: int) -> None:
+        params = _forward_params(model)
+        cfg = plan.cfg
+        self.model = model
+        self.cached = bool(cfg.use_cache) and "past_key_values" in params
+        self.cache = None
+        if self.cached and cfg.cache_implementation == "static":
+            from .cache import StaticCache
+
+            self.cache = StaticCache(plan.max_length)
+        self.extra: dict[str, Any] = {}
+        if "use_cache" in params:
+            self.extra["use_cache"] = self.cached
+        if "logits_to_keep" in params:
+            self.extra["logits_to_keep"] = 1
+        self.with_positions = "position_ids" in params
+        t, n, device = plan.prompt_length, plan.max_length, plan.input_ids.device
+        mask = plan.attention_mask
+        if mask is not None:
+            mask = mask.repeat_interleave(rows // mask.shape[0], dim=0)
+            self.mask: torch.Tensor | None = torch.ones(rows, n, dtype=torch.long, device=device)
+            self.mask[:, :t] = mask
+            # Left padding: each row counts positions from its first real token (padding gets 0).
+            pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        else:
+            self.mask = None
+            pos = torch.arange(t, device=device).expand(rows, t)
+        self.positions = torch.empty(rows, n, dtype=torch.long, device=device)
+        self.positions[:, :t] = pos
+        self.positions[:, t:] = pos[:, -1:] + torch.arange(1, n - t + 1, device=device)
+
+    def _run(self, ids: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        kw = dict(self.extra)
+        if self.mask is not None:
+            kw["attention_mask"] = self.mask[:, :end]
+        if self.with_positions:
+            kw["position_ids"] = self.positions[:, start:end]
+        if self.cached:
+            kw["past_key_values"] = self.cache
+        out = self.model(ids, **kw)
+        if self.cached:
+            self.cache = out.past_key_values
+        # float32 copy of the last position: processors never see the model's own buffer
+        return out.logits[:, -1].to(dtype=torch.float32, copy=True)
+
+    def prefill(self, ids: torch.Tensor) -> torch.Tensor:
+        """Logits (rows, V) for the token after the prompt ``ids`` (rows, T)."""
+        return self._run(ids, 0, ids.shape[1])
+
+    def step(self, seq: torch.Tensor) -> torch.Tensor:
+        """Logits for the token after ``seq`` (rows, L), whose last column is new."""
+        n = seq.shape[1]
+        if self.cached:
+            return self._run(seq[:, -1:], n - 1, n)
+        return self._run(seq, 0, n)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep the cache rows ``rows`` (beam search)."""
+        if self.cached:
+            if not hasattr(self.cache, "reorder"):
+                raise InvalidInputError(f"{type(self.cache).__name__} cannot be reordered for beam "
+                                        "search; pass use_cache=False")
+            self.cache.reorder(rows)
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module,
+    inputs: torch.Tensor | None = None,
+    generation_config: GenerationConfig | None = None,
+    logits_processor: list | None = None,
+    stopping_criteria: list | None = None,
+    streamer: Any = None,
+    *,
+    input_ids: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+    token_type_ids: torch.Tensor | None = None,
+    tokenizer: Any = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    **kwargs: Any,
+) -> torch.Tensor | GenerateDecoderOnlyOutput | GenerateBeamDecoderOnlyOutput:
+    """Continue each prompt of ``input_ids`` (B, T); returns (B * num_return_sequences, T + new)
+    token ids, or an output object with ``return_dict_in_generate=True``.
+
+    Keyword arguments are :class:`GenerationConfig` fields (``max_new_tokens``, ``do_sample``,
+    ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``num_beams``, ``repetition_penalty``,
+    ``eos_token_id``, ``stop_strings`` ...). Batches must be left-padded with their
+    ``attention_mask``. Sampling draws from ``generator`` (or a fresh one seeded with ``seed``),
+    else from torch's global generator (``torch.manual_seed``). ``tokenizer`` is needed for
+    ``stop_strings``. Every parameter is checked before the first forward pass.
+
+    Example::
+
+        >>> out = model.generate(**tok(["Hello"], return_tensors="pt"), max_new_tokens=20)  # doctest: +SKIP
+        >>> tok.decode(out[0])                                                             # doctest: +SKIP
+    """
+    try:
+        if token_type_ids is not None and bool(token_type_ids.any()):
+            raise InvalidInputError("generate() does not take token_type_ids for decoder-only "
+                                    "models; drop them from the tokenizer's output")
+        if seed is not None and generator is not None:
+            raise InvalidInputError("pass either seed= or generator=, not both")
+        plan = prepare(model, inputs, input_ids, attention_mask, generation_config, logits_processor,
+                       stopping_criteria, streamer, tokenizer, kwargs)
+        if seed is not None:
+            generator = torch.Generator(device=plan.input_ids.device).manual_seed(seed)
+        if plan.num_beams > 1:
+            from .beam import beam_search
+
+            return beam_search(model, plan, generator)
+        return _decode(model, plan, streamer, generator)
+    except BaseException as e:
+        fail = getattr(streamer, "fail", None)
+        if callable(fail):  # a thread reading the streamer sees the error instead of waiting
+            fail(e)
+        raise
+
+
+def _decode(model: torch.nn.Module, plan: Plan, streamer: Any,
+            generator: torch.Generator | None) -> torch.Tensor | GenerateDecoderOnlyOutput:
+    """Greedy decoding (argmax) or multinomial sampling, one token per step."""
+    cfg = plan.cfg
+    ids = plan.input_ids
+    if plan.expand > 1:
+        ids = ids.repeat_interleave(plan.expand, dim=0)
+    rows, t = ids.shape
+    seq = torch.empty(rows, plan.max_length, dtype=torch.long, device=ids.device)
+    seq[:, :t] = ids
+    keep_scores = cfg.return_dict_in_generate and cfg.output_scores
+    keep_logits = cfg.return_dict_in_generate and cfg.output_logits
+    scores_out: list[torch.Tensor] = []
+    logits_out: list[torch.Tensor] = []
+    pad = torch.tensor(plan.pad if plan.pad is not None else 0, device=ids.device)
+    unfinished = torch.ones(rows, dtype=torch.bool, device=ids.device)
+    procs, criteria = plan.processors, plan.criteria
+    stepper = Stepper(model, plan, rows)
+    if streamer is not None:
+        streamer.put(ids.cpu())
+    logits = stepper.prefill(ids)
+    length = t
+    for cur in range(t, plan.max_length):
+        scores = procs(seq[:, :cur], logits) if procs else logits
+        if keep_scores:
+            scores_out.append(scores)
+        if keep_logits:
+            logits_out.append(logits)
+        if plan.do_sample:
+            probs = torch.softmax(scores, dim=-1)
+            nxt = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+        else:
+            nxt = torch.argmax(scores, dim=-1)
+        if plan.eos is not None:  # finished rows continue with padding
+            nxt = torch.where(unfinished, nxt, pad)
+        seq[:, cur] = nxt
+        length = cur + 1
+        if streamer is not None:
+            streamer.put(nxt.cpu())
+        if criteria:
+            unfinished &= ~criteria(seq[:, :length], tuple(scores_out) if keep_scores else None)
+            if not bool(unfinished.any()):
+                break
+        if length == plan.max_length:
+            break
+        logits = stepper.step(seq[:, :length])
+    if streamer is not None:
+        streamer.end()
+    sequences = seq[:, :length]
+    if not cfg.return_dict_in_generate:
+        return sequences
+    return GenerateDecoderOnlyOutput(
+        sequences=sequences, scores=tuple(scores_out) if keep_scores else None,
+        logits=tuple(logits_out) if keep_logits else None, cache=stepper.cache)
+
+
+__all__ = ["generate", "GenerateDecoderOnlyOutput", "GenerateBeamDecoderOnlyOutput", "Stepper"]

@@ -1,0 +1,187 @@
+"""Reading a checkpoint's tokenizer files: tokenizer.json (or vocab.txt / vocab.json + merges.txt,
+see :mod:`.conversion`), tokenizer_config.json, special_tokens_map.json and added_tokens.json
+(legacy), chat_template.jinja and chat_templates/*.jinja."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tokenizers import Tokenizer as _BackendTokenizer
+
+from ..errors import TokenizerLoadError, TokenizerNotFoundError
+from .constants import (
+    ADDED_TOKENS_FILE,
+    CHAT_TEMPLATE_DIR,
+    CHAT_TEMPLATE_FILE,
+    CONFIG_FILE,
+    SPECIAL_TOKEN_NAMES,
+    SPECIAL_TOKENS_MAP_FILE,
+    TOKENIZER_FILE,
+    _BERT_CLASSES,
+    _DEFAULT_SPECIALS,
+    _base_class_name,
+)
+from .conversion import (
+    _add_conversion_post_processor,
+    _apply_class_settings,
+    _bpe_from_vocab_merges,
+    _wordpiece_from_vocab,
+)
+from .inputs import _error_detail, _is_fatal
+
+if TYPE_CHECKING:
+    from .tokenizer import Tokenizer
+
+logger = logging.getLogger(__package__)  # "pretrained.tokenization": one logger for the package
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise TokenizerLoadError(f"{path}: {what} is not valid UTF-8 ({e})") from None
+    except OSError as e:
+        raise TokenizerLoadError(f"{path}: cannot read {what}: {e}") from None
+
+
+def _read_json(path: Path, what: str) -> Any:
+    text = _read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TokenizerLoadError(
+            f"{path}: {what} is not valid JSON ({e}); re-download or re-save it"
+        ) from None
+
+
+def _load_tokenizer_json(path: Path) -> _BackendTokenizer:
+    text = _read_text(path, TOKENIZER_FILE)
+    if not text.strip():
+        raise TokenizerLoadError(f"{path}: tokenizer.json is empty; re-download or re-save the tokenizer")
+    try:
+        return _BackendTokenizer.from_str(text)
+    except BaseException as e:  # tokenizers raises Exception, or pyo3's PanicException (a BaseException)
+        if _is_fatal(e):
+            raise
+        detail = _error_detail(e)
+        raise TokenizerLoadError(
+            f"{path}: tokenizer.json cannot be loaded by the tokenizers library ({detail}). The file is "
+            "truncated, malformed, or uses a model type this version of tokenizers does not know"
+        ) from None
+
+
+def _load_into(tok: Tokenizer, files: Any, name: str, overrides: dict[str, Any]) -> None:
+    config_path = files.get(CONFIG_FILE)
+    config: dict[str, Any] = {}
+    if config_path is not None:
+        loaded = _read_json(config_path, CONFIG_FILE)
+        if not isinstance(loaded, dict):
+            raise TokenizerLoadError(f"{config_path}: tokenizer_config.json must hold a JSON object")
+        config = loaded
+    if config.get("auto_map"):
+        logger.info("%s: ignoring auto_map in tokenizer_config.json (remote code is never executed)", name)
+
+    added_tokens_decoder = config.pop("added_tokens_decoder", None)
+    if added_tokens_decoder is not None and not isinstance(added_tokens_decoder, Mapping):
+        raise TokenizerLoadError(f"{config_path}: added_tokens_decoder must be an object of id -> token")
+    if added_tokens_decoder is None:
+        # Legacy files, read only when the config does not list its added tokens (like the reference).
+        map_path = files.get(SPECIAL_TOKENS_MAP_FILE)
+        if map_path is not None:
+            smap = _read_json(map_path, SPECIAL_TOKENS_MAP_FILE)
+            if not isinstance(smap, dict):
+                raise TokenizerLoadError(f"{map_path}: special_tokens_map.json must hold a JSON object")
+            for key, value in smap.items():
+                if key in ("additional_special_tokens", "extra_special_tokens") and isinstance(value, list):
+                    existing = list(
+                        config.get("additional_special_tokens") or config.get("extra_special_tokens") or []
+                    )
+                    seen = {t["content"] if isinstance(t, Mapping) else str(t) for t in existing}
+                    for t in value:
+                        content = t["content"] if isinstance(t, Mapping) else str(t)
+                        if content not in seen:
+                            existing.append(t)
+                            seen.add(content)
+                    config.pop("extra_special_tokens", None)
+                    config["additional_special_tokens"] = existing
+                else:
+                    config[key] = value
+        added_path = files.get(ADDED_TOKENS_FILE)
+        if added_path is not None:
+            added = _read_json(added_path, ADDED_TOKENS_FILE)
+            if not isinstance(added, dict) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in added.values()
+            ):
+                raise TokenizerLoadError(f"{added_path}: added_tokens.json must map token -> integer id")
+            specials = {str(config.get(k)) for k in SPECIAL_TOKEN_NAMES if isinstance(config.get(k), str)}
+            added_tokens_decoder = {
+                i: {"content": t, "normalized": t not in specials, "special": t in specials}
+                for t, i in added.items()
+            }
+
+    # Chat templates in their own files win over the config entry.
+    templates: dict[str, str] = {}
+    jinja = files.get(CHAT_TEMPLATE_FILE)
+    if jinja is not None:
+        templates["default"] = _read_text(jinja, CHAT_TEMPLATE_FILE)
+    folder = getattr(files, "folder", None) or getattr(files, "local_dir", None)  # hub repos: cached snapshot
+    if folder is not None and (Path(folder) / CHAT_TEMPLATE_DIR).is_dir():
+        for path in sorted((Path(folder) / CHAT_TEMPLATE_DIR).glob("*.jinja")):
+            templates[path.name[: -len(".jinja")]] = _read_text(path, "chat template")
+    if len(templates) == 1 and "default" in templates:
+        config["chat_template"] = templates["default"]
+    elif templates:
+        config["chat_template"] = templates
+
+    if "additional_special_tokens" in overrides and "extra_special_tokens" not in overrides:
+        overrides["extra_special_tokens"] = overrides.pop("additional_special_tokens")
+    if "extra_special_tokens" in overrides:
+        config.pop("additional_special_tokens", None)
+    config.update(overrides)
+    cls_name = _base_class_name(config.get("tokenizer_class"))
+    specials = {
+        k: config.get(k, _DEFAULT_SPECIALS.get(cls_name or "", {}).get(k)) for k in SPECIAL_TOKEN_NAMES
+    }
+
+    from_json = True
+    tok_json = files.get(TOKENIZER_FILE)
+    if tok_json is not None:
+        backend = _load_tokenizer_json(tok_json)
+    else:
+        from_json = False
+        vocab_txt = files.get("vocab.txt")
+        vocab_json = files.get("vocab.json") if (vocab_txt is None or cls_name not in _BERT_CLASSES) else None
+        merges = files.get("merges.txt") if vocab_json is not None else None
+        if vocab_json is not None and merges is not None:
+            backend = _bpe_from_vocab_merges(vocab_json, merges, config)
+        elif vocab_txt is not None:
+            backend = _wordpiece_from_vocab(vocab_txt, config, specials)
+        else:
+            spm = files.get("tokenizer.model")
+            if spm is not None:
+                raise TokenizerLoadError(
+                    f"{name}: only a SentencePiece tokenizer.model was found; converting it is not supported. "
+                    "Load it with a library that has a converter and save_pretrained() it to get a tokenizer.json"
+                )
+            raise TokenizerNotFoundError(
+                f"{name}: no tokenizer found. Looked for tokenizer.json, vocab.txt (WordPiece) and "
+                "vocab.json + merges.txt (byte-level BPE); none is there"
+                + (" (vocab.json without merges.txt)" if vocab_json is not None else "")
+                + ". Pass the folder of a saved tokenizer"
+            )
+
+    tok._setup(
+        backend,
+        config,
+        name_or_path=name,
+        from_tokenizer_json=from_json,
+        added_tokens_decoder=added_tokens_decoder,
+    )
+    if not from_json:
+        _add_conversion_post_processor(tok, cls_name, config)
+    else:
+        _apply_class_settings(tok.backend_tokenizer, cls_name, config)
