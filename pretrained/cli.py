@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+DEFAULT_CHAT_MODEL = "SmolLM2-135M-Instruct-Q4_1-gguf"
 _CPU_FLAGS = (
     "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
     "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve",
@@ -134,6 +135,53 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chat_model(model: str, dtype: str):
+    """Tokenizer and causal LM from a fetchable name, a .gguf file, or a model folder."""
+    from pathlib import Path
+
+    from . import AutoModelForCausalLM, AutoTokenizer
+    from .fetch import REAL_MODELS, fetch
+
+    path = Path(fetch(model, quiet=True)) if model in REAL_MODELS and not os.path.exists(model) \
+        else Path(model)
+    folder, gguf = (path.parent, path.name) if path.suffix == ".gguf" else (path, None)
+    kw = {"gguf_file": gguf} if gguf else {}
+    tok = AutoTokenizer.from_pretrained(folder, **kw)
+    return tok, AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype, **kw)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from .generation import TextStreamer
+
+    tok, model = _chat_model(args.model, args.dtype)
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    gen_kw = {"max_new_tokens": args.max_new_tokens, "do_sample": args.temperature > 0}
+    if args.temperature > 0:
+        gen_kw.update(temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+
+    def reply(text: str) -> None:
+        messages.append({"role": "user", "content": text})
+        batch = tok.apply_chat_template(messages, add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)
+        streamer = TextStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+        out = model.generate(**batch, streamer=streamer, **gen_kw)
+        answer = tok.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        messages.append({"role": "assistant", "content": answer})
+
+    if args.message:
+        reply(" ".join(args.message))
+        return 0
+    interactive = sys.stdin.isatty()
+    while True:  # a conversation: one user line per turn, until EOF or "exit"
+        if interactive:
+            print("you> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line or line.strip() in {"exit", "quit"}:
+            return 0
+        if line.strip():
+            reply(line.strip())
+
+
 def format_matrix(sim: Sequence[Sequence[float]], labels: Sequence[str]) -> str:
     """A square matrix with 4 decimals, rows and columns numbered, then the sentences."""
     n = len(sim)
@@ -172,6 +220,20 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_similarity, parser=p)
+
+    p = sub.add_parser("chat", help="chat with a causal LM through its chat template (streamed)")
+    p.add_argument("message", nargs="*", help="one message to answer; none: read turns from stdin")
+    p.add_argument(
+        "--model", default=DEFAULT_CHAT_MODEL,
+        help=f"a model folder, a .gguf file, or a fetchable name (default: {DEFAULT_CHAT_MODEL})",
+    )  # fmt: skip
+    p.add_argument("--system", help="a system message")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy")
+    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.set_defaults(func=cmd_chat)
     return parser
 
 

@@ -129,3 +129,27 @@ def test_similarity_on_the_real_model():
     rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines() if line.startswith("[") and len(line.split()) == 4}
     assert rows["[0]"][1] == "0.7553" and rows["[1]"][0] == "0.7553"
     assert rows["[0]"][0] == "1.0000"
+
+
+@pytest.mark.slow
+def test_chat_on_the_real_model_one_message_and_turns_from_stdin():
+    r = subprocess.run(
+        [sys.executable, "-m", "pretrained", "chat", "What is the capital of France?"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "The capital of France is Paris."
+    r = subprocess.run(
+        [sys.executable, "-m", "pretrained", "chat", "--max-new-tokens", "30"],
+        input="What is the capital of France?\nAnd of Germany?\n",
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[0] == "The capital of France is Paris." and "Berlin" in lines[1]
+
+
+def test_chat_with_a_bad_model_is_one_line_error(capsys, tmp_path):
+    assert main(["chat", "--model", str(tmp_path / "nope"), "hi"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pretrained chat: error:") and len(err.strip().splitlines()) == 1
