@@ -18,7 +18,12 @@ exactly those lengths, [CLS] and [SEP] included), float32 and bfloat16.
 The matmul peak is measured in the same run (in our worker, between the rounds): GFLOP/s of
 ``torch.matmul`` on the encoder's linear shapes (M x 768 @ 768 x 768, M x 768 @ 768 x 3072 and
 M x 3072 @ 3072 x 768) for M = 16, 128 and 4096 tokens; the peak is the best of them per dtype.
-"share" = the model forward's FLOPs per sequence x sequences/s / that peak.
+"share" = the model forward's FLOPs per sequence x sequences/s / that peak. The FLOPs are those of
+the full forward on both sides (this library runs the last layer for [CLS] only, about 7% less
+work at length 128, and gets no credit for the skipped part).
+
+On a busy machine wall times swing widely (other processes take the cores, and OpenMP threads
+that spin at barriers suffer most); ``--threads 1 --cpu-time`` gives a steadier comparison.
 """
 
 from __future__ import annotations
@@ -91,6 +96,7 @@ def worker(impl: str, path: str, threads: int) -> None:
             send({"times": times})
         elif op == "matmul":
             dtype = dtypes[cmd["dtype"]]
+            clock = time.process_time if cmd.get("cpu_time") else time.perf_counter
             out = {}
             for m, k, n in cmd["shapes"]:
                 a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
@@ -98,11 +104,11 @@ def worker(impl: str, path: str, threads: int) -> None:
                 for _ in range(1):
                     torch.matmul(a, b)
                 ts = []
-                for _ in range(3):
-                    t0 = time.perf_counter()
+                for _ in range(5):
+                    t0 = clock()
                     for _ in range(reps):
                         torch.matmul(a, b)
-                    ts.append((time.perf_counter() - t0) / reps)
+                    ts.append((clock() - t0) / reps)
                 out[f"{m}x{k}x{n}"] = min(ts)
             send({"seconds": out})
         elif op == "quit":
@@ -232,8 +238,8 @@ def main() -> None:
                             times[k] += w.ask(op="run", texts=texts, calls=n,
                                               cpu_time=args.cpu_time)["times"]
                         shapes = matmul_shapes(b * t) + (matmul_shapes(4096) if b * t != 4096 else [])
-                        for name, s in sides["ours"].ask(op="matmul", dtype=dtype,
-                                                         shapes=shapes)["seconds"].items():
+                        for name, s in sides["ours"].ask(op="matmul", dtype=dtype, shapes=shapes,
+                                                         cpu_time=args.cpu_time)["seconds"].items():
                             peak_times.setdefault(name, []).append(s)
                     for k in sides:
                         med = statistics.median(times[k])

@@ -9,6 +9,7 @@ rounds and the fastest round of each is reported (on a shared machine, load only
 
     python benchmarks/bench_training.py --ref-python /work/refvenv/bin/python
     python benchmarks/bench_training.py --steps 4 --layers 2      # quick look
+    /work/refvenv/bin/python benchmarks/bench_training.py --interleaved   # time only, one process
 """
 
 from __future__ import annotations
@@ -81,6 +82,61 @@ def one(impl: str, mode: str, steps: int, warmup: int, layers: int, batch: int, 
             "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 
+def interleaved(rounds: int, steps: int, layers: int, batch: int, seq: int) -> dict:
+    """Step times of both libraries in ONE process (run with the reference's python, which can
+    import both), alternating short runs so that load on a shared machine hits both alike."""
+    import torch
+    import transformers
+    from peft import LoraConfig as RefLora, get_peft_model as ref_peft
+
+    sys.path.insert(0, str(REPO))
+    from pretrained.models.bert import BertConfig, BertForSequenceClassification
+    from pretrained.peft import LoraConfig, get_peft_model
+    from pretrained.training import Trainer, TrainerCallback, TrainingArguments
+
+    cfg = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=layers, num_attention_heads=12,
+               intermediate_size=3072, num_labels=2)
+    g = torch.Generator().manual_seed(0)
+    data = [{"input_ids": torch.randint(1000, 30000, (seq,), generator=g).tolist(), "label": i % 2}
+            for i in range(batch * (steps + 1))]
+    lora = dict(r=8, lora_alpha=16, target_modules=["query", "value"], task_type="SEQ_CLS")
+    times: dict[str, list[float]] = {}
+
+    def clock(key, base):
+        class Clock(base):
+            def on_step_end(self, args, state, control, **kwargs):
+                times.setdefault(key, []).append(time.perf_counter())
+        return Clock()
+
+    setups = []
+    for mode in ("full", "lora"):
+        torch.manual_seed(0)
+        ours = BertForSequenceClassification.from_config(BertConfig(**cfg))
+        ref = transformers.BertForSequenceClassification(transformers.BertConfig(**cfg))
+        if mode == "lora":
+            ours, ref = get_peft_model(ours, LoraConfig(**lora)), ref_peft(ref, RefLora(**lora))
+        setups.append((mode, ours, ref))
+    result: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        kw = dict(output_dir=tmp, max_steps=steps + 1, per_device_train_batch_size=batch, learning_rate=2e-5,
+                  save_strategy="no", logging_steps=10_000, disable_tqdm=True, report_to="none")
+        for _ in range(rounds):
+            for mode, ours, ref in setups:
+                for impl in ("ours", "reference"):
+                    key = f"{mode}/{impl}"
+                    times[key] = []
+                    if impl == "ours":
+                        Trainer(model=ours, args=TrainingArguments(**kw), train_dataset=data,
+                                callbacks=[clock(key, TrainerCallback)]).train()
+                    else:
+                        transformers.Trainer(model=ref, args=transformers.TrainingArguments(use_cpu=True, **kw),
+                                             train_dataset=data,
+                                             callbacks=[clock(key, transformers.TrainerCallback)]).train()
+                    t = times[key]
+                    result.setdefault(key, []).extend(b - a for a, b in zip(t, t[1:]))
+    return {k: statistics.median(v) for k, v in result.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--ref-python", default="/work/refvenv/bin/python")
@@ -91,7 +147,16 @@ def main() -> None:
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--one", nargs=2, metavar=("IMPL", "MODE"), help=argparse.SUPPRESS)
+    p.add_argument("--interleaved", action="store_true",
+                   help="time both libraries in one process (needs a python with both importable)")
     a = p.parse_args()
+    if a.interleaved:
+        med = interleaved(a.rounds, a.steps, a.layers, a.batch, a.seq)
+        for mode in ("full", "lora"):
+            o, r = med[f"{mode}/ours"], med[f"{mode}/reference"]
+            print(f"{mode}: median step ours {o:.2f} s, reference {r:.2f} s (ours/reference {o / r:.2f}x)")
+        print(json.dumps({"interleaved_median_step_s": med, "rounds": a.rounds, "steps": a.steps}))
+        return
     shape = dict(steps=a.steps, warmup=a.warmup, layers=a.layers, batch=a.batch, seq=a.seq)
     if a.one:
         print(json.dumps(one(a.one[0], a.one[1], **shape)))

@@ -24,19 +24,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import PretrainedConfig
 from ..layers import (
+    PackedLinear,
     RMSNorm,
     RotaryEmbedding,
     activation,
-    apply_rotary,
     causal_lm_loss,
     causal_mask,
+    fused_packed_linear,
     grouped_attention,
     init_normal_,
     last_token_logits,
+    linear_then,
     lm_logits,
     packed_segments,
     prepare_decoder_inputs,
@@ -132,7 +135,14 @@ class LlamaConfig(LlamaFamilyConfig):
 
 
 # --- blocks -----------------------------------------------------------------------------------
+# Projections are PackedLinear (plain nn.Linear unless set_weight_packing turned packing on, as
+# generate() and the pipelines do on CPU): then q/k/v run as one packed matmul, SiLU, the SwiGLU
+# product and the residual sums run inside the matmul kernels (layers.linear_then). A projection
+# replaced by LoRA or quantization takes the plain path.
 class LlamaAttention(nn.Module):
+    #: set by set_weight_packing: q/k/v in one packed projection (a cached concatenation)
+    packing: bool = False
+
     def __init__(self, config: LlamaFamilyConfig, layer_idx: int) -> None:
         super().__init__()
         self.layer_idx = layer_idx
@@ -144,10 +154,10 @@ class LlamaAttention(nn.Module):
         self.sliding_window = config.layer_sliding_window(layer_idx)
         qkv_bias, o_bias = config.attention_biases()
         h = config.hidden_size
-        self.q_proj = nn.Linear(h, self.num_heads * hd, bias=qkv_bias)
-        self.k_proj = nn.Linear(h, self.num_kv_heads * hd, bias=qkv_bias)
-        self.v_proj = nn.Linear(h, self.num_kv_heads * hd, bias=qkv_bias)
-        self.o_proj = nn.Linear(self.num_heads * hd, h, bias=o_bias)
+        self.q_proj = PackedLinear(h, self.num_heads * hd, bias=qkv_bias)
+        self.k_proj = PackedLinear(h, self.num_kv_heads * hd, bias=qkv_bias)
+        self.v_proj = PackedLinear(h, self.num_kv_heads * hd, bias=qkv_bias)
+        self.o_proj = PackedLinear(self.num_heads * hd, h, bias=o_bias)
         if config.has_qk_norm():
             self.q_norm = RMSNorm(hd, eps=config.rms_norm_eps)
             self.k_norm = RMSNorm(hd, eps=config.rms_norm_eps)
@@ -155,32 +165,49 @@ class LlamaAttention(nn.Module):
             self.q_norm = self.k_norm = None
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                mask: torch.Tensor | None, cache: Cache | None) -> torch.Tensor:
+                mask: torch.Tensor | None, cache: Cache | None,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, hidden); cos/sin (B, T, 1, head_dim); returns the attention output, plus
+        ``residual`` when given."""
         b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, self.num_heads, self.head_dim)
-        k = self.k_proj(x).view(b, t, self.num_kv_heads, self.head_dim)
-        v = self.v_proj(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        nh, nkv, hd = self.num_heads, self.num_kv_heads, self.head_dim
+        qkv = fused_packed_linear(self, "_packed_qkv", (self.q_proj, self.k_proj, self.v_proj), x)
+        if qkv is not None:
+            qkv = qkv.view(b, t, nh + 2 * nkv, hd)
+            q, k, v = qkv[:, :, :nh], qkv[:, :, nh:nh + nkv], qkv[:, :, nh + nkv:]
+        else:
+            q = self.q_proj(x).view(b, t, nh, hd)
+            k = self.k_proj(x).view(b, t, nkv, hd)
+            v = self.v_proj(x).view(b, t, nkv, hd)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        q = apply_rotary(q.transpose(1, 2), cos, sin)  # (B, nh, T, hd)
-        k = apply_rotary(k.transpose(1, 2), cos, sin)  # (B, nkv, T, hd)
+        # q and k rotated together, heads last but one: (B, T, nh + nkv, hd)
+        qk = qkv[:, :, :nh + nkv] if qkv is not None and self.q_norm is None else torch.cat((q, k), 2)
+        qk = qk * cos + qk.roll(hd // 2, -1) * sin
+        q, k, v = qk[:, :, :nh].transpose(1, 2), qk[:, :, nh:].transpose(1, 2), v.transpose(1, 2)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)
         p = self.dropout if self.training else 0.0
-        return self.o_proj(grouped_attention(q, k, v, mask, scale=self.scale, dropout=p))
+        y = grouped_attention(q, k, v, mask, scale=self.scale, dropout=p)
+        return self.o_proj(y) if residual is None else linear_then(self.o_proj, y, "add", residual)
 
 
 class LlamaMLP(nn.Module):
     def __init__(self, config: LlamaFamilyConfig) -> None:
         super().__init__()
         h, i, bias = config.hidden_size, config.intermediate_size, config.mlp_has_bias()
-        self.gate_proj = nn.Linear(h, i, bias=bias)
-        self.up_proj = nn.Linear(h, i, bias=bias)
-        self.down_proj = nn.Linear(i, h, bias=bias)
+        self.gate_proj = PackedLinear(h, i, bias=bias)
+        self.up_proj = PackedLinear(h, i, bias=bias)
+        self.down_proj = PackedLinear(i, h, bias=bias)
         self.act_fn = activation(config.hidden_act)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """down(act(gate(x)) * up(x)), plus ``residual`` when given."""
+        if self.act_fn is F.silu:
+            h = linear_then(self.up_proj, x, "mul", linear_then(self.gate_proj, x, "silu"))
+        else:
+            h = self.act_fn(self.gate_proj(x)) * self.up_proj(x)
+        return self.down_proj(h) if residual is None else linear_then(self.down_proj, h, "add", residual)
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -192,8 +219,8 @@ class LlamaDecoderLayer(nn.Module):
         self.mlp = LlamaMLP(config)
 
     def forward(self, x, cos, sin, mask, cache):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        x = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, residual=x)
+        return self.mlp(self.post_attention_layernorm(x), residual=x)
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -245,7 +272,7 @@ class LlamaModel(LlamaPreTrainedModel):
         masks = {w: causal_mask(attention_mask, q_len=t, past_len=past, kv_len=kv_len,
                                 sliding_window=w, segments=packed, device=x.device)
                  for w in self._windows}
-        cos, sin = self.rotary_emb(position_ids, x.dtype)
+        cos, sin = (c.transpose(1, 2) for c in self.rotary_emb(position_ids, x.dtype))  # (B, T, 1, hd)
         keep = output_hidden_states if output_hidden_states is not None \
             else self.config.output_hidden_states
         states = [x] if keep else None
@@ -270,7 +297,7 @@ class LlamaForCausalLM(LlamaPreTrainedModel):
     def __init__(self, config: LlamaFamilyConfig) -> None:
         super().__init__(config)
         self.model = self.base_model_class(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = PackedLinear(config.hidden_size, config.vocab_size, bias=False)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head

@@ -266,6 +266,10 @@ class Pipeline:
             )
         batch = {}
         for name in names:
+            rows = [f[name] for f in features]
+            if all(isinstance(r, list) and len(r) == width for r in rows):  # nothing to pad
+                batch[name] = torch.tensor(rows, dtype=torch.long).to(self.device, non_blocking=True)
+                continue
             value = pad_id if name == "input_ids" else 0
             t = torch.full((len(features), width), value if value is not None else 0, dtype=torch.long)
             for row, f in enumerate(features):
