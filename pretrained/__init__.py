@@ -38,6 +38,16 @@ _LAZY: dict[str, str] = {
     "GenerationConfig": "generation",
     "TextStreamer": "generation",
     "TextIteratorStreamer": "generation",
+    "Trainer": "training",
+    "TrainingArguments": "training",
+    "TrainerCallback": "training",
+    "EarlyStoppingCallback": "training",
+    "DataCollatorWithPadding": "training",
+    "DataCollatorForLanguageModeling": "training",
+    "DataCollatorForTokenClassification": "training",
+    "default_data_collator": "training",
+    "EvalPrediction": "training",
+    "set_seed": "training",
     "Pipeline": "pipelines.base",
 }
 
@@ -64,6 +74,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import PretrainedConfig
     from .generation import GenerationConfig, TextIteratorStreamer, TextStreamer
     from .modeling import PreTrainedModel
+    from .training import (DataCollatorForLanguageModeling, DataCollatorForTokenClassification,
+                           DataCollatorWithPadding, EarlyStoppingCallback, EvalPrediction, Trainer,
+                           TrainerCallback, TrainingArguments, default_data_collator, set_seed)
     from .pipelines import pipeline
     from .pipelines.base import Pipeline
     from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizerFast, Tokenizer
