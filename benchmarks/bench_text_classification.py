@@ -78,6 +78,8 @@ def worker(impl: str, path: str, threads: int) -> None:
             clf = None
             dtype = dtypes[cmd["dtype"]]
             kw = {"torch_dtype": dtype} if impl == "ours" else {"dtype": dtype}
+            if impl == "ours" and os.environ.get("BENCH_PACK_WEIGHTS") == "1":
+                kw["pack_weights"] = True
             clf = pipeline("text-classification", model=path, device=-1, **kw)
             send({"dtype": str(next(clf.model.parameters()).dtype)})
         elif op == "lengths":
@@ -188,12 +190,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per configuration")
     ap.add_argument("--quick", action="store_true", help="fewer calls: a rough look")
     ap.add_argument("--only", choices=["ours"], help="skip the reference")
+    ap.add_argument("--pack-weights", action="store_true",
+                    help="ours with pipeline(..., pack_weights=True): pre-packed weights (a 2nd copy)")
     ap.add_argument("--cpu-time", action="store_true",
                     help="time calls by process CPU time instead of wall time (a steadier measure "
                          "on a busy machine, meaningful with --threads 1)")
     ap.add_argument("--dtypes", default=",".join(DTYPES))
     ap.add_argument("--configs", default=",".join(f"{b}x{t}" for b, t in CONFIGS))
     args = ap.parse_args()
+    if args.pack_weights:  # read by our worker process
+        os.environ["BENCH_PACK_WEIGHTS"] = "1"
     if args.worker:
         return worker(args.worker, args.path, args.threads)
     if not args.ref_python and not args.only:

@@ -247,10 +247,14 @@ def test_sequence_classifier_runs_the_last_layer_for_cls_only_in_eval():
     assert seen[-1] == (2, 7, 32)  # training: the full pass, as the reference draws its dropout
 
 
-def test_pipeline_turns_packing_on_for_the_cpu():
+def test_pipeline_packs_weights_only_when_asked():
     from pipeline_goldens import model_path
 
     pipe = pretrained.pipeline("text-classification", model=model_path("pipe-bert-sentiment"))
+    flags = [m.packing for m in pipe.model.modules() if isinstance(m, PackedLinear)]
+    assert flags and not any(flags)  # lean by default: no second copy of the weights
+    pipe = pretrained.pipeline("text-classification", model=model_path("pipe-bert-sentiment"),
+                               pack_weights=True)
     flags = [m.packing for m in pipe.model.modules() if isinstance(m, PackedLinear)]
     assert flags and all(flags)
 
