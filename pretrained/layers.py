@@ -126,7 +126,10 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 class Conv1D(nn.Module):
     """GPT-2's linear layer with the weight stored as (in, out); kept so checkpoint names and
-    shapes load and save unchanged."""
+    shapes load and save unchanged. Uses a packed copy of its weight when
+    :func:`set_weight_packing` turned packing on (as :class:`PackedLinear`)."""
+
+    packing: bool = False
 
     def __init__(self, n_in: int, n_out: int) -> None:
         super().__init__()
@@ -134,6 +137,8 @@ class Conv1D(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packing and packed_linear_ok(x, self.weight):
+            return packed_linear(x, _packed_cache(self), (self.weight.t(),), (self.bias,))
         return F.linear(x, self.weight.t(), self.bias)
 
     def extra_repr(self) -> str:
@@ -742,8 +747,21 @@ def packed_linear(x: torch.Tensor, cache: PackedWeights, weights: tuple[torch.Te
     in bfloat16 it rounds once instead of twice, within an ulp of the unfused result)."""
     w, b = cache.get(weights, biases)
     if gelu:
-        return torch.ops.mkldnn._linear_pointwise(x, w, b, "gelu", [], "none")
-    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+        return _mkldnn_ops()[0](x, w, b, "gelu", [], "none")
+    return _mkldnn_ops()[0](x, w, b, "none", [], "")
+
+
+_OPS: tuple | None = None
+
+
+def _mkldnn_ops() -> tuple:
+    """The packed-linear kernels as resolved overloads (a decode step calls them hundreds of
+    times; resolving ``torch.ops.mkldnn._linear_pointwise`` each time costs microseconds)."""
+    global _OPS
+    if _OPS is None:
+        op = torch.ops.mkldnn._linear_pointwise
+        _OPS = (op.default, op.binary)
+    return _OPS
 
 
 class PackedLinear(nn.Linear):
@@ -774,23 +792,49 @@ class PackedLinear(nn.Linear):
         return cache
 
 
+def _packed_cache(module: nn.Module, key: str = "_packed") -> PackedWeights:
+    cache = module.__dict__.get(key)
+    if cache is None:
+        cache = module.__dict__[key] = PackedWeights()
+    return cache
+
+
+def _packed_weight(linear: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """The (out, in) weight of a PackedLinear or Conv1D that may run packed on ``x`` now; None
+    for any other module (LoRA, quantized layers) or when packing does not apply."""
+    kind = type(linear)
+    if kind is not PackedLinear and kind is not Conv1D or not linear.packing:
+        return None
+    w = linear.weight if kind is PackedLinear else linear.weight.t()
+    return w if packed_linear_ok(x, w) else None
+
+
+_POST_OPS = {"silu": ("swish", ""), "gelu": ("gelu", "none"), "gelu_tanh": ("gelu", "tanh")}
+
+
 def linear_then(linear: nn.Module, x: torch.Tensor, op: str,
                 other: torch.Tensor | None = None) -> torch.Tensor:
-    """``linear(x)`` then ``op``: "silu" (``F.silu``), "add" (``+ other``) or "mul" (``* other``,
-    ``other`` of the output's shape and dtype): SwiGLU and residual sums of decoders. For a
-    :class:`PackedLinear` with packing on, the op runs inside the matmul kernel (float32: the same
-    numbers; bfloat16: one rounding instead of two); without autograd it is applied in place."""
-    if type(linear) is PackedLinear and linear.packing and packed_linear_ok(x, linear.weight):
-        w, b = linear.packed_cache().get((linear.weight,), (linear.bias,))
-        if op == "silu":
-            return torch.ops.mkldnn._linear_pointwise(x, w, b, "swish", [], "")
-        return torch.ops.mkldnn._linear_pointwise.binary(x, other.contiguous(), w, b, op)
+    """``linear(x)`` then ``op``: "silu", "gelu" (exact), "gelu_tanh", "add" (``+ other``) or
+    "mul" (``* other``, ``other`` of the output's shape and dtype): activations, SwiGLU and
+    residual sums of decoders. For a :class:`PackedLinear` or :class:`Conv1D` with packing on,
+    the op runs inside the matmul kernel (float32: the same numbers up to an ulp; bfloat16: one
+    rounding instead of two); without autograd the plain path applies it in place."""
+    w = _packed_weight(linear, x)
+    if w is not None:
+        pw, pb = _packed_cache(linear).get((w,), (linear.bias,))
+        if op in _POST_OPS:
+            attr, algorithm = _POST_OPS[op]
+            return _mkldnn_ops()[0](x, pw, pb, attr, [], algorithm)
+        return _mkldnn_ops()[1](x, other.contiguous(), pw, pb, op)
     y = linear(x)
+    inplace = not torch.is_grad_enabled()
     if op == "silu":
-        return F.silu(y, inplace=not torch.is_grad_enabled())
-    if torch.is_grad_enabled():
-        return y + other if op == "add" else y * other
-    return y.add_(other) if op == "add" else y.mul_(other)
+        return F.silu(y, inplace=inplace)
+    if op in ("gelu", "gelu_tanh"):
+        return F.gelu(y, approximate="tanh" if op == "gelu_tanh" else "none")
+    if op == "add":
+        return y.add_(other) if inplace else y + other
+    return y.mul_(other) if inplace else y * other
 
 
 def fused_packed_linear(owner: nn.Module, key: str, linears: tuple[nn.Module, ...],
@@ -800,14 +844,10 @@ def fused_packed_linear(owner: nn.Module, key: str, linears: tuple[nn.Module, ..
     ``owner`` (which needs a ``packing`` attribute so :func:`set_weight_packing` frees it).
     None when packing does not apply or a layer was replaced (LoRA, quantization): then call
     the layers one by one."""
-    first = linears[0]
-    if not (first.packing and all(type(m) is PackedLinear for m in linears)
-            and packed_linear_ok(x, first.weight)):
+    if any(type(m) is not PackedLinear for m in linears) or _packed_weight(linears[0], x) is None:
         return None
-    cache = owner.__dict__.get(key)
-    if cache is None:
-        cache = owner.__dict__[key] = PackedWeights()
-    return packed_linear(x, cache, tuple(m.weight for m in linears), tuple(m.bias for m in linears))
+    return packed_linear(x, _packed_cache(owner, key), tuple(m.weight for m in linears),
+                         tuple(m.bias for m in linears))
 
 
 def set_weight_packing(model: nn.Module, enabled: bool = True) -> int:

@@ -19,8 +19,9 @@ Example::
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -140,7 +141,6 @@ class Stepper:
             self.cache.reorder(rows)
 
 
-@torch.no_grad()
 def generate(
     model: torch.nn.Module,
     inputs: torch.Tensor | None = None,
@@ -178,20 +178,69 @@ def generate(
                                     "models; drop them from the tokenizer's output")
         if seed is not None and generator is not None:
             raise InvalidInputError("pass either seed= or generator=, not both")
-        plan = prepare(model, inputs, input_ids, attention_mask, generation_config, logits_processor,
-                       stopping_criteria, streamer, tokenizer, kwargs)
+        with torch.no_grad():
+            plan = prepare(model, inputs, input_ids, attention_mask, generation_config,
+                           logits_processor, stopping_criteria, streamer, tokenizer, kwargs)
         if seed is not None:
             generator = torch.Generator(device=plan.input_ids.device).manual_seed(seed)
-        if plan.num_beams > 1:
-            from .beam import beam_search
+        # inference_mode: less bookkeeping per op than no_grad (~3% of a CPU decode step)
+        rows = plan.input_ids.shape[0] * plan.expand
+        with torch.inference_mode(), _packed_weights(model, rows):
+            if plan.num_beams > 1:
+                from .beam import beam_search
 
-            return beam_search(model, plan, generator)
-        return _decode(model, plan, streamer, generator)
+                out = beam_search(model, plan, generator)
+            else:
+                out = _decode(model, plan, streamer, generator)
+        return _usable(out)
     except BaseException as e:
         fail = getattr(streamer, "fail", None)
         if callable(fail):  # a thread reading the streamer sees the error instead of waiting
             fail(e)
         raise
+
+
+@contextmanager
+def _packed_weights(model: torch.nn.Module, rows: int) -> Iterator[None]:
+    """Packed-weight inference (``layers.set_weight_packing``) for the length of the call, on
+    CPU: fused projections and oneDNN kernels with the activation / residual sum inside, which
+    beat the plain kernels in bfloat16 and for several rows. Not for one float32 row (MKL's
+    matrix-vector kernel is faster there and packing would only cost a copy of the weights).
+    The packed copies are built on first use and kept on the model for the next call
+    (``set_weight_packing(model, False)`` frees them); outside the call each module's own
+    setting applies again, so plain forward calls give the same numbers as before."""
+    mods = [m for m in model.modules() if hasattr(type(m), "packing")]
+    weight = next(model.parameters(), None)
+    if not mods or weight is None or weight.device.type != "cpu" or (
+            rows == 1 and weight.dtype == torch.float32):
+        yield
+        return
+    before = [m.packing for m in mods]
+    for m in mods:
+        m.packing = True
+    try:
+        yield
+    finally:
+        for m, was in zip(mods, before):
+            m.packing = was
+
+
+def _usable(out: Any) -> Any:
+    """Copies of the result made outside inference mode, so that callers may modify them or
+    feed them to autograd (inference tensors refuse both)."""
+    def fix(x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            return x.clone() if x.is_inference() else x
+        if isinstance(x, tuple):
+            return tuple(fix(t) for t in x)
+        return x
+
+    if isinstance(out, torch.Tensor):
+        return fix(out)
+    for name in ("sequences", "sequences_scores", "scores", "logits", "beam_indices"):
+        if getattr(out, name, None) is not None:
+            setattr(out, name, fix(getattr(out, name)))
+    return out
 
 
 def _decode(model: torch.nn.Module, plan: Plan, streamer: Any,

@@ -171,20 +171,24 @@ class LlamaAttention(nn.Module):
         ``residual`` when given."""
         b, t, _ = x.shape
         nh, nkv, hd = self.num_heads, self.num_kv_heads, self.head_dim
+        # heads on axis 2: (B, T, heads, hd); for one token (decoding) on axis 1, where
+        # (B, heads, 1, hd) is already the layout attention takes (no transposes)
+        axis, shape = (1, (b, -1, 1, hd)) if t == 1 else (2, (b, t, -1, hd))
         qkv = fused_packed_linear(self, "_packed_qkv", (self.q_proj, self.k_proj, self.v_proj), x)
-        if qkv is not None:
-            qkv = qkv.view(b, t, nh + 2 * nkv, hd)
-            q, k, v = qkv[:, :, :nh], qkv[:, :, nh:nh + nkv], qkv[:, :, nh + nkv:]
+        if qkv is not None and self.q_norm is None:
+            qk, v = qkv.view(shape).split((nh + nkv, nkv), axis)  # q and k rotate together
         else:
-            q = self.q_proj(x).view(b, t, nh, hd)
-            k = self.k_proj(x).view(b, t, nkv, hd)
-            v = self.v_proj(x).view(b, t, nkv, hd)
-        if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        # q and k rotated together, heads last but one: (B, T, nh + nkv, hd)
-        qk = qkv[:, :, :nh + nkv] if qkv is not None and self.q_norm is None else torch.cat((q, k), 2)
+            if qkv is not None:
+                q, k, v = qkv.view(shape).split((nh, nkv, nkv), axis)
+            else:
+                q, k, v = (p(x).view(shape) for p in (self.q_proj, self.k_proj, self.v_proj))
+            if self.q_norm is not None:
+                q, k = self.q_norm(q), self.k_norm(k)
+            qk = torch.cat((q, k), axis)
         qk = qk * cos + qk.roll(hd // 2, -1) * sin
-        q, k, v = qk[:, :, :nh].transpose(1, 2), qk[:, :, nh:].transpose(1, 2), v.transpose(1, 2)
+        q, k = qk.split((nh, nkv), axis)
+        if t > 1:
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)
         p = self.dropout if self.training else 0.0
