@@ -9,8 +9,10 @@ SmolLM2-135M-Instruct (its Q4_1 GGUF from ``pretrained.fetch``, dequantized to f
 Both are saved once as safetensors folders by this library (``--workdir``, reused when present),
 and both libraries load those folders, so neither side's GGUF reader is timed.
 
-Each (library, model, dtype, batch) runs in a fresh subprocess, ours and the reference's one
-after the other (``--rounds`` times, median round reported): load with ``torch_dtype``, greedy
+Variants (``--libs``): ``ours`` (default settings: plain weights, lean in memory),
+``ours-packed`` (opt-in ``set_weight_packing(model)``: oneDNN-packed weights, fused q/k/v,
+activations and residual sums inside the matmul kernels; a second copy of the weights) and
+``reference``. Each (variant, model, dtype, batch) runs in a fresh subprocess, one after the other (``--rounds`` times, median round reported): load with ``torch_dtype``, greedy
 decoding of a fixed random prompt of ``--prompt`` tokens (batch rows differ, no padding),
 exactly ``--new`` new tokens (``min_new_tokens`` = ``max_new_tokens``, eos disabled), a first
 call of each kind (its TTFT is reported: it includes one-time costs such as packing weights),
@@ -58,6 +60,9 @@ if lib.startswith("ours"):
     sys.path.insert(0, {root!r})
     from pretrained import AutoModelForCausalLM
     model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype)
+    if lib == "ours-packed":  # opt-in: pre-packed oneDNN weights, fused projections
+        from pretrained.layers import set_weight_packing
+        set_weight_packing(model)
     if lib == "ours-compiled":  # opt-in: compiled forward over a static (fixed-shape) cache
         model.forward = torch.compile(model.forward, dynamic=False)
         extra["cache_implementation"] = "static"
@@ -173,7 +178,8 @@ def main() -> None:
     ap.add_argument("--models", default="gpt2,smollm2")
     ap.add_argument("--dtypes", default="float32,bfloat16")
     ap.add_argument("--batches", default="1,8")
-    ap.add_argument("--libs", default="ours,reference")
+    ap.add_argument("--libs", default="ours,ours-packed,reference",
+                    help="ours (default settings), ours-packed (set_weight_packing), reference")
     ap.add_argument("--compile", action="store_true",
                     help="also time ours with torch.compile(model.forward) over a static cache "
                          "(opt-in path; compiling costs tens of seconds per process)")
@@ -188,7 +194,8 @@ def main() -> None:
     folders = make_checkpoints(Path(args.workdir))
     batches = [int(b) for b in args.batches.split(",")]
     libs = args.libs.split(",") + (["ours-compiled"] if args.compile else [])
-    pythons = {"ours": sys.executable, "ours-compiled": sys.executable, "reference": args.ref_python}
+    pythons = {"ours": sys.executable, "ours-packed": sys.executable,
+               "ours-compiled": sys.executable, "reference": args.ref_python}
     rows = []
     for model in args.models.split(","):
         for dtype in args.dtypes.split(","):
@@ -210,10 +217,11 @@ def main() -> None:
                 for key in ("floor", "packed", "bound", "copy_gbps"):
                     row[key] = statistics.median(r[key] for r in bounds) \
                         if isinstance(bounds, list) else bounds[key]
-                if "ours" in libs and "reference" in libs:
-                    a, b = row["ours"]["tokens"], row["reference"]["tokens"]
-                    same = sum(x == y for ra, rb in zip(a, b) for x, y in zip(ra, rb))
-                    row["same_tokens"] = same / sum(len(r) for r in a)
+                if "reference" in libs:  # greedy tokens equal to the reference's, per variant
+                    want = row["reference"]["tokens"]
+                    row["same_tokens"] = {lib: sum(
+                        x == y for ra, rb in zip(row[lib]["tokens"], want) for x, y in zip(ra, rb))
+                        / sum(len(r) for r in want) for lib in libs if lib != "reference"}
                 rows.append(row)
                 print(json.dumps({k: v for k, v in row.items() if k not in libs} | {
                     lib: {k: v for k, v in row[lib].items() if k != "tokens"} for lib in libs}),
@@ -222,7 +230,8 @@ def main() -> None:
 
 
 def report(rows: list[dict], libs: list[str], args, cmd: str) -> None:
-    short = {"ours": "ours", "reference": "ref", "ours-compiled": "ours compiled"}
+    short = {"ours": "ours", "ours-packed": "packed", "reference": "ref",
+             "ours-compiled": "compiled"}
     threads = args.threads or "default"
     print(f"\n`{cmd}`\n\nprompt {args.prompt} tokens, {args.new} new tokens, greedy; decode tok/s "
           f"= batch x (new - 1) / (full call - TTFT), medians of {args.repeats} repeats; torch "
@@ -235,11 +244,10 @@ def report(rows: list[dict], libs: list[str], args, cmd: str) -> None:
         head += [f"{short[lib]}/ref" for lib in ratios]
     head += [f"{short[lib]}/floor" for lib in ratios]
     head += [f"TTFT {short[lib]} ms" for lib in libs]
-    if "ours" in libs:
-        head += ["first TTFT ours ms"]
+    head += [f"first TTFT {short[lib]} ms" for lib in ratios]
     head += [f"peak RSS {short[lib]} MiB" for lib in libs]
-    if "same_tokens" in rows[0]:
-        head += ["same tokens"]
+    if "reference" in libs:
+        head += [f"{short[lib]} = ref tokens" for lib in ratios]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
@@ -250,11 +258,10 @@ def report(rows: list[dict], libs: list[str], args, cmd: str) -> None:
             cells += [f"{r[lib]['decode_tps'] / r['reference']['decode_tps']:.2f}x" for lib in ratios]
         cells += [f"{r[lib]['decode_tps'] / r['floor']:.0%}" for lib in ratios]
         cells += [f"{r[lib]['ttft'] * 1e3:.0f}" for lib in libs]
-        if "ours" in libs:
-            cells.append(f"{r['ours']['first_ttft'] * 1e3:.0f}")
+        cells += [f"{r[lib]['first_ttft'] * 1e3:.0f}" for lib in ratios]
         cells += [f"{r[lib]['peak_rss'] / 2**20:.0f}" for lib in libs]
-        if "same_tokens" in r:
-            cells.append(f"{r['same_tokens']:.0%}")
+        if "reference" in libs:
+            cells += [f"{r['same_tokens'][lib]:.0%}" for lib in ratios]
         print("| " + " | ".join(cells) + " |")
     gb = sorted({f"{r['model']} {r['dtype']}: {r['copy_gbps']:.1f}" for r in rows})
     print("\nfloor: the step's linears alone (F.linear, plain weights); packed floor: the same on "

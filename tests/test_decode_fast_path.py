@@ -1,7 +1,8 @@
-"""The decoders' inference fast path (layers.PackedLinear / Conv1D packing, fused q/k/v, SiLU /
-GELU / SwiGLU product / residual sum inside the matmul kernels) and what generate() does with
-it: the reference's numbers on the goldens, fallbacks when a projection is replaced, weights
-changed in place, unchanged checkpoint names, and results usable outside inference mode."""
+"""The decoders' opt-in inference fast path (set_weight_packing: PackedLinear / Conv1D packing,
+fused q/k/v, SiLU / GELU / SwiGLU product / residual sum inside the matmul kernels) and
+generate() on it: the reference's numbers on the goldens, fallbacks when a projection is
+replaced, weights changed in place, unchanged checkpoint names; generate() lean by default and
+its results usable outside inference mode."""
 
 from __future__ import annotations
 
@@ -80,22 +81,21 @@ def test_packed_llama_family_matches_reference_goldens(name):
 def test_generate_on_packed_weights_equals_reference_tokens(model_name, case):
     c = next(x for x in GEN[model_name] if x["case"] == case)
     model = AutoModelForCausalLM.from_pretrained(FIX / "models" / model_name)
+    set_weight_packing(model)
     out = model.generate(input_ids=torch.tensor(c["input_ids"]),
                          attention_mask=torch.tensor(c["attention_mask"]), **c["kwargs"])
     sequences = out if isinstance(out, torch.Tensor) else out.sequences
     assert sequences.tolist() == c["sequences"]
     if model.config.model_type in ("gpt2", "llama", "mistral", "qwen2", "qwen3"):
-        assert packed_caches(model), "generate() on several rows runs on packed weights"
+        assert packed_caches(model), "generate() ran on the packed weights"
 
 
-@needs_packing
-def test_generate_restores_packing_and_returns_ordinary_tensors():
-    model = tiny_llama()
-    assert not any(getattr(m, "packing", False) for m in model.modules())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_generate_is_lean_by_default_and_returns_ordinary_tensors(dtype):
+    model = tiny_llama().to(dtype)
     out = model.generate(**batch(), max_new_tokens=4, do_sample=False,
                          return_dict_in_generate=True, output_scores=True)
-    assert packed_caches(model)  # built during the call, kept for the next one
-    assert not any(getattr(m, "packing", False) for m in model.modules())  # flags restored
+    assert packed_caches(model) == {}  # packing is opt-in: no second copy of the weights
     assert not out.sequences.is_inference() and not out.scores[0].is_inference()
     out.sequences[:, -1] = 0  # may be modified in place ...
     loss = model(out.sequences, labels=out.sequences).loss  # ... and used with autograd
@@ -104,11 +104,14 @@ def test_generate_restores_packing_and_returns_ordinary_tensors():
 
 
 @needs_packing
-def test_float32_single_row_generate_packs_nothing():
+def test_single_float32_row_decodes_on_the_plain_kernels():
     model = tiny_llama()
-    model.generate(torch.tensor([[5, 6, 7, 8]]), max_new_tokens=3, do_sample=False)
-    assert packed_caches(model) == {}  # MKL's matrix-vector kernel: no packed copy is made
-    model.to(torch.bfloat16).generate(torch.tensor([[5, 6, 7, 8]]), max_new_tokens=3, do_sample=False)
+    set_weight_packing(model)
+    with torch.inference_mode():
+        model(torch.tensor([[5]]))
+    assert packed_caches(model) == {}  # MKL's matrix-vector kernel is faster for one row
+    with torch.inference_mode():
+        model(torch.tensor([[5, 6]]))
     assert packed_caches(model)
 
 

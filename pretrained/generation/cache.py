@@ -101,11 +101,12 @@ class DynamicCache(Cache):
     block: int = 64
 
     def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # called once per layer and token: few Python operations, narrow() rather than indexing
         _check(k, v)
         if layer_idx > len(self._keys):
             raise InvalidInputError(f"cache.update: layer {layer_idx} came before layer "
                                     f"{len(self._keys)}; layers must be updated in order")
-        t = k.shape[2]
+        b, h, t, d = k.shape
         if layer_idx == len(self._keys):
             self._keys.append(self._alloc(k, t))
             self._values.append(self._alloc(v, t))
@@ -113,22 +114,22 @@ class DynamicCache(Cache):
         start = self._lengths[layer_idx]
         end = start + t
         kb, vb = self._keys[layer_idx], self._values[layer_idx]
-        if kb.shape[0] != k.shape[0] or kb.shape[1] != k.shape[1] or kb.shape[3] != k.shape[3]:
+        kb_b, kb_h, cap, kb_d = kb.shape
+        if kb_b != b or kb_h != h or kb_d != d:
             raise InvalidInputError(
                 f"cache.update: layer {layer_idx} holds (batch, kv_heads, head_dim) = "
-                f"{(kb.shape[0], kb.shape[1], kb.shape[3])}, got {(k.shape[0], k.shape[1], k.shape[3])}; "
-                "use a new cache for a new batch"
+                f"{(kb_b, kb_h, kb_d)}, got {(b, h, d)}; use a new cache for a new batch"
             )
-        if end > kb.shape[2]:  # full: move to storage twice as large
+        if end > cap:  # full: move to storage twice as large
             kb = self._grow(kb, start, end)
             vb = self._grow(vb, start, end)
             self._keys[layer_idx], self._values[layer_idx] = kb, vb
         elif kb.is_inference() and not torch.is_inference_mode_enabled():
             kb, vb = self._writable(layer_idx)
-        kb[:, :, start:end].copy_(k)
-        vb[:, :, start:end].copy_(v)
+        kb.narrow(2, start, t).copy_(k)
+        vb.narrow(2, start, t).copy_(v)
         self._lengths[layer_idx] = end
-        return kb[:, :, :end], vb[:, :, :end]
+        return kb.narrow(2, 0, end), vb.narrow(2, 0, end)
 
     def _writable(self, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Storage made under torch.inference_mode cannot be written outside it: copy once."""

@@ -19,9 +19,8 @@ Example::
 from __future__ import annotations
 
 import inspect
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -167,6 +166,12 @@ def generate(
     else from torch's global generator (``torch.manual_seed``). ``tokenizer`` is needed for
     ``stop_strings``. Every parameter is checked before the first forward pass.
 
+    Speed on CPU (opt-in, see benchmarks/RESULTS_generate.md): ``set_weight_packing(model)``
+    (``pretrained.layers``) runs bfloat16 and batched decoding on pre-packed oneDNN weights with
+    fused projections, ~1.3-2x faster, for a second copy of the weights in memory;
+    ``model.forward = torch.compile(model.forward)`` with ``cache_implementation="static"``
+    removes most per-step overhead, once compiled (tens of seconds).
+
     Example::
 
         >>> out = model.generate(**tok(["Hello"], return_tensors="pt"), max_new_tokens=20)  # doctest: +SKIP
@@ -184,8 +189,7 @@ def generate(
         if seed is not None:
             generator = torch.Generator(device=plan.input_ids.device).manual_seed(seed)
         # inference_mode: less bookkeeping per op than no_grad (~3% of a CPU decode step)
-        rows = plan.input_ids.shape[0] * plan.expand
-        with torch.inference_mode(), _packed_weights(model, rows):
+        with torch.inference_mode():
             if plan.num_beams > 1:
                 from .beam import beam_search
 
@@ -198,31 +202,6 @@ def generate(
         if callable(fail):  # a thread reading the streamer sees the error instead of waiting
             fail(e)
         raise
-
-
-@contextmanager
-def _packed_weights(model: torch.nn.Module, rows: int) -> Iterator[None]:
-    """Packed-weight inference (``layers.set_weight_packing``) for the length of the call, on
-    CPU: fused projections and oneDNN kernels with the activation / residual sum inside, which
-    beat the plain kernels in bfloat16 and for several rows. Not for one float32 row (MKL's
-    matrix-vector kernel is faster there and packing would only cost a copy of the weights).
-    The packed copies are built on first use and kept on the model for the next call
-    (``set_weight_packing(model, False)`` frees them); outside the call each module's own
-    setting applies again, so plain forward calls give the same numbers as before."""
-    mods = [m for m in model.modules() if hasattr(type(m), "packing")]
-    weight = next(model.parameters(), None)
-    if not mods or weight is None or weight.device.type != "cpu" or (
-            rows == 1 and weight.dtype == torch.float32):
-        yield
-        return
-    before = [m.packing for m in mods]
-    for m in mods:
-        m.packing = True
-    try:
-        yield
-    finally:
-        for m, was in zip(mods, before):
-            m.packing = was
 
 
 def _usable(out: Any) -> Any:

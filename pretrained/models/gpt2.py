@@ -97,8 +97,12 @@ class GPT2Attention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: Cache | None,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
         """The attention output (B, T, n_embd), plus ``residual`` when given."""
-        q, k, v = self.c_attn(x).split(x.shape[-1], dim=2)
-        q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # (B, nh, T, hd)
+        b, t, e = x.shape
+        qkv = self.c_attn(x)
+        if t == 1:  # one token (decoding): (B, 3 * nh, 1, hd) is already the heads layout
+            q, k, v = qkv.view(b, 3 * self.n_head, 1, -1).split(self.n_head, 1)
+        else:
+            q, k, v = (split_heads(p, self.n_head) for p in qkv.split(e, dim=2))  # (B, nh, T, hd)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)
         p = self.attn_dropout if self.training else 0.0

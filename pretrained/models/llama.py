@@ -135,10 +135,11 @@ class LlamaConfig(LlamaFamilyConfig):
 
 
 # --- blocks -----------------------------------------------------------------------------------
-# Projections are PackedLinear (plain nn.Linear unless set_weight_packing turned packing on, as
-# generate() and the pipelines do on CPU): then q/k/v run as one packed matmul, SiLU, the SwiGLU
-# product and the residual sums run inside the matmul kernels (layers.linear_then). A projection
-# replaced by LoRA or quantization takes the plain path.
+# Projections are PackedLinear: plain nn.Linear unless set_weight_packing turned packing on
+# (opt-in, CPU inference; it keeps a second, packed copy of the weights). Then q/k/v run as one
+# packed matmul, and SiLU, the SwiGLU product and the residual sums run inside the matmul
+# kernels (layers.linear_then). A projection replaced by LoRA or quantization takes the plain
+# path. Each kernel call costs microseconds in a decode step, so the step uses as few as it can.
 class LlamaAttention(nn.Module):
     #: set by set_weight_packing: q/k/v in one packed projection (a cached concatenation)
     packing: bool = False
