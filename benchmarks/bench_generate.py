@@ -12,11 +12,12 @@ and both libraries load those folders, so neither side's GGUF reader is timed.
 Variants (``--libs``): ``ours`` (default settings: plain weights, lean in memory),
 ``ours-packed`` (opt-in ``set_weight_packing(model)``: oneDNN-packed weights, fused q/k/v,
 activations and residual sums inside the matmul kernels; a second copy of the weights) and
-``reference``. Each (variant, model, dtype, batch) runs in a fresh subprocess, one after the other (``--rounds`` times, median round reported): load with ``torch_dtype``, greedy
-decoding of a fixed random prompt of ``--prompt`` tokens (batch rows differ, no padding),
-exactly ``--new`` new tokens (``min_new_tokens`` = ``max_new_tokens``, eos disabled), a first
-call of each kind (its TTFT is reported: it includes one-time costs such as packing weights),
-then ``--repeats`` pairs of timed calls:
+``reference``. Each (variant, model, dtype, batch) runs in a fresh subprocess, one after the
+other (``--rounds`` times, median round reported): load with ``torch_dtype``, greedy decoding
+of a fixed random prompt of ``--prompt`` tokens (batch rows differ, no padding), exactly
+``--new`` new tokens (``min_new_tokens`` = ``max_new_tokens``, eos disabled), a first call of
+each kind (its TTFT is reported: it includes one-time costs such as packing weights), then
+``--repeats`` pairs of timed calls:
   * time to first token (TTFT): ``generate(max_new_tokens=1)``, prefill + one token;
   * decode tokens/s: (new - 1) steps over the full call minus TTFT, times the batch size
     (so batch 8 counts the tokens of all 8 rows).
@@ -28,10 +29,11 @@ and ``cache_implementation="static"`` (compilation is paid in the first calls).
 Bounds, measured in our worker right after its timed calls, on the model's own weights:
   * matmul floor: every linear of one decode step (the model's shapes and dtype, lm_head
     included) as ``F.linear`` back to back, nothing else; tokens/s = batch / step time;
-    "packed floor": the same products on weights pre-packed for oneDNN (what this library uses
-    in bfloat16 and for several rows);
+    "packed floor": the same products on weights pre-packed for oneDNN (what ``ours-packed``
+    uses in bfloat16 and for several rows; one float32 row stays on MKL's plain kernel);
   * copy bound: memory traffic of a 512 MiB memcpy (bytes read + written per second) / bytes
-    of weights read per step.
+    of weights read per step. Not a hard bound here: the 300 MiB L3 cache serves part of the
+    weights, so the matmuls can beat it.
 """
 
 from __future__ import annotations

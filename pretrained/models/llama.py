@@ -212,7 +212,9 @@ class LlamaMLP(nn.Module):
             h = linear_then(self.up_proj, x, "mul", linear_then(self.gate_proj, x, "silu"))
         else:
             h = self.act_fn(self.gate_proj(x)) * self.up_proj(x)
-        return self.down_proj(h) if residual is None else linear_then(self.down_proj, h, "add", residual)
+        if residual is None:
+            return self.down_proj(h)
+        return linear_then(self.down_proj, h, "add", residual)
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -277,7 +279,8 @@ class LlamaModel(LlamaPreTrainedModel):
         masks = {w: causal_mask(attention_mask, q_len=t, past_len=past, kv_len=kv_len,
                                 sliding_window=w, segments=packed, device=x.device)
                  for w in self._windows}
-        cos, sin = (c.transpose(1, 2) for c in self.rotary_emb(position_ids, x.dtype))  # (B, T, 1, hd)
+        # (B, T, 1, hd): heads follow positions in the attention's layout
+        cos, sin = (c.transpose(1, 2) for c in self.rotary_emb(position_ids, x.dtype))
         keep = output_hidden_states if output_hidden_states is not None \
             else self.config.output_hidden_states
         states = [x] if keep else None
