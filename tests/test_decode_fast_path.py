@@ -34,7 +34,7 @@ needs_packing = pytest.mark.skipif(not layers._packing_available(),
 @pytest.fixture(autouse=True)
 def pack_small_weights(monkeypatch):
     """The fixtures' weights are tiny: pack them anyway (production packs large ones only)."""
-    monkeypatch.setattr(layers, "PACKED_MIN_WEIGHT", 0)
+    monkeypatch.setattr(layers.packed, "PACKED_MIN_WEIGHT", 0)
 
 
 def packed_caches(model: torch.nn.Module) -> dict[str, int]:

@@ -35,7 +35,7 @@ DEFAULT_MIN_WEIGHT = layers.PACKED_MIN_WEIGHT
 @pytest.fixture(autouse=True)
 def pack_small_weights(monkeypatch):
     """The fixtures' weights are tiny: pack them anyway (production packs large ones only)."""
-    monkeypatch.setattr(layers, "PACKED_MIN_WEIGHT", 0)
+    monkeypatch.setattr(layers.packed, "PACKED_MIN_WEIGHT", 0)
 
 
 def golden(name: str) -> tuple[dict, dict]:
@@ -130,7 +130,7 @@ def test_packed_weights_follow_in_place_writes_dtype_changes_and_reloads(tmp_pat
 
 @needs_packing
 def test_float32_above_the_row_limit_keeps_the_plain_path(monkeypatch):
-    monkeypatch.setattr(layers, "PACKED_FP32_MAX_ROWS", 4)
+    monkeypatch.setattr(layers.packed, "PACKED_FP32_MAX_ROWS", 4)
     model = tiny_bert()
     set_weight_packing(model)
     with torch.no_grad():
@@ -144,7 +144,7 @@ def test_float32_above_the_row_limit_keeps_the_plain_path(monkeypatch):
 
 @needs_packing
 def test_small_weights_and_float32_single_rows_keep_the_plain_path(monkeypatch):
-    monkeypatch.setattr(layers, "PACKED_MIN_WEIGHT", DEFAULT_MIN_WEIGHT)
+    monkeypatch.setattr(layers.packed, "PACKED_MIN_WEIGHT", DEFAULT_MIN_WEIGHT)
     model = tiny_bert()  # 32 x 32 weights: below the size where packing pays
     set_weight_packing(model)
     with torch.no_grad():

@@ -1,0 +1,76 @@
+"""Blocks shared by the encoders (DistilBERT, RoBERTa, XLM-R, ELECTRA, DeBERTa-v2).
+
+Input checks that fail early with a clear message (:func:`check_max_length`,
+:func:`check_token_type_ids`) instead of deep inside an embedding, the layer loop that also
+collects hidden states (:func:`run_layers`), and the first-token sentence head
+(:class:`ClassificationHead`) whose parameter names match the checkpoints.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import InvalidInputError
+from .activations import activation
+
+
+def check_max_length(length: int, limit: int) -> None:
+    """Refuse inputs longer than the position table instead of failing deep in an embedding."""
+    if length > limit:
+        raise InvalidInputError(
+            f"input has {length} tokens but this model takes at most {limit}; tokenize with "
+            f"truncation=True, max_length={limit}"
+        )
+
+
+def run_layers(
+    layers: nn.ModuleList,
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    output_hidden_states: bool,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    """``x = layer(x, mask)`` for each layer; also the input and every layer's output when
+    ``output_hidden_states`` (the reference's ``hidden_states``: embeddings first)."""
+    states = [x] if output_hidden_states else None
+    for layer in layers:
+        x = layer(x, mask)
+        if states is not None:
+            states.append(x)
+    return x, tuple(states) if states is not None else None
+
+
+class ClassificationHead(nn.Module):
+    """First token -> dropout -> dense -> activation -> dropout -> out_proj: the sentence head of
+    RoBERTa/XLM-R (tanh) and ELECTRA (gelu). Names are the checkpoints' (``classifier.dense``,
+    ``classifier.out_proj``)."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float, act: str) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(hidden_size, num_labels)
+        self.act = activation(act)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(hidden[:, 0])
+        x = self.dropout(self.act(self.dense(x)))
+        return self.out_proj(x)
+
+
+def check_token_type_ids(token_type_ids: torch.Tensor | None, type_vocab_size: int,
+                         input_shape: tuple[int, int]) -> None:
+    """Segment ids of the input's shape and within the model's ``type_vocab_size``."""
+    if token_type_ids is None:
+        return
+    if tuple(token_type_ids.shape) != tuple(input_shape):
+        raise InvalidInputError(
+            f"token_type_ids has shape {tuple(token_type_ids.shape)} but the input has shape "
+            f"{tuple(input_shape)}; pass the token_type_ids the tokenizer returned with these ids"
+        )
+    lo, hi = int(token_type_ids.min()), int(token_type_ids.max())
+    if lo < 0 or hi >= type_vocab_size:
+        raise InvalidInputError(
+            f"token_type_ids holds segment id {lo if lo < 0 else hi}, but this model has "
+            f"{type_vocab_size} segment type(s) (type_vocab_size); pass token_type_ids=None"
+        )
