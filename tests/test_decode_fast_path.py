@@ -186,3 +186,29 @@ def test_packed_gpt2_close_to_plain(dtype):
     assert packed_caches(model).get("_packed", 0) >= 4 * 2  # c_attn, c_proj, c_fc, c_proj
     tol = 1e-5 if dtype == torch.float32 else 0.05 * want.abs().max().item()
     assert (got - want).abs().max().item() <= tol
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("bias", [False, True])
+def test_one_row_runs_as_matrix_vector_product(dtype, bias, monkeypatch):
+    """A one-row input without autograd goes through torch.mv/addmv (the decode step at batch 1)
+    and gives F.linear's numbers; several rows and autograd keep F.linear."""
+    torch.manual_seed(0)
+    lin = layers.PackedLinear(96, 40, bias=bias).to(dtype)
+    calls = []
+    real_mv, real_addmv = torch.mv, torch.addmv
+    monkeypatch.setattr(torch, "mv", lambda *a: calls.append("mv") or real_mv(*a))
+    monkeypatch.setattr(torch, "addmv", lambda *a: calls.append("addmv") or real_addmv(*a))
+    x = torch.randn(1, 1, 96, dtype=dtype)
+    with torch.no_grad():
+        y = lin(x)
+        want = torch.nn.functional.linear(x, lin.weight, lin.bias)
+    assert calls == ["addmv" if bias else "mv"]
+    assert y.shape == (1, 1, 40) and y.dtype == dtype
+    tol = 1e-6 if dtype == torch.float32 else 1e-2  # bfloat16: within an ulp of the output
+    torch.testing.assert_close(y, want, atol=tol, rtol=tol)
+    calls.clear()
+    with torch.no_grad():
+        lin(torch.randn(2, 1, 96, dtype=dtype))  # two rows: a matrix product
+    y = lin(x)  # autograd on: F.linear, gradients flow
+    assert calls == [] and y.requires_grad
