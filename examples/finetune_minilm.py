@@ -12,9 +12,12 @@ Usage::
 
     python examples/finetune_minilm.py                 # full fine-tune and LoRA, ~10 min on 2 cores
     python examples/finetune_minilm.py --mode lora --epochs 1 --out /tmp/minilm-debian
+    python examples/finetune_minilm.py --export-fixture tests/fixtures/real/minilm-debian-sections-lora
 
 Prints held-out accuracy before and after training and saves the models (full: a normal
 ``from_pretrained`` folder with its tokenizer; LoRA: the adapter, plus a merged copy).
+``--export-fixture`` trains nothing: it copies the saved LoRA run (from ``--out``) into a small
+folder for tests (adapter, label names, held-out split; the base comes from ``fetch``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -135,13 +139,37 @@ def run(mode: str, path: Path, tok, train: list[dict], test: list[dict], epochs:
     return record
 
 
+def export_fixture(out: Path, dest: Path) -> None:
+    """Copy the LoRA run saved under ``out`` into ``dest``: adapter_config.json (its base named by
+    hub id, not this machine's path), adapter_model.safetensors (LoRA + classifier head), and
+    heldout.json (id2label, which PEFT's adapter files do not carry, and the test split)."""
+    src = out / "minilm-debian-sections-lora"
+    dest.mkdir(parents=True, exist_ok=True)
+    config = json.loads((src / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "sentence-transformers/all-MiniLM-L6-v2"
+    (dest / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    shutil.copyfile(src / "adapter_model.safetensors", dest / "adapter_model.safetensors")
+    results = json.loads((out / "results.json").read_text())
+    lora = next(r for r in results["runs"] if r["mode"] == "lora")
+    rows = json.loads((out / "debian-sections.json").read_text())["test"]
+    head = {"data_sha256": results["data_sha256"], "accuracy": lora["accuracy_after"],
+            "id2label": dict(enumerate(SECTIONS))}
+    lines = [json.dumps({"text": r["text"], "label": SECTIONS[r["label"]]}, ensure_ascii=False) for r in rows]
+    text = json.dumps(head, indent=1)[:-2] + ',\n "rows": [\n  ' + ",\n  ".join(lines) + "\n ]\n}\n"
+    (dest / "heldout.json").write_text(text)  # one row per line: readable diffs
+    print(f"exported {len(rows)} held-out rows and the adapter to {dest}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mode", choices=["full", "lora", "both"], default="both")
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--out", default=str(Path.home() / ".cache" / "pretrained" / "finetuned"))
+    parser.add_argument("--export-fixture", metavar="DIR", help="copy the saved LoRA run to DIR; no training")
     a = parser.parse_args()
     out = Path(a.out)
+    if a.export_fixture:
+        return export_fixture(out, Path(a.export_fixture))
     out.mkdir(parents=True, exist_ok=True)
     sha = index_sha256()
     if sha != PINNED_INDEX_SHA256:
