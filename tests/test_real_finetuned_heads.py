@@ -133,8 +133,8 @@ def test_unmerged_adapter_gives_the_merged_logits(merged, tokenizer, clf):
     texts = [c["text"] for c in GOLDEN["cases"]]
     torch.testing.assert_close(logits(unmerged, tokenizer, texts), logits(merged, tokenizer, texts),
                                atol=1e-5, rtol=0)
-    # the pipeline on the LoRA layers themselves (the pipeline takes the adapted base model)
-    lora_clf = pipeline("text-classification", model=unmerged.get_base_model(), tokenizer=tokenizer)
+    # the pipeline takes the PeftModel itself and runs its LoRA layers
+    lora_clf = pipeline("text-classification", model=unmerged, tokenizer=tokenizer)
     for got, want in zip(lora_clf(texts, top_k=None), clf(texts, top_k=None)):
         assert [d["label"] for d in got] == [d["label"] for d in want]
         torch.testing.assert_close(torch.tensor([d["score"] for d in got]),

@@ -270,6 +270,10 @@ def pipeline(
         if model_kwargs:
             raise InvalidInputError("model_kwargs apply when the pipeline loads the model; the model "
                                     "given is already loaded")
+        from ..peft.model import PeftModel
+
+        if isinstance(model, PeftModel):  # LoRA lives inside the base model's layers: run that
+            model = model.get_base_model()
         _check_loaded_head(spec, model)
         source = getattr(getattr(model, "config", None), "name_or_path", None) or None
     if tokenizer is None:
