@@ -24,7 +24,18 @@ from .attention import (
     split_heads,
 )
 from .decoder import last_token_logits, lm_logits, prepare_decoder_inputs
-from .encoder import ClassificationHead, check_max_length, check_token_type_ids, run_layers
+from .encoder import (
+    ClassificationHead,
+    check_max_length,
+    check_span_labels,
+    check_token_type_ids,
+    classifier_dropout,
+    masked_lm_output,
+    run_layers,
+    sequence_classification_output,
+    span_output,
+    token_classification_output,
+)
 from .init import init_normal_
 from .losses import causal_lm_loss, sequence_classification_loss, span_loss, token_loss
 from .norms import RMSNorm
@@ -73,6 +84,12 @@ __all__ = [
     "check_token_type_ids",
     "run_layers",
     "ClassificationHead",
+    "classifier_dropout",
+    "check_span_labels",
+    "sequence_classification_output",
+    "token_classification_output",
+    "masked_lm_output",
+    "span_output",
     "PACKED_FP32_MAX_ROWS",
     "PACKED_MIN_WEIGHT",
     "PackedWeights",

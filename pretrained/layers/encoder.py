@@ -2,8 +2,11 @@
 
 Input checks that fail early with a clear message (:func:`check_max_length`,
 :func:`check_token_type_ids`) instead of deep inside an embedding, the layer loop that also
-collects hidden states (:func:`run_layers`), and the first-token sentence head
-(:class:`ClassificationHead`) whose parameter names match the checkpoints.
+collects hidden states (:func:`run_layers`), the first-token sentence head
+(:class:`ClassificationHead`) whose parameter names match the checkpoints, and the tails of the
+task-head forwards (loss + output dataclass: :func:`sequence_classification_output`,
+:func:`token_classification_output`, :func:`masked_lm_output`, :func:`span_output`), so each
+model's head keeps only its own modules and the backbone call.
 """
 
 from __future__ import annotations
@@ -11,8 +14,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import InvalidInputError
+from ..errors import ConfigError, InvalidInputError
+from ..outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    QuestionAnsweringOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 from .activations import activation
+from .losses import sequence_classification_loss, span_loss, token_loss
 
 
 def check_max_length(length: int, limit: int) -> None:
@@ -74,3 +85,53 @@ def check_token_type_ids(token_type_ids: torch.Tensor | None, type_vocab_size: i
             f"token_type_ids holds segment id {lo if lo < 0 else hi}, but this model has "
             f"{type_vocab_size} segment type(s) (type_vocab_size); pass token_type_ids=None"
         )
+
+
+def classifier_dropout(config) -> float:
+    """The heads' dropout: ``config.classifier_dropout``, or ``hidden_dropout_prob`` when unset."""
+    p = config.classifier_dropout
+    return config.hidden_dropout_prob if p is None else p
+
+
+def check_span_labels(config, name: str) -> None:
+    """A question-answering head has exactly two outputs (start, end); refuse a config whose
+    ``num_labels`` says otherwise instead of loading a mis-shaped ``qa_outputs``."""
+    if config.num_labels != 2:
+        raise ConfigError(f"{name} needs num_labels=2 (start, end), got "
+                          f"{config.num_labels}; remove num_labels/id2label from the config")
+
+
+def sequence_classification_output(config, logits: torch.Tensor, labels: torch.Tensor | None,
+                                   out: BaseModelOutput,
+                                   loss_fn=sequence_classification_loss) -> SequenceClassifierOutput:
+    """``logits`` (B, num_labels) with ``loss_fn(config, logits, labels)`` when labels are given
+    and the backbone's ``hidden_states``."""
+    loss = None if labels is None else loss_fn(config, logits, labels)
+    return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+def token_classification_output(logits: torch.Tensor, labels: torch.Tensor | None,
+                                out: BaseModelOutput) -> TokenClassifierOutput:
+    """Per-token ``logits`` (B, T, num_labels) with the per-token loss (-100 ignored)."""
+    loss = None if labels is None else token_loss(logits, labels)
+    return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+def masked_lm_output(logits: torch.Tensor, labels: torch.Tensor | None,
+                     out: BaseModelOutput) -> MaskedLMOutput:
+    """Vocabulary ``logits`` (B, T, V) with the per-token loss (-100 ignored)."""
+    loss = None if labels is None else token_loss(logits, labels)
+    return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+def span_output(logits: torch.Tensor, start_positions: torch.Tensor | None,
+                end_positions: torch.Tensor | None, out: BaseModelOutput) -> QuestionAnsweringOutput:
+    """``qa_outputs`` logits (B, T, 2) split into contiguous start/end logits (B, T); the span
+    loss only when both positions are given."""
+    start, end = logits.split(1, dim=-1)
+    start, end = start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()
+    loss = None
+    if start_positions is not None and end_positions is not None:
+        loss = span_loss(start, end, start_positions, end_positions)
+    return QuestionAnsweringOutput(loss=loss, start_logits=start, end_logits=end,
+                                   hidden_states=out.hidden_states)

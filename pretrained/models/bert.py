@@ -27,13 +27,15 @@ from ..layers import (
     attention,
     attention_mask_4d,
     check_attention_mask,
+    classifier_dropout,
+    masked_lm_output,
     merge_heads,
     packed_linear,
     packed_linear_ok,
-    sequence_classification_loss,
-    span_loss,
+    sequence_classification_output,
+    span_output,
     split_heads,
-    token_loss,
+    token_classification_output,
 )
 from ..modeling import PreTrainedModel
 from ..outputs import (
@@ -270,8 +272,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
         self.bert = BertModel(config)
-        p = config.classifier_dropout
-        self.dropout = nn.Dropout(config.hidden_dropout_prob if p is None else p)
+        self.dropout = nn.Dropout(classifier_dropout(config))
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
@@ -281,24 +282,21 @@ class BertForSequenceClassification(BertPreTrainedModel):
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
                         first_token_only=not self.training)
         logits = self.classifier(self.dropout(out.pooler_output))
-        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return sequence_classification_output(self.config, logits, labels, out)
 
 
 class BertForTokenClassification(BertPreTrainedModel):
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
         self.bert = BertModel(config, add_pooling_layer=False)
-        p = config.classifier_dropout
-        self.dropout = nn.Dropout(config.hidden_dropout_prob if p is None else p)
+        self.dropout = nn.Dropout(classifier_dropout(config))
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 labels=None, output_hidden_states=None) -> TokenClassifierOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
         logits = self.classifier(self.dropout(out.last_hidden_state))
-        loss = None if labels is None else token_loss(logits, labels)
-        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return token_classification_output(logits, labels, out)
 
 
 class BertForQuestionAnswering(BertPreTrainedModel):
@@ -311,13 +309,8 @@ class BertForQuestionAnswering(BertPreTrainedModel):
                 start_positions=None, end_positions=None,
                 output_hidden_states=None) -> QuestionAnsweringOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
-        start, end = self.qa_outputs(out.last_hidden_state).split(1, dim=-1)
-        start, end = start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = span_loss(start, end, start_positions, end_positions)
-        return QuestionAnsweringOutput(loss=loss, start_logits=start, end_logits=end,
-                                       hidden_states=out.hidden_states)
+        logits = self.qa_outputs(out.last_hidden_state)
+        return span_output(logits, start_positions, end_positions, out)
 
 
 class BertPredictionHeadTransform(nn.Module):
@@ -367,8 +360,7 @@ class BertForMaskedLM(BertPreTrainedModel):
                 labels=None, output_hidden_states=None) -> MaskedLMOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
         logits = self.cls.predictions(out.last_hidden_state)
-        loss = None if labels is None else token_loss(logits, labels)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return masked_lm_output(logits, labels, out)
 
 
 MODEL_CLASSES = {

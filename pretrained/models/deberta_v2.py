@@ -36,12 +36,15 @@ from ..layers import (
     activation,
     check_attention_mask,
     check_max_length,
+    check_span_labels,
     check_token_type_ids,
+    masked_lm_output,
     merge_heads,
     sequence_classification_loss,
-    span_loss,
+    sequence_classification_output,
+    span_output,
     split_heads,
-    token_loss,
+    token_classification_output,
 )
 from ..modeling import PreTrainedModel
 from ..outputs import (
@@ -446,8 +449,7 @@ class DebertaV2ForMaskedLM(DebertaV2PreTrainedModel):
             logits = self.cls.predictions(h)
         else:
             logits = self.lm_predictions.lm_head(h, self.deberta.embeddings.word_embeddings.weight)
-        loss = None if labels is None else token_loss(logits, labels)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return masked_lm_output(logits, labels, out)
 
 
 class ContextPooler(nn.Module):
@@ -495,8 +497,8 @@ class DebertaV2ForSequenceClassification(DebertaV2PreTrainedModel):
                 labels=None, output_hidden_states=None) -> SequenceClassifierOutput:
         out = self.deberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
         logits = self.classifier(self.dropout(self.pooler(out.last_hidden_state)))
-        loss = None if labels is None else deberta_classification_loss(self.config, logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return sequence_classification_output(self.config, logits, labels, out,
+                                              deberta_classification_loss)
 
 
 class DebertaV2ForTokenClassification(DebertaV2PreTrainedModel):
@@ -510,16 +512,13 @@ class DebertaV2ForTokenClassification(DebertaV2PreTrainedModel):
                 labels=None, output_hidden_states=None) -> TokenClassifierOutput:
         out = self.deberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
         logits = self.classifier(self.dropout(out.last_hidden_state))
-        loss = None if labels is None else token_loss(logits, labels)
-        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return token_classification_output(logits, labels, out)
 
 
 class DebertaV2ForQuestionAnswering(DebertaV2PreTrainedModel):
     def __init__(self, config: DebertaV2Config) -> None:
         super().__init__(config)
-        if config.num_labels != 2:
-            raise ConfigError(f"DebertaV2ForQuestionAnswering needs num_labels=2 (start, end), got "
-                              f"{config.num_labels}; remove num_labels/id2label from the config")
+        check_span_labels(config, type(self).__name__)
         self.deberta = DebertaV2Model(config)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
 
@@ -527,13 +526,8 @@ class DebertaV2ForQuestionAnswering(DebertaV2PreTrainedModel):
                 start_positions=None, end_positions=None,
                 output_hidden_states=None) -> QuestionAnsweringOutput:
         out = self.deberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
-        start, end = self.qa_outputs(out.last_hidden_state).split(1, dim=-1)
-        start, end = start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = span_loss(start, end, start_positions, end_positions)
-        return QuestionAnsweringOutput(loss=loss, start_logits=start, end_logits=end,
-                                       hidden_states=out.hidden_states)
+        logits = self.qa_outputs(out.last_hidden_state)
+        return span_output(logits, start_positions, end_positions, out)
 
 
 MODEL_CLASSES = {

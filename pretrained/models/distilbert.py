@@ -19,19 +19,20 @@ import torch
 from torch import nn
 
 from ..config import PretrainedConfig
-from ..errors import ConfigError
 from ..layers import (
     activation,
     attention,
     attention_mask_4d,
     check_attention_mask,
     check_max_length,
+    check_span_labels,
+    masked_lm_output,
     merge_heads,
     run_layers,
-    sequence_classification_loss,
-    span_loss,
+    sequence_classification_output,
+    span_output,
     split_heads,
-    token_loss,
+    token_classification_output,
 )
 from ..modeling import PreTrainedModel
 from ..outputs import (
@@ -215,8 +216,7 @@ class DistilBertForMaskedLM(DistilBertPreTrainedModel):
         out = self.distilbert(input_ids, attention_mask, None, position_ids, output_hidden_states)
         h = self.vocab_layer_norm(self.act(self.vocab_transform(out.last_hidden_state)))
         logits = self.vocab_projector(h)
-        loss = None if labels is None else token_loss(logits, labels)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return masked_lm_output(logits, labels, out)
 
 
 class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
@@ -234,8 +234,7 @@ class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
         out = self.distilbert(input_ids, attention_mask, None, position_ids, output_hidden_states)
         pooled = torch.relu(self.pre_classifier(out.last_hidden_state[:, 0]))
         logits = self.classifier(self.dropout(pooled))
-        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return sequence_classification_output(self.config, logits, labels, out)
 
 
 class DistilBertForTokenClassification(DistilBertPreTrainedModel):
@@ -249,16 +248,13 @@ class DistilBertForTokenClassification(DistilBertPreTrainedModel):
                 labels=None, output_hidden_states=None) -> TokenClassifierOutput:
         out = self.distilbert(input_ids, attention_mask, None, position_ids, output_hidden_states)
         logits = self.classifier(self.dropout(out.last_hidden_state))
-        loss = None if labels is None else token_loss(logits, labels)
-        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return token_classification_output(logits, labels, out)
 
 
 class DistilBertForQuestionAnswering(DistilBertPreTrainedModel):
     def __init__(self, config: DistilBertConfig) -> None:
         super().__init__(config)
-        if config.num_labels != 2:
-            raise ConfigError(f"DistilBertForQuestionAnswering needs num_labels=2 (start, end), "
-                              f"got {config.num_labels}; remove num_labels/id2label from the config")
+        check_span_labels(config, type(self).__name__)
         self.distilbert = DistilBertModel(config)
         self.dropout = nn.Dropout(config.qa_dropout)
         self.qa_outputs = nn.Linear(config.dim, 2)
@@ -267,13 +263,8 @@ class DistilBertForQuestionAnswering(DistilBertPreTrainedModel):
                 start_positions=None, end_positions=None,
                 output_hidden_states=None) -> QuestionAnsweringOutput:
         out = self.distilbert(input_ids, attention_mask, None, position_ids, output_hidden_states)
-        start, end = self.qa_outputs(self.dropout(out.last_hidden_state)).split(1, dim=-1)
-        start, end = start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = span_loss(start, end, start_positions, end_positions)
-        return QuestionAnsweringOutput(loss=loss, start_logits=start, end_logits=end,
-                                       hidden_states=out.hidden_states)
+        logits = self.qa_outputs(self.dropout(out.last_hidden_state))
+        return span_output(logits, start_positions, end_positions, out)
 
 
 MODEL_CLASSES = {

@@ -23,18 +23,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
 from ..layers import (
     ClassificationHead,
     activation,
     attention_mask_4d,
     check_attention_mask,
     check_max_length,
+    check_span_labels,
     check_token_type_ids,
+    classifier_dropout,
+    masked_lm_output,
     run_layers,
-    sequence_classification_loss,
-    span_loss,
-    token_loss,
+    sequence_classification_output,
+    span_output,
+    token_classification_output,
 )
 from ..modeling import PreTrainedModel
 from ..outputs import (
@@ -155,11 +157,6 @@ class ElectraModel(ElectraPreTrainedModel):
         return BaseModelOutput(last_hidden_state=x, hidden_states=states)
 
 
-def _dropout(config: ElectraConfig) -> float:
-    p = config.classifier_dropout
-    return config.hidden_dropout_prob if p is None else p
-
-
 class ElectraForPreTraining(ElectraPreTrainedModel):
     """The discriminator: ``logits`` (B, T), > 0 where a token looks replaced. ``labels``
     (B, T) of 0/1 give the reference's loss: binary cross-entropy over unmasked tokens."""
@@ -202,8 +199,7 @@ class ElectraForMaskedLM(ElectraPreTrainedModel):
                 labels=None, output_hidden_states=None) -> MaskedLMOutput:
         out = self.electra(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
         logits = self.generator_lm_head(self.generator_predictions(out.last_hidden_state))
-        loss = None if labels is None else token_loss(logits, labels)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return masked_lm_output(logits, labels, out)
 
 
 class ElectraForSequenceClassification(ElectraPreTrainedModel):
@@ -213,37 +209,33 @@ class ElectraForSequenceClassification(ElectraPreTrainedModel):
         super().__init__(config)
         self.electra = ElectraModel(config)
         self.classifier = ClassificationHead(config.hidden_size, config.num_labels,
-                                             _dropout(config), "gelu")
+                                             classifier_dropout(config), "gelu")
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 labels=None, output_hidden_states=None) -> SequenceClassifierOutput:
         out = self.electra(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
         logits = self.classifier(out.last_hidden_state)
-        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return sequence_classification_output(self.config, logits, labels, out)
 
 
 class ElectraForTokenClassification(ElectraPreTrainedModel):
     def __init__(self, config: ElectraConfig) -> None:
         super().__init__(config)
         self.electra = ElectraModel(config)
-        self.dropout = nn.Dropout(_dropout(config))
+        self.dropout = nn.Dropout(classifier_dropout(config))
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 labels=None, output_hidden_states=None) -> TokenClassifierOutput:
         out = self.electra(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
         logits = self.classifier(self.dropout(out.last_hidden_state))
-        loss = None if labels is None else token_loss(logits, labels)
-        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return token_classification_output(logits, labels, out)
 
 
 class ElectraForQuestionAnswering(ElectraPreTrainedModel):
     def __init__(self, config: ElectraConfig) -> None:
         super().__init__(config)
-        if config.num_labels != 2:
-            raise ConfigError(f"ElectraForQuestionAnswering needs num_labels=2 (start, end), got "
-                              f"{config.num_labels}; remove num_labels/id2label from the config")
+        check_span_labels(config, type(self).__name__)
         self.electra = ElectraModel(config)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
 
@@ -251,13 +243,8 @@ class ElectraForQuestionAnswering(ElectraPreTrainedModel):
                 start_positions=None, end_positions=None,
                 output_hidden_states=None) -> QuestionAnsweringOutput:
         out = self.electra(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
-        start, end = self.qa_outputs(out.last_hidden_state).split(1, dim=-1)
-        start, end = start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = span_loss(start, end, start_positions, end_positions)
-        return QuestionAnsweringOutput(loss=loss, start_logits=start, end_logits=end,
-                                       hidden_states=out.hidden_states)
+        logits = self.qa_outputs(out.last_hidden_state)
+        return span_output(logits, start_positions, end_positions, out)
 
 
 MODEL_CLASSES = {

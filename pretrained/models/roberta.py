@@ -22,17 +22,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
 from ..layers import (
     ClassificationHead,
     attention_mask_4d,
     check_attention_mask,
     check_max_length,
+    check_span_labels,
     check_token_type_ids,
+    classifier_dropout,
+    masked_lm_output,
     run_layers,
-    sequence_classification_loss,
-    span_loss,
-    token_loss,
+    sequence_classification_output,
+    span_output,
+    token_classification_output,
 )
 from ..modeling import PreTrainedModel
 from ..outputs import (
@@ -148,11 +150,6 @@ class RobertaModel(RobertaPreTrainedModel):
         return BaseModelOutput(last_hidden_state=x, pooler_output=pooled, hidden_states=states)
 
 
-def _dropout(config: RobertaConfig) -> float:
-    p = config.classifier_dropout
-    return config.hidden_dropout_prob if p is None else p
-
-
 class RobertaForMaskedLM(RobertaPreTrainedModel):
     tied_weights = {"lm_head.decoder.weight": "roberta.embeddings.word_embeddings.weight"}
 
@@ -168,8 +165,7 @@ class RobertaForMaskedLM(RobertaPreTrainedModel):
                 labels=None, output_hidden_states=None) -> MaskedLMOutput:
         out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
         logits = self.lm_head(out.last_hidden_state)
-        loss = None if labels is None else token_loss(logits, labels)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return masked_lm_output(logits, labels, out)
 
 
 class RobertaForSequenceClassification(RobertaPreTrainedModel):
@@ -179,37 +175,33 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel):
         super().__init__(config)
         self.roberta = RobertaModel(config, add_pooling_layer=False)
         self.classifier = ClassificationHead(config.hidden_size, config.num_labels,
-                                             _dropout(config), "tanh")
+                                             classifier_dropout(config), "tanh")
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 labels=None, output_hidden_states=None) -> SequenceClassifierOutput:
         out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
         logits = self.classifier(out.last_hidden_state)
-        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return sequence_classification_output(self.config, logits, labels, out)
 
 
 class RobertaForTokenClassification(RobertaPreTrainedModel):
     def __init__(self, config: RobertaConfig) -> None:
         super().__init__(config)
         self.roberta = RobertaModel(config, add_pooling_layer=False)
-        self.dropout = nn.Dropout(_dropout(config))
+        self.dropout = nn.Dropout(classifier_dropout(config))
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 labels=None, output_hidden_states=None) -> TokenClassifierOutput:
         out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
         logits = self.classifier(self.dropout(out.last_hidden_state))
-        loss = None if labels is None else token_loss(logits, labels)
-        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        return token_classification_output(logits, labels, out)
 
 
 class RobertaForQuestionAnswering(RobertaPreTrainedModel):
     def __init__(self, config: RobertaConfig) -> None:
         super().__init__(config)
-        if config.num_labels != 2:
-            raise ConfigError(f"{type(self).__name__} needs num_labels=2 (start, end), got "
-                              f"{config.num_labels}; remove num_labels/id2label from the config")
+        check_span_labels(config, type(self).__name__)
         self.roberta = RobertaModel(config, add_pooling_layer=False)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
 
@@ -217,13 +209,8 @@ class RobertaForQuestionAnswering(RobertaPreTrainedModel):
                 start_positions=None, end_positions=None,
                 output_hidden_states=None) -> QuestionAnsweringOutput:
         out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
-        start, end = self.qa_outputs(out.last_hidden_state).split(1, dim=-1)
-        start, end = start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous()
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = span_loss(start, end, start_positions, end_positions)
-        return QuestionAnsweringOutput(loss=loss, start_logits=start, end_logits=end,
-                                       hidden_states=out.hidden_states)
+        logits = self.qa_outputs(out.last_hidden_state)
+        return span_output(logits, start_positions, end_positions, out)
 
 
 MODEL_CLASSES = {
