@@ -33,7 +33,7 @@ from ..layers import (
     lm_logits,
     packed_segments,
     prepare_decoder_inputs,
-    sequence_classification_loss,
+    sequence_classification_output,
     split_heads,
 )
 from ..modeling import PreTrainedModel
@@ -271,8 +271,7 @@ class GPT2ForSequenceClassification(GPT2PreTrainedModel):
             not_pad = (input_ids != pad).int() * torch.arange(t, device=logits.device)
             last = not_pad.argmax(-1)
         pooled = logits[torch.arange(b, device=logits.device), last]
-        loss = None if labels is None else sequence_classification_loss(self.config, pooled, labels)
-        return SequenceClassifierOutput(loss=loss, logits=pooled, hidden_states=out.hidden_states)
+        return sequence_classification_output(self.config, pooled, labels, out)
 
 
 MODEL_CLASSES = {

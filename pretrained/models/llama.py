@@ -43,7 +43,7 @@ from ..layers import (
     lm_logits,
     packed_segments,
     prepare_decoder_inputs,
-    sequence_classification_loss,
+    sequence_classification_output,
     standardize_rope_parameters,
 )
 from ..modeling import PreTrainedModel
@@ -347,8 +347,7 @@ class LlamaForSequenceClassification(LlamaPreTrainedModel):
         out = self.model(input_ids, attention_mask, position_ids, None, inputs_embeds, False,
                          output_hidden_states)
         pooled = last_token_logits(self.config, self.score(out.last_hidden_state), input_ids)
-        loss = None if labels is None else sequence_classification_loss(self.config, pooled, labels)
-        return SequenceClassifierOutput(loss=loss, logits=pooled, hidden_states=out.hidden_states)
+        return sequence_classification_output(self.config, pooled, labels, out)
 
 
 MODEL_CLASSES = {
