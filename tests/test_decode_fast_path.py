@@ -191,8 +191,10 @@ def test_packed_gpt2_close_to_plain(dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("bias", [False, True])
 def test_one_row_runs_as_matrix_vector_product(dtype, bias, monkeypatch):
-    """A one-row input without autograd goes through torch.mv/addmv (the decode step at batch 1)
-    and gives F.linear's numbers; several rows and autograd keep F.linear."""
+    """Without the rows kernel (tests/test_rows_kernel.py), a one-row input without autograd goes
+    through torch.mv/addmv (the decode step at batch 1) and gives F.linear's numbers; several
+    rows and autograd keep F.linear."""
+    monkeypatch.setattr(layers.rows_kernel, "_lib", False)
     torch.manual_seed(0)
     lin = layers.PackedLinear(96, 40, bias=bias).to(dtype)
     calls = []

@@ -207,7 +207,8 @@ def test_cache_defaults_and_logits_to_keep(name):
         assert model(input_ids=ids, use_cache=False).past_key_values is None
         last = model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
     assert last.logits.shape == (ids.shape[0], 1, 128)
-    assert torch.equal(last.logits[:, 0], full.logits[:, -1])
+    # the head runs on 2 rows here (the rows kernel) and on all rows above (BLAS): other sum orders
+    torch.testing.assert_close(last.logits[:, 0], full.logits[:, -1], atol=1e-6, rtol=1e-6)
     model.train()
     assert model(input_ids=ids).past_key_values is None  # no cache while training
 

@@ -4,8 +4,9 @@ Model files import from here rather than re-implementing; a block lives here onc
 share it. :mod:`.activations` (activation functions by config name), :mod:`.attention` (masks,
 SDPA and grouped-query attention), :mod:`.rope` (rotary embeddings), :mod:`.norms` (RMSNorm),
 :mod:`.losses` (head losses), :mod:`.init` (reference initialisation), :mod:`.encoder` and
-:mod:`.decoder` (forward helpers of each family) and :mod:`.packed` (oneDNN pre-packed linear
-weights, ``PackedLinear`` and GPT-2's ``Conv1D``). Every name is re-exported here, so callers
+:mod:`.decoder` (forward helpers of each family), :mod:`.packed` (oneDNN pre-packed linear
+weights, ``PackedLinear`` and GPT-2's ``Conv1D``) and :mod:`.rows_kernel` (C kernels for linear
+layers on up to 16 rows, built on first use). Every name is re-exported here, so callers
 import from ``pretrained.layers``; tests that patch packing thresholds patch
 ``pretrained.layers.packed``, the module whose functions read them.
 """

@@ -1,0 +1,165 @@
+// Linear layers on a few rows (M <= 16): y[m, n] = sum_k x[m, k] * w[n, k] + b[n].
+//
+// Built on first use by rows_kernel.py (cc -O3 -march=native -fopenmp) and called through ctypes.
+// Why: at a handful of rows a linear layer is bound by streaming its weight from memory, and the
+// BLAS kernels behind F.linear copy the weight into their own layout on every call. These read
+// nn.Linear's (out, in) weight where it lies, once, prefetching the next rows, and use every
+// weight they load for all rows of x. No second copy of the weights.
+//
+// Threads take chunks of NCHUNK output features as they free up (a core slowed by another process
+// does less); each output is summed by one thread in one fixed order, so results do not depend
+// on the thread count or the schedule.
+#include <immintrin.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+// ---- float32 (AVX-512F) ---------------------------------------------------------------------
+// Blocks of 4 weight rows x up to 6 input rows (24 zmm accumulators), a dot product along k
+// reduced at the end, k in chunks of KCHUNK so the chunk of x stays in L1 while the weight streams past.
+#define KCHUNK 384
+#define NCHUNK 128
+
+// sum of each of a0..a3 -> one __m128 [s0 s1 s2 s3]
+static inline __m128 hsum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+    __m512 s01 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1)); // a0 a1 a0 a1 per lane
+    __m512 s23 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    __m512 s = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(s01), _mm512_castps_pd(s23))),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(s01), _mm512_castps_pd(s23))));
+    // each 128-bit lane: [a0 a1 a2 a3] partials
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s), _mm512_extractf32x8_ps(s, 1));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+#define DEF4(MB)                                                                              \
+static void b4_##MB(const float *x, long ldx, const float *w, long K, float *y, long ldy,     \
+                    const float *b, long n, long nend, long k0, long k1) {                    \
+    const float *pw = w + (n + 4 < nend ? n + 4 : n) * K; /* next block */                          \
+    __m512 acc[MB][4];                                                                         \
+    for (int i = 0; i < MB; i++) for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();   \
+    long k = k0;                                                                               \
+    for (; k + 16 <= k1; k += 16) {                                                            \
+        __m512 wv[4];                                                                          \
+        for (int j = 0; j < 4; j++) { wv[j] = _mm512_loadu_ps(w + (n + j) * K + k);             \
+            _mm_prefetch((const char *)(pw + j * K + k), _MM_HINT_T1); }                              \
+        for (int i = 0; i < MB; i++) { __m512 xv = _mm512_loadu_ps(x + i * ldx + k);            \
+            for (int j = 0; j < 4; j++) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]); }    \
+    }                                                                                          \
+    if (k < k1) {                                                                              \
+        __mmask16 mk = (__mmask16)((1u << (k1 - k)) - 1);                                      \
+        __m512 wv[4];                                                                          \
+        for (int j = 0; j < 4; j++) wv[j] = _mm512_maskz_loadu_ps(mk, w + (n + j) * K + k);     \
+        for (int i = 0; i < MB; i++) { __m512 xv = _mm512_maskz_loadu_ps(mk, x + i * ldx + k);  \
+            for (int j = 0; j < 4; j++) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]); }    \
+    }                                                                                          \
+    __m128 base = k0 == 0 ? (b ? _mm_loadu_ps(b + n) : _mm_setzero_ps()) : _mm_setzero_ps();    \
+    for (int i = 0; i < MB; i++) {                                                             \
+        __m128 s = hsum4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);                          \
+        float *yp = y + i * ldy + n;                                                           \
+        _mm_storeu_ps(yp, k0 == 0 ? _mm_add_ps(s, base) : _mm_add_ps(_mm_loadu_ps(yp), s));     \
+    }                                                                                          \
+}
+DEF4(1) DEF4(2) DEF4(3) DEF4(4) DEF4(5) DEF4(6)
+typedef void (*blk)(const float *, long, const float *, long, float *, long, const float *, long, long, long, long);
+static const blk B4[7] = {0, b4_1, b4_2, b4_3, b4_4, b4_5, b4_6};
+static void tail1(const float *x, long M, long ldx, const float *w, long K, float *y, long ldy, const float *b, long n, long k0, long k1) {
+    for (long m = 0; m < M; m++) {
+        __m512 a = _mm512_setzero_ps(); long k = k0;
+        for (; k + 16 <= k1; k += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(x + m * ldx + k), _mm512_loadu_ps(w + n * K + k), a);
+        if (k < k1) { __mmask16 mk = (__mmask16)((1u << (k1 - k)) - 1);
+            a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, x + m * ldx + k), _mm512_maskz_loadu_ps(mk, w + n * K + k), a); }
+        float s = _mm512_reduce_add_ps(a);
+        y[m * ldy + n] = k0 == 0 ? s + (b ? b[n] : 0.0f) : y[m * ldy + n] + s;
+    }
+}
+void linear_f32(const float *x, long M, long ldx, const float *w, long N, long K, const float *b,
+                float *y, long ldy, int nthreads) {
+    long chunks = (N + NCHUNK - 1) / NCHUNK;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+    for (long c = 0; c < chunks; c++) {
+        long n0 = c * NCHUNK, n1 = n0 + NCHUNK < N ? n0 + NCHUNK : N;
+        for (long k0 = 0; k0 < K; k0 += KCHUNK) {
+            long k1 = k0 + KCHUNK < K ? k0 + KCHUNK : K;
+            long n = n0;
+            for (; n + 4 <= n1; n += 4)
+                for (long m = 0; m < M; m += 6)
+                    B4[M - m < 6 ? M - m : 6](x + m * ldx, ldx, w, K, y + m * ldy, ldy, b, n, n1, k0, k1);
+            for (; n < n1; n++) tail1(x, M, ldx, w, K, y, ldy, b, n, k0, k1);
+        }
+    }
+}
+
+// ---- bfloat16 (AMX) ---------------------------------------------------------------------------
+// C^T = W x^T on tiles: A = 16 weight rows x 32 k, loaded straight from the weight; B = x re-laid
+// out once per call in pairs of k (the tiles' VNNI layout); C = 16 features x 16 rows, float32.
+// Accumulates in the order oneDNN's bf16 matmul does here: equal to F.linear bit for bit in tests.
+// Needs M <= 16, K % 32 == 0, N % 16 == 0 (rows_kernel.py checks).
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__)
+int has_amx(void) { return 1; }
+int amx_init(void) {  // ask Linux for the AMX tile state; 0 on success
+    return (int)syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */);
+}
+typedef struct { uint8_t palette, start_row, reserved[14]; uint16_t colsb[16]; uint8_t rows[16]; } tilecfg;
+
+// y[m, n] = bf16(sum_k x[m,k] w[n,k] + b[n]); M <= 16, K % 32 == 0, N % 16 == 0.
+int linear_bf16(const uint16_t *x, long M, long ldx, const uint16_t *w, long N, long K,
+                 const uint16_t *b, uint16_t *y, long ldy, int nthreads) {
+    uint32_t *xb = aligned_alloc(64, (size_t)K * 16 * 4);
+    if (!xb) return -1;
+    // B tile rows: xb[kp * 16 + j] = (x[j, 2kp], x[j, 2kp+1]) for j < M, zero for j >= M
+    for (long kp = 0; kp < K / 2; kp++)
+        for (long j = 0; j < 16; j++)
+            if (j < M) memcpy(xb + kp * 16 + j, x + j * ldx + 2 * kp, 4); else xb[kp * 16 + j] = 0;
+#pragma omp parallel num_threads(nthreads)
+    {
+        tilecfg cfg; memset(&cfg, 0, sizeof cfg); cfg.palette = 1;
+        for (int t = 0; t < 6; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
+        _tile_loadconfig(&cfg);
+        float cbuf[2][16 * 16];
+        long sw = K * 2;  // weight row stride in bytes
+        long blocks = N / 16, chunks = (N + NCHUNK - 1) / NCHUNK;
+#pragma omp for schedule(dynamic, 1)
+        for (long c = 0; c < chunks; c++) {
+            long nb1 = (c + 1) * (NCHUNK / 16) < blocks ? (c + 1) * (NCHUNK / 16) : blocks;
+            for (long nb = c * (NCHUNK / 16); nb < nb1; nb += 2) {
+                int two = nb + 1 < nb1;
+                const uint16_t *w0 = w + nb * 16 * K, *w1 = w0 + 16 * K;
+                const uint16_t *pf = w + (nb + 2 < blocks ? nb + 2 : nb) * 16 * K;  // the next two blocks
+                _tile_zero(0); _tile_zero(1);
+                for (long k = 0; k < K; k += 32) {
+                    _tile_loadd(4, xb + (k / 2) * 16, 64);
+                    _tile_loadd(2, w0 + k, sw);
+                    _tile_dpbf16ps(0, 2, 4);
+                    if (two) { _tile_loadd(3, w1 + k, sw); _tile_dpbf16ps(1, 3, 4); }
+                    for (int r = 0; r < 32; r++) _mm_prefetch((const char *)(pf + r * K + k), _MM_HINT_T1);
+                }
+                _tile_stored(0, cbuf[0], 64);
+                if (two) _tile_stored(1, cbuf[1], 64);
+                for (int h = 0; h <= two; h++) {
+                    long n = (nb + h) * 16;
+                    __m512 bias = b ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(
+                                          _mm256_loadu_si256((const __m256i *)(b + n))), 16))
+                                    : _mm512_setzero_ps();
+                    __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                     _mm512_set1_epi32(16));
+                    for (long m = 0; m < M; m++) {  // column m of C: features n..n+15 of row m
+                        __m512 col = _mm512_i32gather_ps(_mm512_add_epi32(idx, _mm512_set1_epi32((int)m)), cbuf[h], 4);
+                        __m256bh r = _mm512_cvtneps_pbh(_mm512_add_ps(col, bias));
+                        _mm256_storeu_si256((__m256i *)(y + m * ldy + n), (__m256i)r);
+                    }
+                }
+            }
+        }
+        _tile_release();
+    }
+    free(xb);
+    return 0;
+}
+#else
+int has_amx(void) { return 0; }
+int amx_init(void) { return -1; }
+int linear_bf16(const uint16_t *x, long M, long ldx, const uint16_t *w, long N, long K,
+                const uint16_t *b, uint16_t *y, long ldy, int nthreads) { return -1; }
+#endif

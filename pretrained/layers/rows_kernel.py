@@ -1,0 +1,137 @@
+"""Linear layers on a few rows (1-16) through small C kernels (``rows_kernel.c``).
+
+At up to 16 rows (a short sentence through an encoder, a decode step) a linear layer is bound by
+reading its weight from memory, and F.linear's BLAS kernels re-lay the weight out on every call;
+the kernels read ``nn.Linear``'s own weight once, in order, and keep no second copy. Float32
+runs on AVX-512 (a dot product per output; sums in another order than BLAS's, ~1e-6 apart);
+bfloat16 on AMX tiles (equal to F.linear bit for bit in the tests).
+It is built on first use with the system C compiler (``cc -O3 -march=native -fopenmp``, about a
+second) into ``~/.cache/pretrained/kernels/`` (``$PRETRAINED_CACHE/../kernels`` when set), keyed
+by the source, the compiler and the CPU's flags, and loaded with ctypes. Where they cannot be used
+(no AVX-512 or AMX, no compiler, not Linux/x86-64, ``PRETRAINED_NO_KERNELS=1``) :func:`rows_linear`
+returns None and callers use F.linear.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+ROWS_MAX = 16           # above this BLAS's own blocking wins (float32: even at 32 rows)
+_SOURCE = Path(__file__).with_name("rows_kernel.c")
+_lib: ctypes.CDLL | None | bool = None   # None: not tried yet; False: unavailable
+_amx = False            # the bfloat16 kernel is built and Linux granted the AMX tile state
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def kernels_dir() -> Path:
+    env = os.environ.get("PRETRAINED_CACHE")
+    if env:
+        return Path(env).expanduser().parent / "kernels"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base).expanduser() / "pretrained" / "kernels"
+
+
+def _build() -> ctypes.CDLL | bool:
+    if os.environ.get("PRETRAINED_NO_KERNELS", "") not in ("", "0"):
+        return False
+    flags = _cpu_flags().split()
+    if platform.system() != "Linux" or platform.machine() != "x86_64" or "avx512f" not in flags:
+        return False
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if cc is None:
+        logger.info("no C compiler found; small-batch linear layers use F.linear")
+        return False
+    cmd = [cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
+    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(cmd + flags).encode()).hexdigest()[:16]
+    target = kernels_dir() / f"rows_kernel-{key}.so"
+    try:
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+                out = Path(tmp) / target.name
+                subprocess.run(cmd + [str(_SOURCE), "-o", str(out)], check=True,
+                               capture_output=True, timeout=120)
+                os.replace(out, target)   # atomic: a concurrent build writes the same file
+        lib = ctypes.CDLL(str(target))
+    except (OSError, subprocess.SubprocessError) as e:
+        logger.info("could not build %s (%s); small-batch linear layers use F.linear", _SOURCE.name, e)
+        return False
+    p, n = ctypes.c_void_p, ctypes.c_long
+    lib.linear_f32.argtypes = [p, n, n, p, n, n, p, p, n, ctypes.c_int]
+    lib.linear_f32.restype = None
+    lib.linear_bf16.argtypes = [p, n, n, p, n, n, p, p, n, ctypes.c_int]
+    lib.linear_bf16.restype = ctypes.c_int
+    global _amx
+    _amx = bool(lib.has_amx()) and lib.amx_init() == 0
+    return lib
+
+
+def available() -> bool:
+    """Whether the kernel is built and loaded (builds it on the first call)."""
+    global _lib
+    if _lib is None:
+        _lib = _build()
+    return _lib is not False
+
+
+def rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
+    """``F.linear(x, weight, bias)`` through a kernel, or None where none applies: not a float32
+    or bfloat16 CPU tensor, autograd recording, more than :data:`ROWS_MAX` rows, a non-contiguous
+    weight, shapes the bfloat16 kernel does not tile (in features % 32, out features % 16), or
+    no kernel on this machine."""
+    dtype = x.dtype
+    if dtype not in _KINDS or weight.dtype != dtype or x.device.type != "cpu" \
+            or weight.device.type != "cpu" or not weight.is_contiguous() or x.dim() == 0:
+        return None
+    shape = x.shape
+    k, n = shape[-1], weight.shape[0]
+    rows = x.numel() // k if k else 0
+    if not 0 < rows <= ROWS_MAX or n == 0 or weight.shape[1] != k:
+        return None
+    if bias is not None and (bias.dtype != dtype or bias.device.type != "cpu" or bias.shape != (n,)):
+        return None
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        return None
+    if not available() or dtype == torch.bfloat16 and (not _amx or k % 32 or n % 16):
+        return None
+    if x.is_contiguous():
+        ldx = k
+    else:
+        x = x.reshape(rows, k)
+        if x.stride(1) != 1:
+            x = x.contiguous()
+        ldx = x.stride(0)
+    if bias is not None and not bias.is_contiguous():
+        bias = bias.contiguous()
+    y = torch.empty(shape[:-1] + (n,), dtype=dtype)
+    fn = _lib.linear_f32 if dtype == torch.float32 else _lib.linear_bf16
+    if fn(x.data_ptr(), rows, ldx, weight.data_ptr(), n, k,
+          None if bias is None else bias.data_ptr(), y.data_ptr(), n, torch.get_num_threads()):
+        return None   # the bfloat16 kernel could not allocate its scratch
+    return y
+
+
+_KINDS = (torch.float32, torch.bfloat16)

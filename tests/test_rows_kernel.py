@@ -1,0 +1,128 @@
+"""The C kernels for linear layers on up to 16 rows (pretrained/layers/rows_kernel.c): results
+against F.linear over shapes with every tail, where they are (not) used, and the fallback when
+they cannot be built."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pretrained import layers
+from pretrained.layers import rows_kernel
+
+needs_kernel = pytest.mark.skipif(not rows_kernel.available(),
+                                  reason="no AVX-512 or no C compiler on this machine")
+needs_amx = pytest.mark.skipif(not (rows_kernel.available() and rows_kernel._amx),
+                               reason="no AMX on this machine")
+
+# Output features: below one block of 4, block + tail, the AMX tile multiple; input features:
+# under one vector, vector tails, over one k-chunk of 384 with and without a tail.
+F32_SHAPES = list(itertools.product([1, 3, 4, 6, 17, 64], [1, 7, 16, 37, 384, 400, 800]))
+
+
+@needs_kernel
+@pytest.mark.parametrize("rows", [1, 2, 5, 6, 7, 13, 16])
+@pytest.mark.parametrize("bias", [False, True])
+def test_float32_equals_f_linear(rows, bias):
+    torch.manual_seed(rows)
+    for n, k in F32_SHAPES:
+        x = torch.randn(rows, k)
+        w = torch.randn(n, k)
+        b = torch.randn(n) if bias else None
+        y = rows_kernel.rows_linear(x, w, b)
+        assert y is not None and y.shape == (rows, n) and y.dtype == torch.float32
+        torch.testing.assert_close(y, F.linear(x, w, b), atol=2e-5 * k ** 0.5, rtol=1e-5)
+
+
+@needs_kernel
+def test_float32_batched_and_strided_inputs():
+    torch.manual_seed(0)
+    w, b = torch.randn(24, 50), torch.randn(24)
+    x = torch.randn(2, 3, 100)[..., ::2]   # 6 rows, every other column
+    y = rows_kernel.rows_linear(x, w, b)
+    assert y.shape == (2, 3, 24)
+    torch.testing.assert_close(y, F.linear(x, w, b), atol=1e-5, rtol=1e-5)
+    rows, w2 = torch.randn(8, 64)[::2], torch.randn(24, 64)   # 4 rows, a row stride of 128
+    torch.testing.assert_close(rows_kernel.rows_linear(rows, w2, None), F.linear(rows, w2),
+                               atol=1e-5, rtol=1e-5)
+
+
+@needs_amx
+@pytest.mark.parametrize("rows", [1, 3, 8, 16])
+def test_bfloat16_equals_f_linear(rows):
+    """AMX tiles accumulate as oneDNN's bf16 matmul does: equal to F.linear (allow 1% of entries
+    an ulp apart, should another oneDNN sum differently)."""
+    torch.manual_seed(rows)
+    for n, k in [(16, 32), (48, 64), (768, 768), (3072, 768), (768, 3072)]:
+        x = torch.randn(rows, k, dtype=torch.bfloat16)
+        w = (torch.randn(n, k) * 0.05).to(torch.bfloat16)
+        b = torch.randn(n, dtype=torch.bfloat16)
+        y = rows_kernel.rows_linear(x, w, b)
+        want = F.linear(x, w, b)
+        assert y is not None and y.dtype == torch.bfloat16
+        assert (y == want).float().mean().item() >= 0.99
+        torch.testing.assert_close(y.float(), want.float(), atol=0, rtol=2 ** -7)
+
+
+@needs_kernel
+def test_not_used_where_it_does_not_apply():
+    w = torch.randn(32, 64)
+    assert rows_kernel.rows_linear(torch.randn(17, 64), w, None) is None       # over 16 rows
+    assert rows_kernel.rows_linear(torch.randn(4, 64).double(), w.double(), None) is None
+    assert rows_kernel.rows_linear(torch.randn(4, 32), torch.randn(64, 32).t(), None) is None  # strided weight
+    wg = torch.randn(32, 64, requires_grad=True)
+    assert rows_kernel.rows_linear(torch.randn(4, 64), wg, None) is None       # autograd records
+    with torch.no_grad():
+        assert rows_kernel.rows_linear(torch.randn(4, 64), wg, None) is not None
+    wb = torch.randn(32, 48, dtype=torch.bfloat16)                              # 48 % 32: no tiles
+    assert rows_kernel.rows_linear(torch.randn(4, 48, dtype=torch.bfloat16), wb, None) is None
+
+
+@needs_kernel
+def test_linear_layers_route_up_to_16_rows(monkeypatch):
+    calls = []
+    real = layers.packed.rows_linear
+    monkeypatch.setattr(layers.packed, "rows_linear", lambda *a: calls.append(a[0].shape) or real(*a))
+    lin = layers.PackedLinear(64, 32)
+    with torch.no_grad():
+        y16 = lin(torch.randn(2, 8, 64))
+        lin(torch.randn(17, 64))
+    assert calls == [(2, 8, 64)] and y16.shape == (2, 8, 32)
+    out = lin(torch.randn(4, 64))          # autograd on: F.linear, gradients flow
+    out.sum().backward()
+    assert lin.weight.grad is not None
+
+
+@needs_kernel
+def test_results_do_not_depend_on_the_thread_count():
+    torch.manual_seed(0)
+    x, w, b = torch.randn(16, 800), torch.randn(100, 800), torch.randn(100)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = rows_kernel.rows_linear(x, w, b)
+        torch.set_num_threads(2)
+        two = rows_kernel.rows_linear(x, w, b)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+
+
+@pytest.mark.parametrize("env", [{"CC": "/bin/false"}, {"PRETRAINED_NO_KERNELS": "1"}])
+def test_falls_back_to_f_linear_when_no_kernel_can_be_built(env, monkeypatch, tmp_path):
+    monkeypatch.delenv("PRETRAINED_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(rows_kernel, "_lib", None)
+    monkeypatch.setattr(rows_kernel, "_amx", False)
+    assert not rows_kernel.available()
+    x, w = torch.randn(4, 64), torch.randn(32, 64)
+    assert rows_kernel.rows_linear(x, w, None) is None
+    lin = layers.PackedLinear(64, 32)
+    with torch.no_grad():
+        assert torch.equal(lin(x), F.linear(x, lin.weight, lin.bias))
+    assert not list(tmp_path.rglob("*.so"))
