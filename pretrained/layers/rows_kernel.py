@@ -102,20 +102,22 @@ def rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     weight, shapes the bfloat16 kernel does not tile (in features % 32, out features % 16), or
     no kernel on this machine."""
     dtype = x.dtype
-    if dtype not in _KINDS or weight.dtype != dtype or x.device.type != "cpu" \
-            or weight.device.type != "cpu" or not weight.is_contiguous() or x.dim() == 0:
+    if dtype not in _KINDS or weight.dtype != dtype or not (x.is_cpu and weight.is_cpu) \
+            or not weight.is_contiguous() or x.dim() == 0:
         return None
     shape = x.shape
     k, n = shape[-1], weight.shape[0]
     rows = x.numel() // k if k else 0
     if not 0 < rows <= ROWS_MAX or n == 0 or weight.shape[1] != k:
         return None
-    if bias is not None and (bias.dtype != dtype or bias.device.type != "cpu" or bias.shape != (n,)):
+    if bias is not None and (bias.dtype != dtype or not bias.is_cpu or bias.shape[0] != n
+                             or bias.dim() != 1):
         return None
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                     or (bias is not None and bias.requires_grad)):
         return None
-    if not available() or dtype == torch.bfloat16 and (not _amx or k % 32 or n % 16):
+    lib = _lib if _lib is not None else available() and _lib
+    if not lib or dtype == torch.bfloat16 and (not _amx or k % 32 or n % 16):
         return None
     if x.is_contiguous():
         ldx = k
@@ -126,8 +128,8 @@ def rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         ldx = x.stride(0)
     if bias is not None and not bias.is_contiguous():
         bias = bias.contiguous()
-    y = torch.empty(shape[:-1] + (n,), dtype=dtype)
-    fn = _lib.linear_f32 if dtype == torch.float32 else _lib.linear_bf16
+    y = x.new_empty(shape[:-1] + (n,))
+    fn = lib.linear_f32 if dtype == torch.float32 else lib.linear_bf16
     if fn(x.data_ptr(), rows, ldx, weight.data_ptr(), n, k,
           None if bias is None else bias.data_ptr(), y.data_ptr(), n, torch.get_num_threads()):
         return None   # the bfloat16 kernel could not allocate its scratch

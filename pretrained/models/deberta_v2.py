@@ -33,6 +33,7 @@ from torch import nn
 from ..config import PretrainedConfig
 from ..errors import ConfigError
 from ..layers import (
+    PackedLinear,
     activation,
     check_attention_mask,
     check_max_length,
@@ -189,18 +190,18 @@ class DisentangledSelfAttention(nn.Module):
         h = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.dropout_p = config.attention_probs_dropout_prob
-        self.query_proj = nn.Linear(h, h)
-        self.key_proj = nn.Linear(h, h)
-        self.value_proj = nn.Linear(h, h)
+        self.query_proj = PackedLinear(h, h)
+        self.key_proj = PackedLinear(h, h)
+        self.value_proj = PackedLinear(h, h)
         kinds = config.pos_att_type or []
         self.c2p = config.relative_attention and "c2p" in kinds
         self.p2c = config.relative_attention and "p2c" in kinds
         self.share_att_key = config.share_att_key
         if config.relative_attention and not config.share_att_key:
             if self.c2p:
-                self.pos_key_proj = nn.Linear(h, h)
+                self.pos_key_proj = PackedLinear(h, h)
             if self.p2c:
-                self.pos_query_proj = nn.Linear(h, h)
+                self.pos_query_proj = PackedLinear(h, h)
         self.pos_dropout = nn.Dropout(config.hidden_dropout_prob)
         # Scores are divided by sqrt(head_dim * (1 + c2p + p2c)), a float32 value (device="cpu":
         # models are built on the meta device).

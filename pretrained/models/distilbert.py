@@ -20,6 +20,7 @@ from torch import nn
 
 from ..config import PretrainedConfig
 from ..layers import (
+    PackedLinear,
     activation,
     attention,
     attention_mask_4d,
@@ -105,10 +106,10 @@ class DistilBertSelfAttention(nn.Module):
         d = config.dim
         self.n_heads = config.n_heads
         self.dropout_p = config.attention_dropout
-        self.q_lin = nn.Linear(d, d)
-        self.k_lin = nn.Linear(d, d)
-        self.v_lin = nn.Linear(d, d)
-        self.out_lin = nn.Linear(d, d)
+        self.q_lin = PackedLinear(d, d)
+        self.k_lin = PackedLinear(d, d)
+        self.v_lin = PackedLinear(d, d)
+        self.out_lin = PackedLinear(d, d)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         q = split_heads(self.q_lin(x), self.n_heads)  # (B, nh, T, hd)
@@ -121,8 +122,8 @@ class DistilBertSelfAttention(nn.Module):
 class FFN(nn.Module):
     def __init__(self, config: DistilBertConfig) -> None:
         super().__init__()
-        self.lin1 = nn.Linear(config.dim, config.hidden_dim)
-        self.lin2 = nn.Linear(config.hidden_dim, config.dim)
+        self.lin1 = PackedLinear(config.dim, config.hidden_dim)
+        self.lin2 = PackedLinear(config.hidden_dim, config.dim)
         self.act = activation(config.activation)
         self.dropout = nn.Dropout(config.dropout)
 

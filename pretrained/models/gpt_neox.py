@@ -25,6 +25,7 @@ from torch import nn
 
 from ..config import PretrainedConfig
 from ..layers import (
+    PackedLinear,
     RotaryEmbedding,
     activation,
     apply_rotary,
@@ -101,8 +102,8 @@ class GPTNeoXAttention(nn.Module):
         self.head_size = config.head_size
         self.scale = self.head_size ** -0.5
         self.dropout = config.attention_dropout
-        self.query_key_value = nn.Linear(h, 3 * h, bias=config.attention_bias)
-        self.dense = nn.Linear(h, h, bias=config.attention_bias)
+        self.query_key_value = PackedLinear(h, 3 * h, bias=config.attention_bias)
+        self.dense = PackedLinear(h, h, bias=config.attention_bias)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 mask: torch.Tensor | None, cache: Cache | None) -> torch.Tensor:
@@ -120,8 +121,8 @@ class GPTNeoXAttention(nn.Module):
 class GPTNeoXMLP(nn.Module):
     def __init__(self, config: GPTNeoXConfig) -> None:
         super().__init__()
-        self.dense_h_to_4h = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.dense_4h_to_h = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.dense_h_to_4h = PackedLinear(config.hidden_size, config.intermediate_size)
+        self.dense_4h_to_h = PackedLinear(config.intermediate_size, config.hidden_size)
         self.act = activation(config.hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -209,7 +210,7 @@ class GPTNeoXForCausalLM(GPTNeoXPreTrainedModel):
     def __init__(self, config: GPTNeoXConfig) -> None:
         super().__init__(config)
         self.gpt_neox = GPTNeoXModel(config)
-        self.embed_out = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.embed_out = PackedLinear(config.hidden_size, config.vocab_size, bias=False)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.embed_out
