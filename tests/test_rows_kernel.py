@@ -126,3 +126,37 @@ def test_falls_back_to_f_linear_when_no_kernel_can_be_built(env, monkeypatch, tm
     with torch.no_grad():
         assert torch.equal(lin(x), F.linear(x, lin.weight, lin.bias))
     assert not list(tmp_path.rglob("*.so"))
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_several_weights_in_one_call_equal_their_concatenation(dtype):
+    if dtype == torch.bfloat16 and not rows_kernel._amx:
+        pytest.skip("no AMX on this machine")
+    torch.manual_seed(0)
+    ws = [torch.randn(n, 256).to(dtype) for n in (256, 64, 64, 192)]   # GQA-like q, k, v and more
+    bs = [torch.randn(256).to(dtype), None, torch.randn(64).to(dtype), None]
+    for rows in (1, 7, 16):
+        x = torch.randn(2, rows // 2 or 1, 256).to(dtype) if rows > 1 else torch.randn(1, 256).to(dtype)
+        y = rows_kernel.rows_linear_many(x, ws, bs)
+        singles = [rows_kernel.rows_linear(x, w, b) for w, b in zip(ws, bs)]
+        assert y is not None and y.shape[-1] == 576
+        assert torch.equal(y, torch.cat(singles, -1))            # same kernel, same sums
+        want = torch.cat([F.linear(x, w, b) for w, b in zip(ws, bs)], -1)
+        torch.testing.assert_close(y.float(), want.float(), atol=1e-4, rtol=2 ** -7)
+    assert rows_kernel.rows_linear_many(torch.randn(17, 256).to(dtype), ws, bs) is None
+
+
+@needs_kernel
+def test_fused_projections_fall_back_when_a_layer_is_replaced():
+    """q/k/v in one call only while all three are plain PackedLinear (LoRA wraps one: None)."""
+    from pretrained.peft.lora import LoraLinear
+
+    lins = tuple(layers.PackedLinear(32, 32) for _ in range(3))
+    x = torch.randn(1, 4, 32)
+    with torch.no_grad():
+        y = layers.rows_fused(lins, x)
+        assert y is not None
+        torch.testing.assert_close(y, torch.cat([F.linear(x, m.weight, m.bias) for m in lins], -1))
+        wrapped = (lins[0], LoraLinear(lins[1], r=2, lora_alpha=4), lins[2])
+        assert layers.rows_fused(wrapped, x) is None

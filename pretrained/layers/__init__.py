@@ -51,6 +51,7 @@ from .packed import (
     linear_then,
     packed_linear,
     packed_linear_ok,
+    rows_fused,
     set_weight_packing,
 )
 from .rope import ROPE_TYPES, RotaryEmbedding, apply_rotary, rope_frequencies, standardize_rope_parameters
@@ -99,5 +100,6 @@ __all__ = [
     "packed_linear_ok",
     "set_weight_packing",
     "fused_packed_linear",
+    "rows_fused",
     "linear_then",
 ]

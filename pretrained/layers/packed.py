@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rows_kernel import ROWS_MAX, rows_linear
+from .rows_kernel import ROWS_MAX, rows_linear, rows_linear_many
 
 
 class Conv1D(nn.Module):
@@ -235,15 +235,26 @@ def linear_then(linear: nn.Module, x: torch.Tensor, op: str,
 def fused_packed_linear(owner: nn.Module, key: str, linears: tuple[nn.Module, ...],
                         x: torch.Tensor) -> torch.Tensor | None:
     """``x`` through several :class:`PackedLinear` of one input at once (outputs concatenated
-    along the last axis; e.g. q/k/v), with one packed concatenation of their weights cached on
-    ``owner`` (which needs a ``packing`` attribute so :func:`set_weight_packing` frees it).
-    None when packing does not apply or a layer was replaced (LoRA, quantization): then call
-    the layers one by one."""
-    if not owner.packing or any(type(m) is not PackedLinear for m in linears) \
-            or _packed_weight(linears[0], x) is None:
+    along the last axis; e.g. q/k/v): with packing on, one packed concatenation of their weights
+    cached on ``owner`` (which needs a ``packing`` attribute so :func:`set_weight_packing` frees
+    it); else, on up to 16 rows, one call of the rows kernel over the weights where they lie.
+    None when neither applies or a layer was replaced (LoRA, quantization): then call the
+    layers one by one."""
+    if any(type(m) is not PackedLinear for m in linears):
         return None
-    return packed_linear(x, _packed_cache(owner, key), tuple(m.weight for m in linears),
-                         tuple(m.bias for m in linears))
+    if owner.packing and _packed_weight(linears[0], x) is not None:
+        return packed_linear(x, _packed_cache(owner, key), tuple(m.weight for m in linears),
+                             tuple(m.bias for m in linears))
+    return rows_fused(linears, x)
+
+
+def rows_fused(linears: tuple[nn.Module, ...], x: torch.Tensor) -> torch.Tensor | None:
+    """Several :class:`PackedLinear` of one input in one rows-kernel call, outputs side by side
+    (:func:`~pretrained.layers.rows_kernel.rows_linear_many`); None where it does not apply."""
+    if any(type(m) is not PackedLinear for m in linears) or not x.is_cpu \
+            or x.numel() > ROWS_MAX * x.shape[-1]:
+        return None
+    return rows_linear_many(x, [m.weight for m in linears], [m.bias for m in linears])
 
 
 def set_weight_packing(model: nn.Module, enabled: bool = True) -> int:

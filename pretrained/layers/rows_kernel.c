@@ -74,21 +74,45 @@ static void tail1(const float *x, long M, long ldx, const float *w, long K, floa
         y[m * ldy + n] = k0 == 0 ? s + (b ? b[n] : 0.0f) : y[m * ldy + n] + s;
     }
 }
-void linear_f32(const float *x, long M, long ldx, const float *w, long N, long K, const float *b,
-                float *y, long ldy, int nthreads) {
-    long chunks = (N + NCHUNK - 1) / NCHUNK;
+// Several weights of one input in one call (q/k/v, gate/up): y holds their outputs side by side,
+// weight i's at column offset N_0 + ... + N_{i-1}. Chunks of all weights share one thread team.
+#define MAXW 8
+static int plan(int count, const long *Ns, long per_chunk, long *first, long *col) {
+    if (count < 1 || count > MAXW) return -1;
+    first[0] = col[0] = 0;
+    for (int i = 0; i < count; i++) {
+        first[i + 1] = first[i] + (Ns[i] + per_chunk - 1) / per_chunk;
+        col[i + 1] = col[i] + Ns[i];
+    }
+    return 0;
+}
+
+int linear_f32_n(const float *x, long M, long ldx, int count, const float *const *ws,
+                 const float *const *bs, const long *Ns, long K, float *y, long ldy, int nthreads) {
+    long first[MAXW + 1], col[MAXW + 1];
+    if (plan(count, Ns, NCHUNK, first, col)) return -1;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-    for (long c = 0; c < chunks; c++) {
-        long n0 = c * NCHUNK, n1 = n0 + NCHUNK < N ? n0 + NCHUNK : N;
+    for (long c = 0; c < first[count]; c++) {
+        int i = 0;
+        while (c >= first[i + 1]) i++;
+        const float *w = ws[i], *b = bs[i];
+        float *yi = y + col[i];
+        long N = Ns[i], n0 = (c - first[i]) * NCHUNK, n1 = n0 + NCHUNK < N ? n0 + NCHUNK : N;
         for (long k0 = 0; k0 < K; k0 += KCHUNK) {
             long k1 = k0 + KCHUNK < K ? k0 + KCHUNK : K;
             long n = n0;
             for (; n + 4 <= n1; n += 4)
                 for (long m = 0; m < M; m += 6)
-                    B4[M - m < 6 ? M - m : 6](x + m * ldx, ldx, w, K, y + m * ldy, ldy, b, n, n1, k0, k1);
-            for (; n < n1; n++) tail1(x, M, ldx, w, K, y, ldy, b, n, k0, k1);
+                    B4[M - m < 6 ? M - m : 6](x + m * ldx, ldx, w, K, yi + m * ldy, ldy, b, n, n1, k0, k1);
+            for (; n < n1; n++) tail1(x, M, ldx, w, K, yi, ldy, b, n, k0, k1);
         }
     }
+    return 0;
+}
+
+int linear_f32(const float *x, long M, long ldx, const float *w, long N, long K, const float *b,
+               float *y, long ldy, int nthreads) {
+    return linear_f32_n(x, M, ldx, 1, &w, &b, &N, K, y, ldy, nthreads);
 }
 
 // ---- bfloat16 (AMX) ---------------------------------------------------------------------------
@@ -104,8 +128,11 @@ int amx_init(void) {  // ask Linux for the AMX tile state; 0 on success
 typedef struct { uint8_t palette, start_row, reserved[14]; uint16_t colsb[16]; uint8_t rows[16]; } tilecfg;
 
 // y[m, n] = bf16(sum_k x[m,k] w[n,k] + b[n]); M <= 16, K % 32 == 0, N % 16 == 0.
-int linear_bf16(const uint16_t *x, long M, long ldx, const uint16_t *w, long N, long K,
-                 const uint16_t *b, uint16_t *y, long ldy, int nthreads) {
+int linear_bf16_n(const uint16_t *x, long M, long ldx, int count, const uint16_t *const *ws,
+                  const uint16_t *const *bs, const long *Ns, long K, uint16_t *y, long ldy,
+                  int nthreads) {
+    long first[MAXW + 1], col[MAXW + 1];
+    if (plan(count, Ns, NCHUNK, first, col)) return -1;
     uint32_t *xb = aligned_alloc(64, (size_t)K * 16 * 4);
     if (!xb) return -1;
     // B tile rows: xb[kp * 16 + j] = (x[j, 2kp], x[j, 2kp+1]) for j < M, zero for j >= M
@@ -119,11 +146,15 @@ int linear_bf16(const uint16_t *x, long M, long ldx, const uint16_t *w, long N, 
         _tile_loadconfig(&cfg);
         float cbuf[2][16 * 16];
         long sw = K * 2;  // weight row stride in bytes
-        long blocks = N / 16, chunks = (N + NCHUNK - 1) / NCHUNK;
 #pragma omp for schedule(dynamic, 1)
-        for (long c = 0; c < chunks; c++) {
-            long nb1 = (c + 1) * (NCHUNK / 16) < blocks ? (c + 1) * (NCHUNK / 16) : blocks;
-            for (long nb = c * (NCHUNK / 16); nb < nb1; nb += 2) {
+        for (long c = 0; c < first[count]; c++) {
+            int i = 0;
+            while (c >= first[i + 1]) i++;
+            const uint16_t *w = ws[i], *b = bs[i];
+            uint16_t *yi = y + col[i];
+            long blocks = Ns[i] / 16, c0 = (c - first[i]) * (NCHUNK / 16);
+            long nb1 = c0 + NCHUNK / 16 < blocks ? c0 + NCHUNK / 16 : blocks;
+            for (long nb = c0; nb < nb1; nb += 2) {
                 int two = nb + 1 < nb1;
                 const uint16_t *w0 = w + nb * 16 * K, *w1 = w0 + 16 * K;
                 const uint16_t *pf = w + (nb + 2 < blocks ? nb + 2 : nb) * 16 * K;  // the next two blocks
@@ -145,9 +176,9 @@ int linear_bf16(const uint16_t *x, long M, long ldx, const uint16_t *w, long N, 
                     __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                                      _mm512_set1_epi32(16));
                     for (long m = 0; m < M; m++) {  // column m of C: features n..n+15 of row m
-                        __m512 col = _mm512_i32gather_ps(_mm512_add_epi32(idx, _mm512_set1_epi32((int)m)), cbuf[h], 4);
-                        __m256bh r = _mm512_cvtneps_pbh(_mm512_add_ps(col, bias));
-                        _mm256_storeu_si256((__m256i *)(y + m * ldy + n), (__m256i)r);
+                        __m512 cm = _mm512_i32gather_ps(_mm512_add_epi32(idx, _mm512_set1_epi32((int)m)), cbuf[h], 4);
+                        __m256bh r = _mm512_cvtneps_pbh(_mm512_add_ps(cm, bias));
+                        _mm256_storeu_si256((__m256i *)(yi + m * ldy + n), (__m256i)r);
                     }
                 }
             }
@@ -157,9 +188,17 @@ int linear_bf16(const uint16_t *x, long M, long ldx, const uint16_t *w, long N, 
     free(xb);
     return 0;
 }
+
+int linear_bf16(const uint16_t *x, long M, long ldx, const uint16_t *w, long N, long K,
+                const uint16_t *b, uint16_t *y, long ldy, int nthreads) {
+    return linear_bf16_n(x, M, ldx, 1, &w, &b, &N, K, y, ldy, nthreads);
+}
 #else
 int has_amx(void) { return 0; }
 int amx_init(void) { return -1; }
+int linear_bf16_n(const uint16_t *x, long M, long ldx, int count, const uint16_t *const *ws,
+                  const uint16_t *const *bs, const long *Ns, long K, uint16_t *y, long ldy,
+                  int nthreads) { return -1; }
 int linear_bf16(const uint16_t *x, long M, long ldx, const uint16_t *w, long N, long K,
                 const uint16_t *b, uint16_t *y, long ldy, int nthreads) { return -1; }
 #endif

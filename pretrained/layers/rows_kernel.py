@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -79,10 +80,13 @@ def _build() -> ctypes.CDLL | bool:
         logger.info("could not build %s (%s); small-batch linear layers use F.linear", _SOURCE.name, e)
         return False
     p, n = ctypes.c_void_p, ctypes.c_long
-    lib.linear_f32.argtypes = [p, n, n, p, n, n, p, p, n, ctypes.c_int]
-    lib.linear_f32.restype = None
-    lib.linear_bf16.argtypes = [p, n, n, p, n, n, p, p, n, ctypes.c_int]
-    lib.linear_bf16.restype = ctypes.c_int
+    for name in ("linear_f32", "linear_bf16"):
+        fn = getattr(lib, name)
+        fn.argtypes = [p, n, n, p, n, n, p, p, n, ctypes.c_int]
+        fn.restype = ctypes.c_int
+        fn = getattr(lib, name + "_n")
+        fn.argtypes = [p, n, n, ctypes.c_int, p, p, p, n, p, n, ctypes.c_int]
+        fn.restype = ctypes.c_int
     global _amx
     _amx = bool(lib.has_amx()) and lib.amx_init() == 0
     return lib
@@ -96,44 +100,78 @@ def available() -> bool:
     return _lib is not False
 
 
+def _usable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    dtype = x.dtype
+    if dtype not in _KINDS or weight.dtype != dtype or not (x.is_cpu and weight.is_cpu) \
+            or not weight.is_contiguous() or x.dim() == 0:
+        return False
+    k, n = x.shape[-1], weight.shape[0]
+    rows = x.numel() // k if k else 0
+    if not 0 < rows <= ROWS_MAX or n == 0 or weight.shape[1] != k:
+        return False
+    if bias is not None and (bias.dtype != dtype or not bias.is_cpu or bias.shape[0] != n
+                             or bias.dim() != 1):
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        return False
+    lib = _lib if _lib is not None else available() and _lib
+    return bool(lib) and not (dtype == torch.bfloat16 and (not _amx or k % 32 or n % 16))
+
+
+def _rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    """x as rows the kernels can read: (tensor, rows, row stride)."""
+    k = x.shape[-1]
+    rows = x.numel() // k
+    if x.is_contiguous():
+        return x, rows, k
+    x = x.reshape(rows, k)
+    if x.stride(1) != 1:
+        x = x.contiguous()
+    return x, rows, x.stride(0)
+
+
 def rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
     """``F.linear(x, weight, bias)`` through a kernel, or None where none applies: not a float32
     or bfloat16 CPU tensor, autograd recording, more than :data:`ROWS_MAX` rows, a non-contiguous
     weight, shapes the bfloat16 kernel does not tile (in features % 32, out features % 16), or
     no kernel on this machine."""
-    dtype = x.dtype
-    if dtype not in _KINDS or weight.dtype != dtype or not (x.is_cpu and weight.is_cpu) \
-            or not weight.is_contiguous() or x.dim() == 0:
+    if not _usable(x, weight, bias):
         return None
-    shape = x.shape
-    k, n = shape[-1], weight.shape[0]
-    rows = x.numel() // k if k else 0
-    if not 0 < rows <= ROWS_MAX or n == 0 or weight.shape[1] != k:
-        return None
-    if bias is not None and (bias.dtype != dtype or not bias.is_cpu or bias.shape[0] != n
-                             or bias.dim() != 1):
-        return None
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                    or (bias is not None and bias.requires_grad)):
-        return None
-    lib = _lib if _lib is not None else available() and _lib
-    if not lib or dtype == torch.bfloat16 and (not _amx or k % 32 or n % 16):
-        return None
-    if x.is_contiguous():
-        ldx = k
-    else:
-        x = x.reshape(rows, k)
-        if x.stride(1) != 1:
-            x = x.contiguous()
-        ldx = x.stride(0)
+    shape, n = x.shape, weight.shape[0]
+    x, rows, ldx = _rows(x)
     if bias is not None and not bias.is_contiguous():
         bias = bias.contiguous()
     y = x.new_empty(shape[:-1] + (n,))
-    fn = lib.linear_f32 if dtype == torch.float32 else lib.linear_bf16
-    if fn(x.data_ptr(), rows, ldx, weight.data_ptr(), n, k,
+    fn = _lib.linear_f32 if x.dtype == torch.float32 else _lib.linear_bf16
+    if fn(x.data_ptr(), rows, ldx, weight.data_ptr(), n, shape[-1],
           None if bias is None else bias.data_ptr(), y.data_ptr(), n, torch.get_num_threads()):
         return None   # the bfloat16 kernel could not allocate its scratch
     return y
 
 
+def rows_linear_many(x: torch.Tensor, weights: Sequence[torch.Tensor],
+                     biases: Sequence[torch.Tensor | None]) -> torch.Tensor | None:
+    """Several linears of one input in one kernel call (q/k/v, gate/up): their outputs side by
+    side along the last axis, as ``torch.cat([F.linear(x, w, b) ...], -1)``; None where
+    :func:`rows_linear` would not apply to one of them (then call them one by one)."""
+    count = len(weights)
+    if not 0 < count <= _MAX_WEIGHTS or not all(_usable(x, w, b) for w, b in zip(weights, biases)):
+        return None
+    shape = x.shape
+    x, rows, ldx = _rows(x)
+    biases = [b if b is None or b.is_contiguous() else b.contiguous() for b in biases]
+    ns = [w.shape[0] for w in weights]
+    total = sum(ns)
+    y = x.new_empty(shape[:-1] + (total,))
+    ptrs = (ctypes.c_void_p * count)(*(w.data_ptr() for w in weights))
+    bptrs = (ctypes.c_void_p * count)(*(None if b is None else b.data_ptr() for b in biases))
+    fn = _lib.linear_f32_n if x.dtype == torch.float32 else _lib.linear_bf16_n
+    if fn(x.data_ptr(), rows, ldx, count, ptrs, bptrs, (ctypes.c_long * count)(*ns), shape[-1],
+          y.data_ptr(), total, torch.get_num_threads()):
+        return None
+    return y
+
+
 _KINDS = (torch.float32, torch.bfloat16)
+_MAX_WEIGHTS = 8   # MAXW in rows_kernel.c

@@ -22,16 +22,14 @@ from ..config import PretrainedConfig
 from ..errors import ConfigError, InvalidInputError
 from ..layers import (
     PackedLinear,
-    PackedWeights,
     activation,
     attention,
     attention_mask_4d,
     check_attention_mask,
     classifier_dropout,
+    fused_packed_linear,
     masked_lm_output,
     merge_heads,
-    packed_linear,
-    packed_linear_ok,
     sequence_classification_output,
     span_output,
     split_heads,
@@ -117,13 +115,9 @@ class BertSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
                 first_only: bool = False) -> torch.Tensor:
-        lin = (self.query, self.key, self.value)
-        if self.packing and all(type(m) is PackedLinear for m in lin) \
-                and packed_linear_ok(x, self.query.weight):  # not when LoRA wraps one of them
-            cache = self.__dict__.get("_packed_qkv")
-            if cache is None:
-                cache = self.__dict__["_packed_qkv"] = PackedWeights()
-            qkv = packed_linear(x, cache, tuple(m.weight for m in lin), tuple(m.bias for m in lin))
+        # one packed or rows-kernel call for q, k and v (not when LoRA wraps one of them)
+        qkv = fused_packed_linear(self, "_packed_qkv", (self.query, self.key, self.value), x)
+        if qkv is not None:
             b, t, _ = x.shape
             q, k, v = qkv.view(b, t, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         else:

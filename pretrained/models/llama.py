@@ -40,6 +40,7 @@ from ..layers import (
     init_normal_,
     last_token_logits,
     linear_then,
+    rows_fused,
     lm_logits,
     packed_segments,
     prepare_decoder_inputs,
@@ -208,7 +209,13 @@ class LlamaMLP(nn.Module):
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """down(act(gate(x)) * up(x)), plus ``residual`` when given."""
-        if self.act_fn is F.silu:
+        gu = None
+        if self.act_fn is F.silu and not self.gate_proj.packing:  # packed: silu/mul in the kernel
+            gu = rows_fused((self.gate_proj, self.up_proj), x)
+        if gu is not None:  # gate and up in one rows-kernel call (up to 16 rows, no autograd)
+            g, u = gu.split(self.gate_proj.out_features, -1)
+            h = F.silu(g, inplace=True).mul_(u) if not torch.is_grad_enabled() else F.silu(g) * u
+        elif self.act_fn is F.silu:
             h = linear_then(self.up_proj, x, "mul", linear_then(self.gate_proj, x, "silu"))
         else:
             h = self.act_fn(self.gate_proj(x)) * self.up_proj(x)
