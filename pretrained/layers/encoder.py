@@ -23,7 +23,9 @@ from ..outputs import (
     TokenClassifierOutput,
 )
 from .activations import activation
+from .attention import split_heads
 from .losses import sequence_classification_loss, span_loss, token_loss
+from .packed import rows_fused
 
 
 def check_max_length(length: int, limit: int) -> None:
@@ -33,6 +35,17 @@ def check_max_length(length: int, limit: int) -> None:
             f"input has {length} tokens but this model takes at most {limit}; tokenize with "
             f"truncation=True, max_length={limit}"
         )
+
+
+def qkv_heads(linears: tuple[nn.Module, nn.Module, nn.Module], x: torch.Tensor,
+              num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k and v of ``x`` (B, T, H), each (B, num_heads, T, head_dim); the three projections in
+    one rows-kernel call where it applies (up to 16 rows, no autograd, none wrapped by LoRA)."""
+    qkv = rows_fused(linears, x)
+    if qkv is None:
+        return tuple(split_heads(m(x), num_heads) for m in linears)
+    b, t, _ = x.shape
+    return qkv.view(b, t, 3, num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
 
 
 def run_layers(

@@ -41,6 +41,7 @@ from ..layers import (
     check_token_type_ids,
     masked_lm_output,
     merge_heads,
+    qkv_heads,
     sequence_classification_loss,
     sequence_classification_output,
     span_output,
@@ -209,9 +210,8 @@ class DisentangledSelfAttention(nn.Module):
         self.scale = torch.sqrt(torch.tensor(float(h // self.num_heads * n_terms), device="cpu")).item()
 
     def forward(self, x, mask_bias, rel_emb, c2p_index, p2c_index) -> torch.Tensor:
-        q = split_heads(self.query_proj(x), self.num_heads)  # (B, nh, T, hd)
-        k = split_heads(self.key_proj(x), self.num_heads)
-        v = split_heads(self.value_proj(x), self.num_heads)
+        q, k, v = qkv_heads((self.query_proj, self.key_proj, self.value_proj), x,
+                            self.num_heads)  # (B, nh, T, hd)
         scale = self.scale
         if q.dtype != torch.float32:  # the reference divides by the scale cast to the compute dtype
             scale = torch.tensor(scale, dtype=q.dtype, device="cpu").item()

@@ -29,10 +29,10 @@ from ..layers import (
     check_span_labels,
     masked_lm_output,
     merge_heads,
+    qkv_heads,
     run_layers,
     sequence_classification_output,
     span_output,
-    split_heads,
     token_classification_output,
 )
 from ..modeling import PreTrainedModel
@@ -112,9 +112,7 @@ class DistilBertSelfAttention(nn.Module):
         self.out_lin = PackedLinear(d, d)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        q = split_heads(self.q_lin(x), self.n_heads)  # (B, nh, T, hd)
-        k = split_heads(self.k_lin(x), self.n_heads)
-        v = split_heads(self.v_lin(x), self.n_heads)
+        q, k, v = qkv_heads((self.q_lin, self.k_lin, self.v_lin), x, self.n_heads)  # (B, nh, T, hd)
         p = self.dropout_p if self.training else 0.0
         return self.out_lin(merge_heads(attention(q, k, v, mask, causal=False, dropout=p)))
 
