@@ -160,3 +160,25 @@ def test_fused_projections_fall_back_when_a_layer_is_replaced():
         torch.testing.assert_close(y, torch.cat([F.linear(x, m.weight, m.bias) for m in lins], -1))
         wrapped = (lins[0], LoraLinear(lins[1], r=2, lora_alpha=4), lins[2])
         assert layers.rows_fused(wrapped, x) is None
+
+
+@needs_kernel
+def test_float32_gelu_is_fused_and_matches_torch():
+    """The FFN's GELU runs in the kernel's last step: within a few float32 ulps of torch's
+    (exact erf) GELU over the whole range, NaN and infinities included."""
+    torch.manual_seed(0)
+    x = torch.linspace(-12, 12, 4001).view(-1, 1)
+    one = torch.ones(1, 1)
+    got = torch.cat([rows_kernel.rows_linear(x[i:i + 16], one, None, gelu=True)
+                     for i in range(0, 4000, 16)])
+    want = F.gelu(x[:4000])
+    torch.testing.assert_close(got, want, atol=2e-6, rtol=1e-6)
+    special = torch.tensor([[0.0], [float("inf")], [float("nan")], [-200.0], [200.0]])
+    got = rows_kernel.rows_linear(special, one, None, gelu=True).view(-1)
+    assert got[0] == 0 and got[1] == float("inf") and got[2].isnan() and got[3] == 0 and got[4] == 200
+    w, b, xs = torch.randn(300, 64), torch.randn(300), torch.randn(2, 5, 64)
+    with torch.no_grad():
+        lin = layers.PackedLinear(64, 300)
+        lin.weight.copy_(w), lin.bias.copy_(b)
+        torch.testing.assert_close(lin.forward_gelu(xs), F.gelu(F.linear(xs, w, b)), atol=1e-5, rtol=1e-5)
+    assert rows_kernel.rows_linear(xs.bfloat16(), w.bfloat16()[:, :64], None, gelu=True) is None

@@ -177,6 +177,10 @@ class PackedLinear(nn.Linear):
         if self.packing and packed_linear_ok(x, self.weight):
             return packed_linear(x, self.packed_cache(), (self.weight,), (self.bias,), gelu=True)
         if x.dtype == torch.float32 and not torch.is_grad_enabled():
+            if x.is_cpu and x.numel() <= ROWS_MAX * x.shape[-1]:
+                y = rows_linear(x, self.weight, self.bias, gelu=True)
+                if y is not None:
+                    return y
             return torch.ops.aten.gelu_(plain_linear(x, self.weight, self.bias))
         return F.gelu(self(x))
 

@@ -80,13 +80,14 @@ def _build() -> ctypes.CDLL | bool:
         logger.info("could not build %s (%s); small-batch linear layers use F.linear", _SOURCE.name, e)
         return False
     p, n = ctypes.c_void_p, ctypes.c_long
-    for name in ("linear_f32", "linear_bf16"):
+    i = ctypes.c_int
+    for name, extra in (("linear_f32", [i]), ("linear_bf16", [])):  # float32: + fused GELU flag
         fn = getattr(lib, name)
-        fn.argtypes = [p, n, n, p, n, n, p, p, n, ctypes.c_int]
-        fn.restype = ctypes.c_int
+        fn.argtypes = [p, n, n, p, n, n, p, p, n, i] + extra
+        fn.restype = i
         fn = getattr(lib, name + "_n")
-        fn.argtypes = [p, n, n, ctypes.c_int, p, p, p, n, p, n, ctypes.c_int]
-        fn.restype = ctypes.c_int
+        fn.argtypes = [p, n, n, i, p, p, p, n, p, n, i] + extra
+        fn.restype = i
     global _amx
     _amx = bool(lib.has_amx()) and lib.amx_init() == 0
     return lib
@@ -131,21 +132,23 @@ def _rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
     return x, rows, x.stride(0)
 
 
-def rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
+def rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                gelu: bool = False) -> torch.Tensor | None:
     """``F.linear(x, weight, bias)`` through a kernel, or None where none applies: not a float32
     or bfloat16 CPU tensor, autograd recording, more than :data:`ROWS_MAX` rows, a non-contiguous
     weight, shapes the bfloat16 kernel does not tile (in features % 32, out features % 16), or
-    no kernel on this machine."""
-    if not _usable(x, weight, bias):
+    no kernel on this machine. ``gelu``: ``F.gelu`` (exact) of that, fused into the float32
+    kernel (within ~1e-6 of torch's); None for bfloat16 (the caller applies it)."""
+    if not _usable(x, weight, bias) or gelu and x.dtype != torch.float32:
         return None
     shape, n = x.shape, weight.shape[0]
     x, rows, ldx = _rows(x)
     if bias is not None and not bias.is_contiguous():
         bias = bias.contiguous()
     y = x.new_empty(shape[:-1] + (n,))
-    fn = _lib.linear_f32 if x.dtype == torch.float32 else _lib.linear_bf16
-    if fn(x.data_ptr(), rows, ldx, weight.data_ptr(), n, shape[-1],
-          None if bias is None else bias.data_ptr(), y.data_ptr(), n, torch.get_num_threads()):
+    args = (x.data_ptr(), rows, ldx, weight.data_ptr(), n, shape[-1],
+            None if bias is None else bias.data_ptr(), y.data_ptr(), n, torch.get_num_threads())
+    if _lib.linear_f32(*args, gelu) if x.dtype == torch.float32 else _lib.linear_bf16(*args):
         return None   # the bfloat16 kernel could not allocate its scratch
     return y
 
@@ -166,9 +169,9 @@ def rows_linear_many(x: torch.Tensor, weights: Sequence[torch.Tensor],
     y = x.new_empty(shape[:-1] + (total,))
     ptrs = (ctypes.c_void_p * count)(*(w.data_ptr() for w in weights))
     bptrs = (ctypes.c_void_p * count)(*(None if b is None else b.data_ptr() for b in biases))
-    fn = _lib.linear_f32_n if x.dtype == torch.float32 else _lib.linear_bf16_n
-    if fn(x.data_ptr(), rows, ldx, count, ptrs, bptrs, (ctypes.c_long * count)(*ns), shape[-1],
-          y.data_ptr(), total, torch.get_num_threads()):
+    args = (x.data_ptr(), rows, ldx, count, ptrs, bptrs, (ctypes.c_long * count)(*ns), shape[-1],
+            y.data_ptr(), total, torch.get_num_threads())
+    if _lib.linear_f32_n(*args, 0) if x.dtype == torch.float32 else _lib.linear_bf16_n(*args):
         return None
     return y
 
