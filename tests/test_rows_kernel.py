@@ -126,6 +126,9 @@ def test_falls_back_to_f_linear_when_no_kernel_can_be_built(env, monkeypatch, tm
     with torch.no_grad():
         assert torch.equal(lin(x), F.linear(x, lin.weight, lin.bias))
     assert not list(tmp_path.rglob("*.so"))
+    why = rows_kernel.describe()
+    assert why.startswith("off: ") and ("PRETRAINED_NO_KERNELS" in why if "PRETRAINED_NO_KERNELS" in env
+                                        else "failed" in why)
 
 
 @needs_kernel

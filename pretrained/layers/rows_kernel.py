@@ -33,6 +33,7 @@ ROWS_MAX = 16           # above this BLAS's own blocking wins (float32: even at 
 _SOURCE = Path(__file__).with_name("rows_kernel.c")
 _lib: ctypes.CDLL | None | bool = None   # None: not tried yet; False: unavailable
 _amx = False            # the bfloat16 kernel is built and Linux granted the AMX tile state
+_status = ""            # where the library is, or why there is none (for `pretrained env`)
 
 
 def _cpu_flags() -> str:
@@ -55,13 +56,17 @@ def kernels_dir() -> Path:
 
 
 def _build() -> ctypes.CDLL | bool:
+    global _status
     if os.environ.get("PRETRAINED_NO_KERNELS", "") not in ("", "0"):
+        _status = "off: PRETRAINED_NO_KERNELS is set"
         return False
     flags = _cpu_flags().split()
     if platform.system() != "Linux" or platform.machine() != "x86_64" or "avx512f" not in flags:
+        _status = "off: they need Linux on an x86-64 CPU with AVX-512"
         return False
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if cc is None:
+        _status = "off: no C compiler (cc or gcc) to build them; install one, e.g. gcc"
         logger.info("no C compiler found; small-batch linear layers use F.linear")
         return False
     cmd = [cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
@@ -77,8 +82,12 @@ def _build() -> ctypes.CDLL | bool:
                 os.replace(out, target)   # atomic: a concurrent build writes the same file
         lib = ctypes.CDLL(str(target))
     except (OSError, subprocess.SubprocessError) as e:
+        detail = getattr(e, "stderr", b"") or b""
+        detail = detail.decode(errors="replace").strip().splitlines()[-1:] if detail else []
+        _status = f"off: building {_SOURCE.name} with {cc} failed ({'; '.join(detail) or e})"
         logger.info("could not build %s (%s); small-batch linear layers use F.linear", _SOURCE.name, e)
         return False
+    _status = str(target)
     p, n = ctypes.c_void_p, ctypes.c_long
     i = ctypes.c_int
     for name, extra in (("linear_f32", [i]), ("linear_bf16", [])):  # float32: + fused GELU flag
@@ -91,6 +100,14 @@ def _build() -> ctypes.CDLL | bool:
     global _amx
     _amx = bool(lib.has_amx()) and lib.amx_init() == 0
     return lib
+
+
+def describe() -> str:
+    """One line for ``pretrained env``: which kernels are built and where, or why there are none
+    (builds them on the first call)."""
+    if not available():
+        return _status
+    return ("float32 (AVX-512)" + (" and bfloat16 (AMX)" if _amx else "") + f", in {_status}")
 
 
 def available() -> bool:
