@@ -185,3 +185,27 @@ def test_float32_gelu_is_fused_and_matches_torch():
         lin.weight.copy_(w), lin.bias.copy_(b)
         torch.testing.assert_close(lin.forward_gelu(xs), F.gelu(F.linear(xs, w, b)), atol=1e-5, rtol=1e-5)
     assert rows_kernel.rows_linear(xs.bfloat16(), w.bfloat16()[:, :64], None, gelu=True) is None
+
+
+@needs_kernel
+def test_float32_residual_sum_is_fused(monkeypatch):
+    """linear_then(..., "add", residual) (BERT's and the decoders' residual sums) adds in the
+    kernel's last step: F.linear(x) + residual, strided residuals included; bfloat16 declines."""
+    torch.manual_seed(0)
+    x, w, b = torch.randn(2, 7, 100), torch.randn(37, 100), torch.randn(37)
+    for r in (torch.randn(2, 7, 37), torch.randn(2, 7, 74)[..., ::2]):
+        want = F.linear(x, w, b) + r
+        torch.testing.assert_close(rows_kernel.rows_linear(x, w, b, residual=r), want, atol=1e-4, rtol=1e-5)
+    lin = layers.PackedLinear(100, 37)
+    calls = []
+    real = layers.packed.rows_linear
+    monkeypatch.setattr(layers.packed, "rows_linear", lambda *a, **k: calls.append(k) or real(*a, **k))
+    with torch.no_grad():
+        lin.weight.copy_(w), lin.bias.copy_(b)
+        r = torch.randn(2, 7, 37)
+        got = layers.linear_then(lin, x, "add", r)
+    assert calls and calls[0]["residual"] is r
+    torch.testing.assert_close(got, F.linear(x, w, b) + r, atol=1e-4, rtol=1e-5)
+    xb = torch.randn(2, 7, 96, dtype=torch.bfloat16)
+    assert rows_kernel.rows_linear(xb, torch.randn(32, 96, dtype=torch.bfloat16), None,
+                                   residual=torch.zeros(2, 7, 32, dtype=torch.bfloat16)) is None

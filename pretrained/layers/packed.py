@@ -225,8 +225,14 @@ def linear_then(linear: nn.Module, x: torch.Tensor, op: str,
             attr, algorithm = _POST_OPS[op]
             return _mkldnn_ops()[0](x, pw, pb, attr, [], algorithm)
         return _mkldnn_ops()[1](x, other.contiguous(), pw, pb, op)
-    y = linear(x)
     inplace = not torch.is_grad_enabled()
+    if op in ("add", "gelu") and inplace and type(linear) is PackedLinear and x.is_cpu \
+            and x.numel() <= ROWS_MAX * x.shape[-1]:  # float32 rows kernel: the op in its last step
+        y = rows_linear(x, linear.weight, linear.bias, gelu=op == "gelu",
+                        residual=other if op == "add" else None)
+        if y is not None:
+            return y
+    y = linear(x)
     if op == "silu":
         return F.silu(y, inplace=inplace)
     if op in ("gelu", "gelu_tanh"):

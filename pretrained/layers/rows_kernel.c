@@ -124,8 +124,24 @@ static void gelu_rows(float *y, long M, long ldy, long n0, long n1) {
     }
 }
 
+// The residual sum of the layer after the projection, while the chunk is still in cache.
+static void add_rows(float *y, long M, long ldy, const float *r, long ldr, long n0, long n1) {
+    for (long m = 0; m < M; m++) {
+        float *p = y + m * ldy;
+        const float *q = r + m * ldr;
+        long n = n0;
+        for (; n + 16 <= n1; n += 16)
+            _mm512_storeu_ps(p + n, _mm512_add_ps(_mm512_loadu_ps(p + n), _mm512_loadu_ps(q + n)));
+        if (n < n1) {
+            __mmask16 mk = (__mmask16)((1u << (n1 - n)) - 1);
+            _mm512_mask_storeu_ps(p + n, mk, _mm512_add_ps(_mm512_maskz_loadu_ps(mk, p + n),
+                                                           _mm512_maskz_loadu_ps(mk, q + n)));
+        }
+    }
+}
+
 // Several weights of one input in one call (q/k/v, gate/up): y holds their outputs side by side,
-// weight i's at column offset N_0 + ... + N_{i-1}. Chunks of all weights share one thread team.
+// weight i's at column offset N_0 + ... + N_{i-1}. Float32 post-ops: gelu (exact), then + res. Chunks of all weights share one thread team.
 #define MAXW 8
 static int plan(int count, const long *Ns, long per_chunk, long *first, long *col) {
     if (count < 1 || count > MAXW) return -1;
@@ -139,7 +155,7 @@ static int plan(int count, const long *Ns, long per_chunk, long *first, long *co
 
 int linear_f32_n(const float *x, long M, long ldx, int count, const float *const *ws,
                  const float *const *bs, const long *Ns, long K, float *y, long ldy, int nthreads,
-                 int gelu) {
+                 int gelu, const float *res, long ldr) {
     long first[MAXW + 1], col[MAXW + 1];
     if (plan(count, Ns, NCHUNK, first, col)) return -1;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
@@ -158,13 +174,14 @@ int linear_f32_n(const float *x, long M, long ldx, int count, const float *const
             for (; n < n1; n++) tail1(x, M, ldx, w, K, yi, ldy, b, n, k0, k1);
         }
         if (gelu) gelu_rows(yi, M, ldy, n0, n1);
+        if (res) add_rows(yi, M, ldy, res + col[i], ldr, n0, n1);
     }
     return 0;
 }
 
 int linear_f32(const float *x, long M, long ldx, const float *w, long N, long K, const float *b,
-               float *y, long ldy, int nthreads, int gelu) {
-    return linear_f32_n(x, M, ldx, 1, &w, &b, &N, K, y, ldy, nthreads, gelu);
+               float *y, long ldy, int nthreads, int gelu, const float *res, long ldr) {
+    return linear_f32_n(x, M, ldx, 1, &w, &b, &N, K, y, ldy, nthreads, gelu, res, ldr);
 }
 
 // ---- bfloat16 (AMX) ---------------------------------------------------------------------------

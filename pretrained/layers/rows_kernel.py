@@ -90,7 +90,7 @@ def _build() -> ctypes.CDLL | bool:
     _status = str(target)
     p, n = ctypes.c_void_p, ctypes.c_long
     i = ctypes.c_int
-    for name, extra in (("linear_f32", [i]), ("linear_bf16", [])):  # float32: + fused GELU flag
+    for name, extra in (("linear_f32", [i, p, n]), ("linear_bf16", [])):  # float32: GELU, residual
         fn = getattr(lib, name)
         fn.argtypes = [p, n, n, p, n, n, p, p, n, i] + extra
         fn.restype = i
@@ -150,14 +150,24 @@ def _rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
 
 
 def rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                gelu: bool = False) -> torch.Tensor | None:
+                gelu: bool = False, residual: torch.Tensor | None = None) -> torch.Tensor | None:
     """``F.linear(x, weight, bias)`` through a kernel, or None where none applies: not a float32
     or bfloat16 CPU tensor, autograd recording, more than :data:`ROWS_MAX` rows, a non-contiguous
     weight, shapes the bfloat16 kernel does not tile (in features % 32, out features % 16), or
     no kernel on this machine. ``gelu``: ``F.gelu`` (exact) of that, fused into the float32
-    kernel (within ~1e-6 of torch's); None for bfloat16 (the caller applies it)."""
-    if not _usable(x, weight, bias) or gelu and x.dtype != torch.float32:
+    kernel (within ~1e-6 of torch's); ``residual``: plus that tensor (of the output's shape),
+    also fused. Both float32 only: None for bfloat16 (the caller applies them)."""
+    if not _usable(x, weight, bias) or (gelu or residual is not None) and x.dtype != torch.float32:
         return None
+    ldr = 0
+    if residual is not None:
+        if residual.dtype != torch.float32 or not residual.is_cpu \
+                or residual.shape != x.shape[:-1] + (weight.shape[0],):
+            return None
+        residual = residual.reshape(-1, weight.shape[0])   # a view where the rows allow
+        if residual.stride(1) != 1:
+            residual = residual.contiguous()
+        ldr = residual.stride(0)
     shape, n = x.shape, weight.shape[0]
     x, rows, ldx = _rows(x)
     if bias is not None and not bias.is_contiguous():
@@ -165,7 +175,8 @@ def rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     y = x.new_empty(shape[:-1] + (n,))
     args = (x.data_ptr(), rows, ldx, weight.data_ptr(), n, shape[-1],
             None if bias is None else bias.data_ptr(), y.data_ptr(), n, torch.get_num_threads())
-    if _lib.linear_f32(*args, gelu) if x.dtype == torch.float32 else _lib.linear_bf16(*args):
+    post = (gelu, None if residual is None else residual.data_ptr(), ldr)
+    if _lib.linear_f32(*args, *post) if x.dtype == torch.float32 else _lib.linear_bf16(*args):
         return None   # the bfloat16 kernel could not allocate its scratch
     return y
 
@@ -188,7 +199,7 @@ def rows_linear_many(x: torch.Tensor, weights: Sequence[torch.Tensor],
     bptrs = (ctypes.c_void_p * count)(*(None if b is None else b.data_ptr() for b in biases))
     args = (x.data_ptr(), rows, ldx, count, ptrs, bptrs, (ctypes.c_long * count)(*ns), shape[-1],
             y.data_ptr(), total, torch.get_num_threads())
-    if _lib.linear_f32_n(*args, 0) if x.dtype == torch.float32 else _lib.linear_bf16_n(*args):
+    if _lib.linear_f32_n(*args, 0, None, 0) if x.dtype == torch.float32 else _lib.linear_bf16_n(*args):
         return None
     return y
 

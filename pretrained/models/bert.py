@@ -28,6 +28,7 @@ from ..layers import (
     check_attention_mask,
     classifier_dropout,
     fused_packed_linear,
+    linear_then,
     masked_lm_output,
     merge_heads,
     sequence_classification_output,
@@ -140,12 +141,12 @@ class BertSelfOutput(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        if not (torch.is_grad_enabled() or self.training):  # the sum in place / in the rows kernel
+            return self.LayerNorm(linear_then(self.dense, x, "add", residual))
         y = self.dense(x)
         if self.training:
             y = self.dropout(y)
-        if torch.is_grad_enabled():
-            return self.LayerNorm(y + residual)
-        return self.LayerNorm(y.add_(residual))  # inference: no extra buffer, same sums
+        return self.LayerNorm(y + residual)
 
 
 class BertAttention(nn.Module):
