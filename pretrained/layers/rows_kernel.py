@@ -119,6 +119,8 @@ def available() -> bool:
 
 
 def _usable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    if _compiling():  # torch.compile traces F.linear; a ctypes call would break its graph
+        return False
     dtype = x.dtype
     if dtype not in _KINDS or weight.dtype != dtype or not (x.is_cpu and weight.is_cpu) \
             or not weight.is_contiguous() or x.dim() == 0:
@@ -152,7 +154,7 @@ def _rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
 def rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 gelu: bool = False, residual: torch.Tensor | None = None) -> torch.Tensor | None:
     """``F.linear(x, weight, bias)`` through a kernel, or None where none applies: not a float32
-    or bfloat16 CPU tensor, autograd recording, more than :data:`ROWS_MAX` rows, a non-contiguous
+    or bfloat16 CPU tensor, autograd recording, under ``torch.compile``, more than :data:`ROWS_MAX` rows, a non-contiguous
     weight, shapes the bfloat16 kernel does not tile (in features % 32, out features % 16), or
     no kernel on this machine. ``gelu``: ``F.gelu`` (exact) of that, fused into the float32
     kernel (within ~1e-6 of torch's); ``residual``: plus that tensor (of the output's shape),
@@ -205,4 +207,5 @@ def rows_linear_many(x: torch.Tensor, weights: Sequence[torch.Tensor],
 
 
 _KINDS = (torch.float32, torch.bfloat16)
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 _MAX_WEIGHTS = 8   # MAXW in rows_kernel.c
