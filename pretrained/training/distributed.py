@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 from typing import Any
@@ -55,6 +56,14 @@ def init_distributed(device: torch.device, backend: str | None, timeout_s: int) 
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+    # A group left for interpreter exit to tear down can abort the process ("terminate called
+    # without an active exception" from gloo's threads): the group we joined, we leave.
+    atexit.register(_leave)
+
+
+def _leave() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier() -> None:
