@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rows_kernel import ROWS_MAX, rows_linear, rows_linear_many
+from .rows_kernel import few_rows, rows_linear, rows_linear_many
 
 
 class Conv1D(nn.Module):
@@ -147,7 +147,7 @@ def plain_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     (float32: a few percent). Same products and sums, accumulated in float32. Up to 16 rows
     run through :func:`~pretrained.layers.rows_kernel.rows_linear` where it applies (about 1.3x
     (float32) and 2x (bfloat16) F.linear's speed at BERT-base and SmolLM2 shapes)."""
-    if x.is_cpu and x.numel() <= ROWS_MAX * x.shape[-1]:
+    if few_rows(x):
         y = rows_linear(x, weight, bias)
         if y is not None:
             return y
@@ -177,7 +177,7 @@ class PackedLinear(nn.Linear):
         if self.packing and packed_linear_ok(x, self.weight):
             return packed_linear(x, self.packed_cache(), (self.weight,), (self.bias,), gelu=True)
         if x.dtype == torch.float32 and not torch.is_grad_enabled():
-            if x.is_cpu and x.numel() <= ROWS_MAX * x.shape[-1]:
+            if few_rows(x):
                 y = rows_linear(x, self.weight, self.bias, gelu=True)
                 if y is not None:
                     return y
@@ -226,8 +226,8 @@ def linear_then(linear: nn.Module, x: torch.Tensor, op: str,
             return _mkldnn_ops()[0](x, pw, pb, attr, [], algorithm)
         return _mkldnn_ops()[1](x, other.contiguous(), pw, pb, op)
     inplace = not torch.is_grad_enabled()
-    if op in ("add", "gelu") and inplace and type(linear) is PackedLinear and x.is_cpu \
-            and x.numel() <= ROWS_MAX * x.shape[-1]:  # float32 rows kernel: the op in its last step
+    if op in ("add", "gelu") and inplace and type(linear) is PackedLinear and few_rows(x):
+        # the float32 rows kernel applies the op in its last step
         y = rows_linear(x, linear.weight, linear.bias, gelu=op == "gelu",
                         residual=other if op == "add" else None)
         if y is not None:
@@ -261,8 +261,7 @@ def fused_packed_linear(owner: nn.Module, key: str, linears: tuple[nn.Module, ..
 def rows_fused(linears: tuple[nn.Module, ...], x: torch.Tensor) -> torch.Tensor | None:
     """Several :class:`PackedLinear` of one input in one rows-kernel call, outputs side by side
     (:func:`~pretrained.layers.rows_kernel.rows_linear_many`); None where it does not apply."""
-    if any(type(m) is not PackedLinear for m in linears) or not x.is_cpu \
-            or x.numel() > ROWS_MAX * x.shape[-1]:
+    if any(type(m) is not PackedLinear for m in linears) or not few_rows(x):
         return None
     return rows_linear_many(x, [m.weight for m in linears], [m.bias for m in linears])
 

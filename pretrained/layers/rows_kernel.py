@@ -118,6 +118,11 @@ def available() -> bool:
     return _lib is not False
 
 
+def few_rows(x: torch.Tensor) -> bool:
+    """Cheap first test for callers: a CPU input of at most :data:`ROWS_MAX` rows."""
+    return x.is_cpu and x.numel() <= ROWS_MAX * x.shape[-1]
+
+
 def _usable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     if _compiling():  # torch.compile traces F.linear; a ctypes call would break its graph
         return False
