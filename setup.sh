@@ -16,3 +16,6 @@ if [ "${1:-}" = "--dev" ]; then
 else
   python -m pip install -q -e .
 fi
+# Build the small-batch kernels now (about a second; skipped where they cannot be built) so the
+# first model call does not wait for the compiler; `pretrained env` says which were built.
+python -c "from pretrained.layers import rows_kernel; rows_kernel.available()" || true
