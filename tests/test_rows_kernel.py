@@ -54,9 +54,10 @@ def test_float32_batched_and_strided_inputs():
 @pytest.mark.parametrize("rows", [1, 3, 8, 16])
 def test_bfloat16_equals_f_linear(rows):
     """AMX tiles accumulate as oneDNN's bf16 matmul does: equal to F.linear (allow 1% of entries
-    an ulp apart, should another oneDNN sum differently)."""
+    an ulp apart, should another oneDNN sum differently); out features past the last tile of 16
+    (10, 1001) take a vector dot product, within an ulp."""
     torch.manual_seed(rows)
-    for n, k in [(16, 32), (48, 64), (768, 768), (3072, 768), (768, 3072)]:
+    for n, k in [(16, 32), (48, 64), (768, 768), (3072, 768), (768, 3072), (10, 32), (1001, 64)]:
         x = torch.randn(rows, k, dtype=torch.bfloat16)
         w = (torch.randn(n, k) * 0.05).to(torch.bfloat16)
         b = torch.randn(n, dtype=torch.bfloat16)

@@ -188,7 +188,8 @@ int linear_f32(const float *x, long M, long ldx, const float *w, long N, long K,
 // C^T = W x^T on tiles: A = 16 weight rows x 32 k, loaded straight from the weight; B = x re-laid
 // out once per call in pairs of k (the tiles' VNNI layout); C = 16 features x 16 rows, float32.
 // Accumulates in the order oneDNN's bf16 matmul does here: equal to F.linear bit for bit in tests.
-// Needs M <= 16, K % 32 == 0, N % 16 == 0 (rows_kernel.py checks).
+// Needs M <= 16 and K % 32 == 0 (rows_kernel.py checks); the N % 16 rows past the last tile
+// take a plain vector dot product.
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__)
 int has_amx(void) { return 1; }
 int amx_init(void) {  // ask Linux for the AMX tile state; 0 on success
@@ -196,7 +197,23 @@ int amx_init(void) {  // ask Linux for the AMX tile state; 0 on success
 }
 typedef struct { uint8_t palette, start_row, reserved[14]; uint16_t colsb[16]; uint8_t rows[16]; } tilecfg;
 
-// y[m, n] = bf16(sum_k x[m,k] w[n,k] + b[n]); M <= 16, K % 32 == 0, N % 16 == 0.
+// One output past the last full tile: bf16 products summed in float32 (vector lanes, then
+// reduced), + bias, rounded to nearest even: within an ulp of the tiles' order.
+static uint16_t bf16_row_dot(const uint16_t *x, const uint16_t *w, long K, uint16_t bias) {
+    __m512 acc = _mm512_setzero_ps();
+    for (long k = 0; k < K; k += 16) {   // K % 32 == 0
+        __m512 xv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(x + k))), 16));
+        __m512 wv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + k))), 16));
+        acc = _mm512_fmadd_ps(xv, wv, acc);
+    }
+    __m512 v = _mm512_set1_ps(_mm512_reduce_add_ps(acc));
+    uint32_t bb = (uint32_t)bias << 16; float bf; memcpy(&bf, &bb, 4);
+    __m256bh r = _mm512_cvtneps_pbh(_mm512_add_ps(v, _mm512_set1_ps(bf)));
+    uint16_t out[16]; _mm256_storeu_si256((__m256i *)out, (__m256i)r);
+    return out[0];
+}
+
+// y[m, n] = bf16(sum_k x[m,k] w[n,k] + b[n]); M <= 16, K % 32 == 0.
 int linear_bf16_n(const uint16_t *x, long M, long ldx, int count, const uint16_t *const *ws,
                   const uint16_t *const *bs, const long *Ns, long K, uint16_t *y, long ldy,
                   int nthreads) {
@@ -251,6 +268,9 @@ int linear_bf16_n(const uint16_t *x, long M, long ldx, int count, const uint16_t
                     }
                 }
             }
+            if (c == first[i + 1] - 1)   // the last chunk also takes the N % 16 rows past the tiles
+                for (long n = blocks * 16; n < Ns[i]; n++)
+                    for (long m = 0; m < M; m++) yi[m * ldy + n] = bf16_row_dot(x + m * ldx, w + n * K, K, b ? b[n] : 0);
         }
         _tile_release();
     }

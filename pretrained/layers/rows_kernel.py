@@ -141,7 +141,7 @@ def _usable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) ->
                                     or (bias is not None and bias.requires_grad)):
         return False
     lib = _lib if _lib is not None else available() and _lib
-    return bool(lib) and not (dtype == torch.bfloat16 and (not _amx or k % 32 or n % 16))
+    return bool(lib) and not (dtype == torch.bfloat16 and (not _amx or k % 32))
 
 
 def _rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
@@ -160,7 +160,7 @@ def rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
                 gelu: bool = False, residual: torch.Tensor | None = None) -> torch.Tensor | None:
     """``F.linear(x, weight, bias)`` through a kernel, or None where none applies: not a float32
     or bfloat16 CPU tensor, autograd recording, under ``torch.compile``, more than :data:`ROWS_MAX` rows, a non-contiguous
-    weight, shapes the bfloat16 kernel does not tile (in features % 32, out features % 16), or
+    weight, bfloat16 with in features not a multiple of 32 (the AMX tiles' depth), or
     no kernel on this machine. ``gelu``: ``F.gelu`` (exact) of that, fused into the float32
     kernel (within ~1e-6 of torch's); ``residual``: plus that tensor (of the output's shape),
     also fused. Both float32 only: None for bfloat16 (the caller applies them)."""
