@@ -3,13 +3,15 @@
 At up to 16 rows (a short sentence through an encoder, a decode step) a linear layer is bound by
 reading its weight from memory, and F.linear's BLAS kernels re-lay the weight out on every call;
 the kernels read ``nn.Linear``'s own weight once, in order, and keep no second copy. Float32
-runs on AVX-512 (a dot product per output; sums in another order than BLAS's, ~1e-6 apart);
-bfloat16 on AMX tiles (equal to F.linear bit for bit in the tests).
-It is built on first use with the system C compiler (``cc -O3 -march=native -fopenmp``, about a
-second) into ``~/.cache/pretrained/kernels/`` (``$PRETRAINED_CACHE/../kernels`` when set), keyed
-by the source, the compiler and the CPU's flags, and loaded with ctypes. Where they cannot be used
-(no AVX-512 or AMX, no compiler, not Linux/x86-64, ``PRETRAINED_NO_KERNELS=1``) :func:`rows_linear`
-returns None and callers use F.linear.
+runs on AVX-512 (a dot product per output; sums in another order than BLAS's, ~1e-6 apart; the
+exact GELU and a residual sum can run in its last step); bfloat16 on AMX tiles (equal to F.linear
+bit for bit in the tests). :func:`rows_linear_many` runs several weights of one input (q/k/v) in
+one call. The library is built with the system C compiler (``cc -O3 -march=native -fopenmp``,
+about a second; ``setup.sh`` does it, else the first call) into ``~/.cache/pretrained/kernels/``
+(``$PRETRAINED_CACHE/../kernels`` when set), keyed by the source, the compiler and the CPU's
+flags, and loaded with ctypes. Where they cannot be used (no AVX-512 or AMX, no compiler, not
+Linux/x86-64, ``PRETRAINED_NO_KERNELS=1``, under ``torch.compile``) the functions return None and
+callers use F.linear; :func:`describe` says which kernels are built, or why not.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def _cpu_flags() -> str:
 
 
 def kernels_dir() -> Path:
+    """Where the built library is cached."""
     env = os.environ.get("PRETRAINED_CACHE")
     if env:
         return Path(env).expanduser().parent / "kernels"
