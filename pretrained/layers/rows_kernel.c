@@ -1,6 +1,6 @@
 // Linear layers on a few rows (M <= 16): y[m, n] = sum_k x[m, k] * w[n, k] + b[n].
 //
-// Built on first use by rows_kernel.py (cc -O3 -march=native -fopenmp) and called through ctypes.
+// Built by rows_kernel.py (cc -O3 -march=native -fopenmp, at setup or first use), called via ctypes.
 // Why: at a handful of rows a linear layer is bound by streaming its weight from memory, and the
 // BLAS kernels behind F.linear copy the weight into their own layout on every call. These read
 // nn.Linear's (out, in) weight where it lies, once, prefetching the next rows, and use every
