@@ -239,10 +239,14 @@ def main() -> None:
                     for w in sides.values():  # warm-up
                         w.ask(op="run", texts=texts, calls=max(2, n // 2))
                     times = {k: [] for k in sides}
+                    per_round = []  # ours / reference, each round's medians
                     for _ in range(rounds):
-                        for k, w in sides.items():
-                            times[k] += w.ask(op="run", texts=texts, calls=n,
-                                              cpu_time=args.cpu_time)["times"]
+                        got = {k: w.ask(op="run", texts=texts, calls=n, cpu_time=args.cpu_time)["times"]
+                               for k, w in sides.items()}
+                        for k in sides:
+                            times[k] += got[k]
+                        if "ref" in got:
+                            per_round.append(statistics.median(got["ref"]) / statistics.median(got["ours"]))
                         shapes = matmul_shapes(b * t) + (matmul_shapes(4096) if b * t != 4096 else [])
                         for name, s in sides["ours"].ask(op="matmul", dtype=dtype, shapes=shapes,
                                                          cpu_time=args.cpu_time)["seconds"].items():
@@ -252,9 +256,11 @@ def main() -> None:
                         results.setdefault((dtype, b, t), {})[k] = {
                             "seconds": med, "seq_s": b / med, "calls": len(times[k]),
                             "spread": (min(times[k]), max(times[k]))}
+                    spread = (f"; ours/ref by round {min(per_round):.2f}-{max(per_round):.2f}"
+                              if per_round else "")
                     print(f"{dtype} {b}x{t}: " + ", ".join(
-                        f"{k} {r['seq_s']:.2f} seq/s" for k, r in results[(dtype, b, t)].items()),
-                        flush=True)
+                        f"{k} {r['seq_s']:.2f} seq/s" for k, r in results[(dtype, b, t)].items())
+                        + spread, flush=True)
                 # GFLOP/s per shape: best of the rounds; per M: the three shapes together
                 per_m: dict[int, float] = {}
                 for m in sorted({int(n.split("x")[0]) for n in peak_times}):
