@@ -210,3 +210,19 @@ def test_float32_residual_sum_is_fused(monkeypatch):
     xb = torch.randn(2, 7, 96, dtype=torch.bfloat16)
     assert rows_kernel.rows_linear(xb, torch.randn(32, 96, dtype=torch.bfloat16), None,
                                    residual=torch.zeros(2, 7, 32, dtype=torch.bfloat16)) is None
+
+
+def test_autocast_keeps_f_linear_dtype():
+    """Under torch.autocast("cpu") a PackedLinear computes as nn.Linear does (in the autocast
+    dtype), for one row (no torch.mv), a few rows (no rows kernel) and with packing on."""
+    lin, ref = layers.PackedLinear(64, 32), torch.nn.Linear(64, 32)
+    ref.load_state_dict(lin.state_dict())
+    for rows in (1, 4, 40):
+        x = torch.randn(rows, 64)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            got, want = lin(x), ref(x)
+            layers.set_weight_packing(lin, True)
+            packed = lin(x)
+            layers.set_weight_packing(lin, False)
+        assert got.dtype == want.dtype == packed.dtype == torch.bfloat16
+        assert torch.equal(got, want) and torch.equal(packed, want)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rows_kernel import few_rows, rows_linear, rows_linear_many
+from .rows_kernel import cpu_autocast, few_rows, rows_linear, rows_linear_many
 
 
 class Conv1D(nn.Module):
@@ -106,10 +106,10 @@ class PackedWeights:
 def packed_linear_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether a linear of ``x`` by ``weight`` may use packed weights right now: autograd off,
     CPU, a weight of at least PACKED_MIN_WEIGHT elements, bfloat16 or float32 (2 to
-    PACKED_FP32_MAX_ROWS rows), not being compiled."""
+    PACKED_FP32_MAX_ROWS rows), not being compiled, no CPU autocast."""
     if torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != weight.dtype \
             or x.dtype not in _PACKABLE or weight.numel() < PACKED_MIN_WEIGHT \
-            or torch.compiler.is_compiling():
+            or torch.compiler.is_compiling() or cpu_autocast():
         return False
     if x.dtype == torch.float32 and not x.shape[-1] < x.numel() <= PACKED_FP32_MAX_ROWS * x.shape[-1]:
         return False
@@ -152,7 +152,7 @@ def plain_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         if y is not None:
             return y
     if x.numel() == x.shape[-1] and x.device.type == "cpu" and not torch.is_grad_enabled() \
-            and x.dtype == weight.dtype:
+            and x.dtype == weight.dtype and not cpu_autocast():
         v = x.reshape(-1)
         y = torch.mv(weight, v) if bias is None else torch.addmv(bias, weight, v)
         return y.view(*x.shape[:-1], -1)

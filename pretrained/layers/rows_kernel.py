@@ -121,14 +121,23 @@ def available() -> bool:
     return _lib is not False
 
 
+def cpu_autocast() -> bool:
+    """Whether ``torch.autocast("cpu")`` is on: then F.linear computes in the autocast dtype, and
+    the kernels (which keep the inputs' dtype) must leave the call to it."""
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
 def few_rows(x: torch.Tensor) -> bool:
-    """Cheap first test for callers: a CPU input of at most :data:`ROWS_MAX` rows."""
-    return x.is_cpu and x.numel() <= ROWS_MAX * x.shape[-1]
+    """Cheap first test for callers: a CPU input of at most :data:`ROWS_MAX` rows, no autocast."""
+    return x.is_cpu and x.numel() <= ROWS_MAX * x.shape[-1] and not cpu_autocast()
 
 
 def _usable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
-    if _compiling():  # torch.compile traces F.linear; a ctypes call would break its graph
-        return False
+    if _compiling() or cpu_autocast():  # torch.compile traces F.linear (a ctypes call would
+        return False                     # break its graph); autocast computes in its own dtype
     dtype = x.dtype
     if dtype not in _KINDS or weight.dtype != dtype or not (x.is_cpu and weight.is_cpu) \
             or not weight.is_contiguous() or x.dim() == 0:
