@@ -33,8 +33,11 @@ needs_packing = pytest.mark.skipif(not layers._packing_available(),
 
 @pytest.fixture(autouse=True)
 def pack_small_weights(monkeypatch):
-    """The fixtures' weights are tiny: pack them anyway (production packs large ones only)."""
+    """The fixtures' weights are tiny: pack them anyway (production packs large ones only); and
+    their inputs are a few rows, which the rows kernel would take: switch it off here, so these
+    tests exercise the packed and plain paths (tests/test_rows_kernel.py covers the kernel)."""
     monkeypatch.setattr(layers.packed, "PACKED_MIN_WEIGHT", 0)
+    monkeypatch.setattr(layers.rows_kernel, "_lib", False)
 
 
 def packed_caches(model: torch.nn.Module) -> dict[str, int]:

@@ -34,8 +34,11 @@ DEFAULT_MIN_WEIGHT = layers.PACKED_MIN_WEIGHT
 
 @pytest.fixture(autouse=True)
 def pack_small_weights(monkeypatch):
-    """The fixtures' weights are tiny: pack them anyway (production packs large ones only)."""
+    """The fixtures' weights are tiny: pack them anyway (production packs large ones only); and
+    their inputs are a few rows, which the rows kernel would take: switch it off here, so these
+    tests exercise the packed and plain paths (tests/test_rows_kernel.py covers the kernel)."""
     monkeypatch.setattr(layers.packed, "PACKED_MIN_WEIGHT", 0)
+    monkeypatch.setattr(layers.rows_kernel, "_lib", False)
 
 
 def golden(name: str) -> tuple[dict, dict]:

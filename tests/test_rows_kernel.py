@@ -226,3 +226,20 @@ def test_autocast_keeps_f_linear_dtype():
             layers.set_weight_packing(lin, False)
         assert got.dtype == want.dtype == packed.dtype == torch.bfloat16
         assert torch.equal(got, want) and torch.equal(packed, want)
+
+
+@needs_kernel
+def test_opt_in_packing_steps_aside_for_the_rows_kernel(monkeypatch):
+    """With packing on, up to 16 rows still take the rows kernel (faster, no copy built); more
+    rows take the packed weights."""
+    if not layers._packing_available():
+        pytest.skip("oneDNN weight packing is not available in this torch build")
+    monkeypatch.setattr(layers.packed, "PACKED_MIN_WEIGHT", 0)
+    lin = layers.PackedLinear(64, 32)
+    layers.set_weight_packing(lin, True)
+    with torch.no_grad():
+        small = lin(torch.randn(16, 64))
+        assert "_packed" not in lin.__dict__
+        lin(torch.randn(17, 64))
+        assert "_packed" in lin.__dict__
+    assert small.shape == (16, 32)

@@ -135,6 +135,12 @@ def few_rows(x: torch.Tensor) -> bool:
     return x.is_cpu and x.numel() <= ROWS_MAX * x.shape[-1] and not cpu_autocast()
 
 
+def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether :func:`rows_linear` would take ``x`` by ``weight`` (the opt-in oneDNN packing
+    steps aside then: at up to 16 rows the kernels are faster and hold no copy)."""
+    return few_rows(x) and _usable(x, weight, None)
+
+
 def _usable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     if _compiling() or cpu_autocast():  # torch.compile traces F.linear (a ctypes call would
         return False                     # break its graph); autocast computes in its own dtype
