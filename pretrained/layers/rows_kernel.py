@@ -88,7 +88,8 @@ def _build() -> ctypes.CDLL | bool:
         detail = getattr(e, "stderr", b"") or b""
         detail = detail.decode(errors="replace").strip().splitlines()[-1:] if detail else []
         _status = f"off: building {_SOURCE.name} with {cc} failed ({'; '.join(detail) or e})"
-        logger.info("could not build %s (%s); small-batch linear layers use F.linear", _SOURCE.name, e)
+        logger.info("could not build %s (%s); small-batch linear layers use F.linear",
+                    _SOURCE.name, e)
         return False
     _status = str(target)
     p, n = ctypes.c_void_p, ctypes.c_long
@@ -142,8 +143,10 @@ def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def _usable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
-    if _compiling() or cpu_autocast():  # torch.compile traces F.linear (a ctypes call would
-        return False                     # break its graph); autocast computes in its own dtype
+    # torch.compile traces F.linear (a ctypes call would break its graph); autocast computes in
+    # its own dtype
+    if torch.compiler.is_compiling() or cpu_autocast():
+        return False
     dtype = x.dtype
     if dtype not in _KINDS or weight.dtype != dtype or not (x.is_cpu and weight.is_cpu) \
             or not weight.is_contiguous() or x.dim() == 0:
@@ -177,11 +180,12 @@ def _rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
 def rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 gelu: bool = False, residual: torch.Tensor | None = None) -> torch.Tensor | None:
     """``F.linear(x, weight, bias)`` through a kernel, or None where none applies: not a float32
-    or bfloat16 CPU tensor, autograd recording, under ``torch.compile``, more than :data:`ROWS_MAX` rows, a non-contiguous
-    weight, bfloat16 with in features not a multiple of 32 (the AMX tiles' depth), or
-    no kernel on this machine. ``gelu``: ``F.gelu`` (exact) of that, fused into the float32
-    kernel (within ~1e-6 of torch's); ``residual``: plus that tensor (of the output's shape),
-    also fused. Both float32 only: None for bfloat16 (the caller applies them)."""
+    or bfloat16 CPU tensor, autograd recording, ``torch.compile`` or CPU autocast on, more than
+    :data:`ROWS_MAX` rows, a non-contiguous weight, bfloat16 with in features not a multiple of
+    32 (the AMX tiles' depth), or no kernel on this machine. ``gelu``: ``F.gelu`` (exact) of
+    that, fused into the float32 kernel (within ~1e-6 of torch's); ``residual``: plus that
+    tensor (of the output's shape), also fused. Both float32 only: None for bfloat16 (the
+    caller applies them)."""
     if not _usable(x, weight, bias) or (gelu or residual is not None) and x.dtype != torch.float32:
         return None
     ldr = 0
@@ -224,11 +228,11 @@ def rows_linear_many(x: torch.Tensor, weights: Sequence[torch.Tensor],
     bptrs = (ctypes.c_void_p * count)(*(None if b is None else b.data_ptr() for b in biases))
     args = (x.data_ptr(), rows, ldx, count, ptrs, bptrs, (ctypes.c_long * count)(*ns), shape[-1],
             y.data_ptr(), total, torch.get_num_threads())
-    if _lib.linear_f32_n(*args, 0, None, 0) if x.dtype == torch.float32 else _lib.linear_bf16_n(*args):
+    f32 = x.dtype == torch.float32
+    if _lib.linear_f32_n(*args, 0, None, 0) if f32 else _lib.linear_bf16_n(*args):
         return None
     return y
 
 
 _KINDS = (torch.float32, torch.bfloat16)
-_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 _MAX_WEIGHTS = 8   # MAXW in rows_kernel.c
