@@ -25,7 +25,8 @@ from ..outputs import (
 from .activations import activation
 from .attention import split_heads
 from .losses import sequence_classification_loss, span_loss, token_loss
-from .packed import rows_fused
+from .packed import PackedLinear, rows_fused
+from .rows_kernel import encoder_layer, few_rows
 
 
 def check_max_length(length: int, limit: int) -> None:
@@ -46,6 +47,22 @@ def qkv_heads(linears: tuple[nn.Module, nn.Module, nn.Module], x: torch.Tensor,
         return tuple(split_heads(m(x), num_heads) for m in linears)
     b, t, _ = x.shape
     return qkv.view(b, t, 3, num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+
+
+def post_ln_layer(x: torch.Tensor, mask: torch.Tensor | None, linears: tuple[nn.Module, ...],
+                  norms: tuple[nn.Module, nn.Module], num_heads: int,
+                  first_only: bool = False) -> torch.Tensor | None:
+    """A whole post-LayerNorm encoder layer with exact GELU (BERT's, DistilBERT's) in one
+    rows-kernel call, where it applies: inference on float32 CPU input of up to 16 rows, plain
+    linears (q, k, v, o, up, down; not LoRA-wrapped or quantized) and LayerNorms. None otherwise:
+    then the caller runs its modules. ``mask``: :func:`attention_mask_4d`'s key mask or None."""
+    if not few_rows(x) or any(type(m) is not PackedLinear and type(m) is not nn.Linear
+                              for m in linears) \
+            or any(type(n) is not nn.LayerNorm or len(n.normalized_shape) != 1 for n in norms):
+        return None
+    return encoder_layer(x, [m.weight for m in linears], [m.bias for m in linears],
+                         [norms[0].weight, norms[0].bias, norms[1].weight, norms[1].bias],
+                         (norms[0].eps, norms[1].eps), num_heads, mask, first_only)
 
 
 def run_layers(

@@ -10,6 +10,7 @@
 // does less); each output is summed by one thread in one fixed order, so results do not depend
 // on the thread count or the schedule.
 #include <immintrin.h>
+#include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 // Blocks of 4 weight rows x up to 6 input rows (24 zmm accumulators), a dot product along k
 // reduced at the end, k in chunks of KCHUNK so the chunk of x stays in L1 while the weight streams past.
 #define KCHUNK 384
+#define ROWS_MAX 16
 #define NCHUNK 128
 
 // sum of each of a0..a3 -> one __m128 [s0 s1 s2 s3]
@@ -182,6 +184,109 @@ int linear_f32_n(const float *x, long M, long ldx, int count, const float *const
 int linear_f32(const float *x, long M, long ldx, const float *w, long N, long K, const float *b,
                float *y, long ldy, int nthreads, int gelu, const float *res, long ldr) {
     return linear_f32_n(x, M, ldx, 1, &w, &b, &N, K, y, ldy, nthreads, gelu, res, ldr);
+}
+
+// ---- a post-LayerNorm encoder layer (BERT's) on a few rows, float32 ---------------------------
+// x -> LN1(x + O attn(x)) = h -> LN2(h + Down gelu(Up h)), q/k/v in one kernel call. At <= 16
+// rows the layer's own math besides the linears (attention over <= 16 keys, two LayerNorms) is
+// microseconds, while doing it as ~15 torch ops costs more than that: each op also finds its
+// code and data evicted from the caches by the weight stream of the linear before it.
+static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+static inline __mmask16 tailmask(long r) { return (__mmask16)(r >= 16 ? 0xffff : (1u << r) - 1); }
+
+static float dot(const float *a, const float *b, long n) {
+    __m512 s = _mm512_setzero_ps();
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 mk = tailmask(n - i);
+        s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, a + i), _mm512_maskz_loadu_ps(mk, b + i), s);
+    }
+    return hsum(s);
+}
+
+// y = (y - mean) / sqrt(var + eps) * g + b over each row of H (biased variance, as torch)
+static void layer_norm_rows(float *y, long M, long H, const float *g, const float *b, float eps) {
+    for (long m = 0; m < M; m++) {
+        float *p = y + m * H;
+        __m512 s = _mm512_setzero_ps();
+        for (long i = 0; i < H; i += 16) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(tailmask(H - i), p + i));
+        __m512 mean = _mm512_set1_ps(hsum(s) / H), v = _mm512_setzero_ps();
+        for (long i = 0; i < H; i += 16) {
+            __mmask16 mk = tailmask(H - i);
+            __m512 d = _mm512_maskz_sub_ps(mk, _mm512_maskz_loadu_ps(mk, p + i), mean);
+            v = _mm512_fmadd_ps(d, d, v);
+        }
+        __m512 r = _mm512_set1_ps(1.0f / sqrtf(hsum(v) / H + eps));
+        for (long i = 0; i < H; i += 16) {
+            __mmask16 mk = tailmask(H - i);
+            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, p + i), mean), r);
+            if (g) d = _mm512_mul_ps(d, _mm512_maskz_loadu_ps(mk, g + i));
+            if (b) d = _mm512_add_ps(d, _mm512_maskz_loadu_ps(mk, b + i));
+            _mm512_mask_storeu_ps(p + i, mk, d);
+        }
+    }
+}
+
+// softmax(q k^T / sqrt(D) where keep) v per sequence and head; qkv rows are [q | k | v] (3H wide).
+// Queries: every position, or (first_only) position 0 of each sequence. A query with no key to
+// attend to gets zeros, as SDPA gives.
+static void attention_rows(const float *qkv, long B, long T, long H, int nh, const unsigned char *keep,
+                           int first_only, float *ctx) {
+    long D = H / nh, ld = 3 * H, tq = first_only ? 1 : T;
+    float scale = 1.0f / sqrtf((float)D), s[ROWS_MAX];
+    for (long bi = 0; bi < B; bi++)
+        for (int h = 0; h < nh; h++)
+            for (long i = 0; i < tq; i++) {
+                const float *q = qkv + (bi * T + i) * ld + h * D;
+                float mx = -INFINITY, sum = 0.0f;
+                for (long j = 0; j < T; j++) {
+                    s[j] = keep && !keep[bi * T + j] ? -INFINITY : dot(q, qkv + (bi * T + j) * ld + H + h * D, D) * scale;
+                    if (s[j] > mx) mx = s[j];
+                }
+                for (long j = 0; j < T; j++) { s[j] = mx == -INFINITY ? 0.0f : expf(s[j] - mx); sum += s[j]; }
+                float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+                float *o = ctx + (bi * tq + i) * H + h * D;
+                for (long d = 0; d < D; d += 16) {
+                    __mmask16 mk = tailmask(D - d);
+                    __m512 a = _mm512_setzero_ps();
+                    for (long j = 0; j < T; j++)
+                        a = _mm512_fmadd_ps(_mm512_set1_ps(s[j]), _mm512_maskz_loadu_ps(mk, qkv + (bi * T + j) * ld + 2 * H + h * D + d), a);
+                    _mm512_mask_storeu_ps(o + d, mk, _mm512_mul_ps(a, _mm512_set1_ps(inv)));
+                }
+            }
+}
+
+// Scratch per calling thread, kept between calls (a malloc of this size would map fresh pages).
+static __thread float *scratch;
+static __thread long scratch_len;
+
+// w, bias: q, k, v, o, up, down (a NULL bias is zero); ln: gamma1, beta1, gamma2, beta2 (NULL:
+// 1 and 0). keep: B x T, nonzero where a key may be attended to, or NULL for all. y: B x T x H,
+// or B x 1 x H with first_only (the layer at each sequence's first position only: all a pooler
+// reads; attention still reads every position).
+int encoder_layer_f32(const float *x, long B, long T, long H, int nh, long I,
+                      const float *const *w, const float *const *bias, const float *const *ln,
+                      float eps1, float eps2, const unsigned char *keep, int first_only, float *y,
+                      int nthreads) {
+    long M = B * T, Mo = first_only ? B : M;
+    if (M > ROWS_MAX || M < 1 || nh < 1 || H % nh) return -1;
+    long need = M * 3 * H + 2 * Mo * H + Mo * I;
+    if (need > scratch_len) {
+        free(scratch);
+        scratch = aligned_alloc(64, ((need * 4 + 63) / 64) * 64);
+        scratch_len = scratch ? need : 0;
+        if (!scratch) return -1;
+    }
+    float *qkv = scratch, *ctx = qkv + M * 3 * H, *h = ctx + Mo * H, *inter = h + Mo * H;
+    long Ns[3] = {H, H, H};
+    linear_f32_n(x, M, H, 3, w, bias, Ns, H, qkv, 3 * H, nthreads, 0, NULL, 0);
+    attention_rows(qkv, B, T, H, nh, keep, first_only, ctx);
+    // + x: every row, or each sequence's first (rows T * H apart)
+    linear_f32(ctx, Mo, H, w[3], H, H, bias[3], h, H, nthreads, 0, x, first_only ? T * H : H);
+    layer_norm_rows(h, Mo, H, ln[0], ln[1], eps1);
+    linear_f32(h, Mo, H, w[4], I, H, bias[4], inter, I, nthreads, 1, NULL, 0);
+    linear_f32(inter, Mo, I, w[5], H, I, bias[5], y, H, nthreads, 0, h, H);
+    layer_norm_rows(y, Mo, H, ln[2], ln[3], eps2);
+    return 0;
 }
 
 // ---- bfloat16 (AMX) ---------------------------------------------------------------------------

@@ -72,15 +72,15 @@ def _build() -> ctypes.CDLL | bool:
         _status = "off: no C compiler (cc or gcc) to build them; install one, e.g. gcc"
         logger.info("no C compiler found; small-batch linear layers use F.linear")
         return False
-    cmd = [cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
-    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(cmd + flags).encode()).hexdigest()[:16]
+    cmd, libs = [cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"], ["-lm"]
+    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(cmd + libs + flags).encode()).hexdigest()[:16]
     target = kernels_dir() / f"rows_kernel-{key}.so"
     try:
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
                 out = Path(tmp) / target.name
-                subprocess.run(cmd + [str(_SOURCE), "-o", str(out)], check=True,
+                subprocess.run(cmd + [str(_SOURCE), "-o", str(out)] + libs, check=True,
                                capture_output=True, timeout=120)
                 os.replace(out, target)   # atomic: a concurrent build writes the same file
         lib = ctypes.CDLL(str(target))
@@ -101,6 +101,9 @@ def _build() -> ctypes.CDLL | bool:
         fn = getattr(lib, name + "_n")
         fn.argtypes = [p, n, n, i, p, p, p, n, p, n, i] + extra
         fn.restype = i
+    lib.encoder_layer_f32.argtypes = [p, n, n, n, i, n, p, p, p, ctypes.c_float, ctypes.c_float,
+                                      p, i, p, i]
+    lib.encoder_layer_f32.restype = i
     global _amx
     _amx = bool(lib.has_amx()) and lib.amx_init() == 0
     return lib
@@ -236,3 +239,44 @@ def rows_linear_many(x: torch.Tensor, weights: Sequence[torch.Tensor],
 
 _KINDS = (torch.float32, torch.bfloat16)
 _MAX_WEIGHTS = 8   # MAXW in rows_kernel.c
+
+
+def encoder_layer(x: torch.Tensor, weights: Sequence[torch.Tensor],
+                  biases: Sequence[torch.Tensor | None], norms: Sequence[torch.Tensor | None],
+                  eps: tuple[float, float], num_heads: int, keep: torch.Tensor | None,
+                  first_only: bool = False) -> torch.Tensor | None:
+    """A post-LayerNorm encoder layer (BERT's: ``h = LN1(x + O·attn(x))``, ``LN2(h + Down·gelu(Up·h))``,
+    exact GELU) on float32 ``x`` (B, T, H) of at most :data:`ROWS_MAX` rows, in one call.
+
+    ``weights``/``biases``: q, k, v, o, up, down as ``nn.Linear`` holds them; ``norms``: the two
+    LayerNorms' weight and bias (None: 1 / 0); ``keep``: None or a bool mask (B, 1, 1, T), True
+    where a key may be attended to. ``first_only``: the output at each sequence's first position
+    only, (B, 1, H). None where it does not apply (then run the layer's modules): autograd
+    recording, not float32 on the CPU, more rows, other shapes, or no kernel here."""
+    if x.dtype != torch.float32 or x.dim() != 3 or not x.is_contiguous() or not few_rows(x) \
+            or torch.compiler.is_compiling():
+        return None
+    b, t, h = x.shape
+    inter = weights[4].shape[0]
+    shapes = ((h, h), (h, h), (h, h), (h, h), (inter, h), (h, inter))
+    tensors = [*weights, *(v for v in biases if v is not None), *(v for v in norms if v is not None)]
+    if torch.is_grad_enabled() and any(v.requires_grad for v in tensors):
+        return None
+    if any(v.dtype != torch.float32 or not v.is_cpu or not v.is_contiguous() for v in tensors) \
+            or any(tuple(w.shape) != s for w, s in zip(weights, shapes)) \
+            or any(v is not None and v.shape != (s[0],) for v, s in zip(biases, shapes)) \
+            or any(v is not None and v.shape != (h,) for v in norms) or h % num_heads:
+        return None
+    if keep is not None:
+        if keep.dtype != torch.bool or keep.shape != (b, 1, 1, t):
+            return None
+        keep = keep.reshape(b, t).contiguous()
+    if not available():
+        return None
+    y = x.new_empty((b, 1 if first_only else t, h))
+    ptrs = lambda vs: (ctypes.c_void_p * len(vs))(*(None if v is None else v.data_ptr() for v in vs))  # noqa: E731
+    if _lib.encoder_layer_f32(x.data_ptr(), b, t, h, num_heads, inter, ptrs(weights), ptrs(biases),
+                              ptrs(norms), eps[0], eps[1], None if keep is None else keep.data_ptr(),
+                              int(first_only), y.data_ptr(), torch.get_num_threads()):
+        return None
+    return y

@@ -31,6 +31,7 @@ from ..layers import (
     linear_then,
     masked_lm_output,
     merge_heads,
+    post_ln_layer,
     sequence_classification_output,
     span_output,
     split_heads,
@@ -182,6 +183,13 @@ class BertLayer(nn.Module):
     def forward(self, x, mask, first_only: bool = False):
         """``first_only``: the output at the first position only, (B, 1, H) (what a pooler reads);
         its attention still reads every position."""
+        if self.intermediate.exact_gelu and not self.training:  # the whole layer in one C call
+            att, out = self.attention, self.output
+            y = post_ln_layer(x, mask, (att.self.query, att.self.key, att.self.value,
+                                        att.output.dense, self.intermediate.dense, out.dense),
+                              (att.output.LayerNorm, out.LayerNorm), att.self.num_heads, first_only)
+            if y is not None:
+                return y
         x = self.attention(x, mask, first_only)
         return self.output(self.intermediate(x), x)
 

@@ -1,0 +1,193 @@
+"""The whole post-LayerNorm encoder layer in one C call (``rows_kernel.encoder_layer``), which
+BERT, RoBERTa, XLM-R, ELECTRA and DistilBERT use for inference on float32 CPU input of up to 16
+rows: the reference's numbers on the golden fixtures (one sequence at a time, so each call fits),
+equal to the layer's own modules, padding masks, the [CLS]-only last layer, and where it steps
+aside (more rows, autograd, training, another activation, LoRA, bfloat16)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pretrained import auto
+from pretrained.layers import encoder as encoder_blocks
+from pretrained.layers import rows_kernel
+from pretrained.models.bert import BertConfig, BertForSequenceClassification, BertModel
+
+pytestmark = pytest.mark.skipif(not rows_kernel.available(),
+                                reason="no C kernels on this machine: " + rows_kernel.describe())
+
+FIX = Path(__file__).parent / "fixtures"
+META = {**json.loads((FIX / "goldens" / "models.json").read_text())["models"],
+        **json.loads((FIX / "goldens" / "encoders" / "encoders.json").read_text())["models"]}
+FAMILY = ("bert", "roberta", "xlm-roberta", "electra", "distilbert")
+
+
+def _config(name: str) -> dict:
+    return json.loads((FIX / "models" / name / "config.json").read_text())
+
+
+def _exact_gelu(name: str) -> bool:
+    cfg = _config(name)
+    return cfg.get("hidden_act", cfg.get("activation")) == "gelu"
+
+
+NAMES = sorted(n for n in META if _config(n)["model_type"] in FAMILY and _exact_gelu(n))
+
+
+def _golden(name: str) -> dict:
+    path = FIX / "goldens" / "encoders" / f"{name}.safetensors"
+    return load_file(str(path if path.exists() else FIX / "goldens" / f"{name}.safetensors"))
+
+
+def _load(name: str):
+    classes = auto.model_module(_config(name)["model_type"]).MODEL_CLASSES.values()
+    cls = next(c for c in classes if c.__name__ == META[name]["class"])
+    return cls.from_pretrained(FIX / "models" / name)
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """How many layers ran through the kernel (the calls that did not step aside)."""
+    seen = []
+
+    def spy(*args, **kwargs):
+        y = rows_kernel.encoder_layer(*args, **kwargs)
+        seen.append(y is not None)
+        return y
+
+    monkeypatch.setattr(encoder_blocks, "encoder_layer", spy)
+    return seen
+
+
+def _modules_only(monkeypatch):
+    monkeypatch.setattr(encoder_blocks, "encoder_layer", lambda *a, **k: None)
+
+
+def test_fixtures_cover_the_family():
+    assert {_config(n)["model_type"] for n in NAMES} == set(FAMILY)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_numbers_one_sequence_at_a_time(name, calls):
+    """Each golden row alone (its padding and mask kept: 9 rows) against the reference's output
+    for that row of the batch."""
+    g = _golden(name)
+    inputs = {k[6:]: v for k, v in g.items() if k.startswith("input.")}
+    expected = {k[7:]: v for k, v in g.items() if k.startswith("output.")}
+    model = _load(name)
+    with torch.inference_mode():
+        for i in range(inputs["input_ids"].shape[0]):
+            out = model(**{k: v[i:i + 1] for k, v in inputs.items()})
+            for key, want in expected.items():
+                got = getattr(out, key)
+                diff = (got[0] - want[i]).abs().max().item()
+                assert diff <= 1e-4, (key, i, diff)
+    assert calls and all(calls)
+
+
+def _bert(hidden=64, heads=4, layers=2, act="gelu", **kw) -> BertModel:
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=120, hidden_size=hidden, num_hidden_layers=layers,
+                     num_attention_heads=heads, intermediate_size=2 * hidden, hidden_act=act, **kw)
+    return BertModel(cfg).eval()
+
+
+@pytest.mark.parametrize("shape,hidden,heads", [((1, 16), 64, 4), ((1, 1), 64, 4), ((2, 8), 48, 3),
+                                                ((3, 5), 40, 5), ((1, 7), 36, 2)])
+def test_equals_the_modules(shape, hidden, heads, calls, monkeypatch):
+    """Against the same layers run as torch ops: widths with vector tails (36, 40, 48), head
+    sizes 12-20, several sequences, padding (a left- and a right-padded row)."""
+    model = _bert(hidden, heads)
+    ids = torch.randint(1, 120, shape)
+    mask = torch.ones(shape, dtype=torch.long)
+    if shape[0] > 1:
+        mask[0, -2:] = 0
+        mask[1, :1] = 0
+    with torch.inference_mode():
+        fused = model(ids, attention_mask=mask)
+        assert calls and all(calls)
+        _modules_only(monkeypatch)
+        plain = model(ids, attention_mask=mask)
+    for key in ("last_hidden_state", "pooler_output"):
+        diff = (getattr(fused, key) - getattr(plain, key)).abs().max().item()
+        assert diff <= 1e-5, (key, diff)
+
+
+def test_first_token_only_last_layer(calls, monkeypatch):
+    """Sequence classification runs its last layer at [CLS] only: the kernel's first_only."""
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=120, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+                     intermediate_size=128, num_labels=3)
+    model = BertForSequenceClassification(cfg).eval()
+    ids = torch.randint(1, 120, (2, 7))
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    with torch.inference_mode():
+        fused = model(ids, attention_mask=mask).logits
+        assert len(calls) == 3 and all(calls)
+        _modules_only(monkeypatch)
+        plain = model(ids, attention_mask=mask).logits
+    assert (fused - plain).abs().max().item() <= 1e-5
+
+
+def test_a_sequence_with_no_visible_token_matches_the_modules(monkeypatch):
+    """An all-zero attention mask row: every key masked (SDPA's answer, whatever it is)."""
+    model = _bert()
+    ids = torch.randint(1, 120, (2, 6))
+    mask = torch.ones_like(ids)
+    mask[1] = 0
+    with torch.inference_mode():
+        fused = model(ids, attention_mask=mask).last_hidden_state
+        _modules_only(monkeypatch)
+        plain = model(ids, attention_mask=mask).last_hidden_state
+    assert torch.isfinite(fused).all()
+    assert (fused - plain).abs().max().item() <= 1e-5
+
+
+def test_steps_aside_where_it_does_not_apply(calls):
+    model = _bert()
+    ids = torch.randint(1, 120, (1, 17))
+    with torch.inference_mode():
+        model(ids)                                   # 17 rows
+    model(ids[:, :8])                                # autograd recording
+    model.train()
+    with torch.no_grad():
+        model(ids[:, :8])                            # training
+        model.eval()
+        model.to(torch.bfloat16)(ids[:, :8])         # bfloat16 (the AMX linears take it)
+        _bert(act="gelu_new")(ids[:, :8])            # tanh GELU
+    assert not any(calls)
+    calls.clear()
+    with torch.no_grad():
+        model.float()(ids[:, :8])
+    assert calls and all(calls)
+
+
+def test_lora_wrapped_projections_run_the_modules(calls):
+    from pretrained.peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(_bert(), LoraConfig(r=2, target_modules=["query", "value"]))
+    model.eval()
+    with torch.inference_mode():
+        model(torch.randint(1, 120, (1, 8)))
+    assert not any(calls)
+
+
+def test_thread_count_does_not_change_the_result():
+    model = _bert(128, 4)
+    ids = torch.randint(1, 120, (1, 12))
+    threads = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            torch.set_num_threads(1)
+            one = model(ids).last_hidden_state
+            torch.set_num_threads(2)
+            two = model(ids).last_hidden_state
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
