@@ -11,6 +11,8 @@ model's head keeps only its own modules and the backbone call.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 
@@ -26,7 +28,7 @@ from .activations import activation
 from .attention import split_heads
 from .losses import sequence_classification_loss, span_loss, token_loss
 from .packed import PackedLinear, rows_fused
-from .rows_kernel import encoder_layer, few_rows
+from .rows_kernel import EncoderWeights, encoder_stack, few_rows
 
 
 def check_max_length(length: int, limit: int) -> None:
@@ -49,20 +51,82 @@ def qkv_heads(linears: tuple[nn.Module, nn.Module, nn.Module], x: torch.Tensor,
     return qkv.view(b, t, 3, num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
 
 
-def post_ln_layer(x: torch.Tensor, mask: torch.Tensor | None, linears: tuple[nn.Module, ...],
-                  norms: tuple[nn.Module, nn.Module], num_heads: int,
+class _StackPlan:
+    """What one C call over a list of post-LayerNorm layers needs, gathered once (walking ~200
+    module attributes per forward costs more than the layers' own non-linear math), and what
+    shows it is still true: every module and parameter on the path from the list to each weight
+    (``links``: still the same objects) and each weight's address (``ptrs``: ``.to()`` moves it)."""
+
+    __slots__ = ("links", "ptrs", "layers", "tensors", "weights")
+
+    def __init__(self, layers: nn.ModuleList) -> None:
+        self.layers = list(layers)
+        self.links = [(layers._modules, k, m) for k, m in layers._modules.items()]
+        self.tensors, self.ptrs, self.weights = [], [], None
+        ws, bs, ns, eps, heads = [], [], [], [], set()
+        for layer in self.layers:
+            parts = layer.post_ln_parts() if hasattr(layer, "post_ln_parts") else None
+            if parts is None:
+                return
+            linears, norms, num_heads = parts
+            if any(type(m) is not PackedLinear and type(m) is not nn.Linear for m in linears) \
+                    or any(type(n) is not nn.LayerNorm or len(n.normalized_shape) != 1
+                           for n in norms):
+                return
+            paths = {id(m): name for name, m in layer.named_modules()}
+            seen = set()
+            for leaf in (*linears, *norms):
+                mod = layer
+                for part in paths[id(leaf)].split("."):
+                    if (id(mod), part) not in seen:
+                        seen.add((id(mod), part))
+                        self.links.append((mod._modules, part, mod._modules[part]))
+                    mod = mod._modules[part]
+                for name in ("weight", "bias"):
+                    self.links.append((leaf._parameters, name, leaf._parameters.get(name)))
+            ws += [m.weight for m in linears]
+            bs += [m.bias for m in linears]
+            ns += [norms[0].weight, norms[0].bias, norms[1].weight, norms[1].bias]
+            eps += [norms[0].eps, norms[1].eps]
+            heads.add(num_heads)
+        self.tensors = [t for t in (*ws, *bs, *ns) if t is not None]
+        h, inter = ws[0].shape[1] if ws else 0, ws[4].shape[0] if ws else 0
+        shapes = [(h, h)] * 4 + [(inter, h), (h, inter)]
+        if not ws or len(heads) != 1 or h % min(heads) \
+                or any(t.dtype != torch.float32 or not t.is_cpu or not t.is_contiguous()
+                       for t in self.tensors) \
+                or any(tuple(w.shape) != shapes[i % 6] for i, w in enumerate(ws)) \
+                or any(b is not None and tuple(b.shape) != (shapes[i % 6][0],)
+                       for i, b in enumerate(bs)) \
+                or any(n is not None and tuple(n.shape) != (h,) for n in ns):
+            return
+        self.ptrs = [(t, t.data_ptr()) for t in self.tensors]
+        self.weights = EncoderWeights(ws, bs, ns, eps, heads.pop())
+
+    def current(self) -> bool:
+        return all(d.get(k) is o for d, k, o in self.links) \
+            and all(t.data_ptr() == p for t, p in self.ptrs)
+
+
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def post_ln_stack(layers: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor | None,
                   first_only: bool = False) -> torch.Tensor | None:
-    """A whole post-LayerNorm encoder layer with exact GELU (BERT's, DistilBERT's) in one
-    rows-kernel call, where it applies: inference on float32 CPU input of up to 16 rows, plain
-    linears (q, k, v, o, up, down; not LoRA-wrapped or quantized) and LayerNorms. None otherwise:
-    then the caller runs its modules. ``mask``: :func:`attention_mask_4d`'s key mask or None."""
-    if not few_rows(x) or any(type(m) is not PackedLinear and type(m) is not nn.Linear
-                              for m in linears) \
-            or any(type(n) is not nn.LayerNorm or len(n.normalized_shape) != 1 for n in norms):
+    """Post-LayerNorm encoder layers with exact GELU (BERT's, DistilBERT's; each layer says its
+    parts with ``post_ln_parts()``) in one rows-kernel call, where it applies: inference on
+    float32 CPU input of up to 16 rows, plain linears (not LoRA-wrapped or quantized) and
+    LayerNorms. None otherwise: then run the layers. ``mask``: :func:`attention_mask_4d`'s key
+    mask or None; ``first_only``: the last layer at the first position only (B, 1, H)."""
+    if x.dtype != torch.float32 or not few_rows(x):
         return None
-    return encoder_layer(x, [m.weight for m in linears], [m.bias for m in linears],
-                         [norms[0].weight, norms[0].bias, norms[1].weight, norms[1].bias],
-                         (norms[0].eps, norms[1].eps), num_heads, mask, first_only)
+    plan = _PLANS.get(layers)
+    if plan is None or not plan.current():
+        plan = _PLANS[layers] = _StackPlan(layers)
+    if plan.weights is None or any(layer.training for layer in plan.layers) \
+            or torch.is_grad_enabled() and any(t.requires_grad for t in plan.tensors):
+        return None
+    return encoder_stack(x, plan.weights, mask, first_only)
 
 
 def run_layers(
@@ -72,7 +136,12 @@ def run_layers(
     output_hidden_states: bool,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
     """``x = layer(x, mask)`` for each layer; also the input and every layer's output when
-    ``output_hidden_states`` (the reference's ``hidden_states``: embeddings first)."""
+    ``output_hidden_states`` (the reference's ``hidden_states``: embeddings first). Post-LayerNorm
+    layers run in one C call where :func:`post_ln_stack` applies."""
+    if not output_hidden_states:
+        y = post_ln_stack(layers, x, mask)
+        if y is not None:
+            return y, None
     states = [x] if output_hidden_states else None
     for layer in layers:
         x = layer(x, mask)

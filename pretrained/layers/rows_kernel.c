@@ -255,37 +255,52 @@ static void attention_rows(const float *qkv, long B, long T, long H, int nh, con
             }
 }
 
+// One layer: x (M = B x T rows) -> y (Mo rows: M, or B with first_only); buf: scratch.
+static void encoder_layer(const float *x, long B, long T, long H, int nh, long I,
+                          const float *const *w, const float *const *bias, const float *const *ln,
+                          const float *eps, const unsigned char *keep, int first_only, float *y,
+                          float *buf, int nthreads) {
+    long M = B * T, Mo = first_only ? B : M, Ns[3] = {H, H, H};
+    float *qkv = buf, *ctx = qkv + M * 3 * H, *h = ctx + Mo * H, *inter = h + Mo * H;
+    linear_f32_n(x, M, H, 3, w, bias, Ns, H, qkv, 3 * H, nthreads, 0, NULL, 0);
+    attention_rows(qkv, B, T, H, nh, keep, first_only, ctx);
+    // + x: every row, or each sequence's first (rows T * H apart)
+    linear_f32(ctx, Mo, H, w[3], H, H, bias[3], h, H, nthreads, 0, x, first_only ? T * H : H);
+    layer_norm_rows(h, Mo, H, ln[0], ln[1], eps[0]);
+    linear_f32(h, Mo, H, w[4], I, H, bias[4], inter, I, nthreads, 1, NULL, 0);
+    linear_f32(inter, Mo, I, w[5], H, I, bias[5], y, H, nthreads, 0, h, H);
+    layer_norm_rows(y, Mo, H, ln[2], ln[3], eps[1]);
+}
+
 // Scratch per calling thread, kept between calls (a malloc of this size would map fresh pages).
 static __thread float *scratch;
 static __thread long scratch_len;
 
-// w, bias: q, k, v, o, up, down (a NULL bias is zero); ln: gamma1, beta1, gamma2, beta2 (NULL:
-// 1 and 0). keep: B x T, nonzero where a key may be attended to, or NULL for all. y: B x T x H,
-// or B x 1 x H with first_only (the layer at each sequence's first position only: all a pooler
-// reads; attention still reads every position).
-int encoder_layer_f32(const float *x, long B, long T, long H, int nh, long I,
-                      const float *const *w, const float *const *bias, const float *const *ln,
-                      float eps1, float eps2, const unsigned char *keep, int first_only, float *y,
-                      int nthreads) {
-    long M = B * T, Mo = first_only ? B : M;
-    if (M > ROWS_MAX || M < 1 || nh < 1 || H % nh) return -1;
-    long need = M * 3 * H + 2 * Mo * H + Mo * I;
+// L layers in turn. Per layer l: w[6l..6l+5], bias[6l..]: q, k, v, o, up, down (a NULL bias is
+// zero); ln[4l..]: gamma1, beta1, gamma2, beta2 (NULL: 1 and 0); eps[2l], eps[2l+1].
+// keep: B x T, nonzero where a key may be attended to, or NULL for all. y: B x T x H, or B x 1 x H
+// with first_only (the last layer at each sequence's first position only: all a pooler reads;
+// its attention still reads every position).
+int encoder_f32(const float *x, long B, long T, long H, int nh, long I, int L,
+                const float *const *w, const float *const *bias, const float *const *ln,
+                const float *eps, const unsigned char *keep, int first_only, float *y,
+                int nthreads) {
+    long M = B * T;
+    if (M > ROWS_MAX || M < 1 || nh < 1 || H % nh || L < 1) return -1;
+    long layer_len = M * 3 * H + 2 * M * H + M * I, need = layer_len + 2 * M * H;
     if (need > scratch_len) {
         free(scratch);
         scratch = aligned_alloc(64, ((need * 4 + 63) / 64) * 64);
         scratch_len = scratch ? need : 0;
         if (!scratch) return -1;
     }
-    float *qkv = scratch, *ctx = qkv + M * 3 * H, *h = ctx + Mo * H, *inter = h + Mo * H;
-    long Ns[3] = {H, H, H};
-    linear_f32_n(x, M, H, 3, w, bias, Ns, H, qkv, 3 * H, nthreads, 0, NULL, 0);
-    attention_rows(qkv, B, T, H, nh, keep, first_only, ctx);
-    // + x: every row, or each sequence's first (rows T * H apart)
-    linear_f32(ctx, Mo, H, w[3], H, H, bias[3], h, H, nthreads, 0, x, first_only ? T * H : H);
-    layer_norm_rows(h, Mo, H, ln[0], ln[1], eps1);
-    linear_f32(h, Mo, H, w[4], I, H, bias[4], inter, I, nthreads, 1, NULL, 0);
-    linear_f32(inter, Mo, I, w[5], H, I, bias[5], y, H, nthreads, 0, h, H);
-    layer_norm_rows(y, Mo, H, ln[2], ln[3], eps2);
+    const float *cur = x;
+    for (int l = 0; l < L; l++) {
+        float *out = l == L - 1 ? y : scratch + layer_len + (l & 1) * M * H;
+        encoder_layer(cur, B, T, H, nh, I, w + 6 * l, bias + 6 * l, ln + 4 * l, eps + 2 * l, keep,
+                      first_only && l == L - 1, out, scratch, nthreads);
+        cur = out;
+    }
     return 0;
 }
 

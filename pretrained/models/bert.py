@@ -31,7 +31,7 @@ from ..layers import (
     linear_then,
     masked_lm_output,
     merge_heads,
-    post_ln_layer,
+    post_ln_stack,
     sequence_classification_output,
     span_output,
     split_heads,
@@ -180,16 +180,18 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config)
         self.output = BertSelfOutput(config, config.intermediate_size)
 
+    def post_ln_parts(self):
+        """q, k, v, o, up, down; the two LayerNorms; heads: for :func:`post_ln_stack` (exact GELU only)."""
+        if not self.intermediate.exact_gelu:
+            return None
+        att = self.attention
+        return ((att.self.query, att.self.key, att.self.value, att.output.dense,
+                 self.intermediate.dense, self.output.dense),
+                (att.output.LayerNorm, self.output.LayerNorm), att.self.num_heads)
+
     def forward(self, x, mask, first_only: bool = False):
         """``first_only``: the output at the first position only, (B, 1, H) (what a pooler reads);
         its attention still reads every position."""
-        if self.intermediate.exact_gelu and not self.training:  # the whole layer in one C call
-            att, out = self.attention, self.output
-            y = post_ln_layer(x, mask, (att.self.query, att.self.key, att.self.value,
-                                        att.output.dense, self.intermediate.dense, out.dense),
-                              (att.output.LayerNorm, out.LayerNorm), att.self.num_heads, first_only)
-            if y is not None:
-                return y
         x = self.attention(x, mask, first_only)
         return self.output(self.intermediate(x), x)
 
@@ -260,10 +262,14 @@ class BertModel(BertPreTrainedModel):
             else self.config.output_hidden_states
         states = [x] if keep else None
         last = len(self.encoder.layer) - 1 if first_token_only and not keep else -1
-        for i, layer in enumerate(self.encoder.layer):
-            x = layer(x, mask, i == last)
-            if states is not None:
-                states.append(x)
+        y = None if keep else post_ln_stack(self.encoder.layer, x, mask, last >= 0)
+        if y is not None:   # all layers in one C call
+            x = y
+        else:
+            for i, layer in enumerate(self.encoder.layer):
+                x = layer(x, mask, i == last)
+                if states is not None:
+                    states.append(x)
         pooled = self.pooler(x) if self.pooler is not None else None
         return BaseModelOutput(last_hidden_state=x, pooler_output=pooled,
                                hidden_states=tuple(states) if states else None)

@@ -29,7 +29,6 @@ from ..layers import (
     check_span_labels,
     masked_lm_output,
     merge_heads,
-    post_ln_layer,
     qkv_heads,
     run_layers,
     sequence_classification_output,
@@ -139,14 +138,15 @@ class TransformerBlock(nn.Module):
         self.output_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
         self.exact_gelu = config.activation == "gelu"
 
+    def post_ln_parts(self):
+        """q, k, v, o, up, down; the two LayerNorms; heads: for :func:`post_ln_stack` (exact GELU only)."""
+        if not self.exact_gelu:
+            return None
+        att, ffn = self.attention, self.ffn
+        return ((att.q_lin, att.k_lin, att.v_lin, att.out_lin, ffn.lin1, ffn.lin2),
+                (self.sa_layer_norm, self.output_layer_norm), att.n_heads)
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        if self.exact_gelu and not self.training:  # the whole block in one C call where it applies
-            att, ffn = self.attention, self.ffn
-            y = post_ln_layer(x, mask, (att.q_lin, att.k_lin, att.v_lin, att.out_lin, ffn.lin1,
-                                        ffn.lin2), (self.sa_layer_norm, self.output_layer_norm),
-                              att.n_heads)
-            if y is not None:
-                return y
         x = self.sa_layer_norm(self.attention(x, mask) + x)
         return self.output_layer_norm(self.ffn(x) + x)
 
