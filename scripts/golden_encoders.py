@@ -55,6 +55,8 @@ SHAPES = {
         "small": dict(dim=48, n_layers=1, n_heads=6, hidden_dim=40, max_position_embeddings=20,
                       activation="relu", sinusoidal_pos_embds=True),
         "mini": dict(dim=32, n_layers=1, n_heads=2, hidden_dim=24, max_position_embeddings=16),
+        # widths the bfloat16 AMX path takes (multiples of 32)
+        "wide": dict(dim=64, n_layers=2, n_heads=4, hidden_dim=128, max_position_embeddings=16),
     },
     "roberta": {
         "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -64,6 +66,8 @@ SHAPES = {
                       hidden_act="gelu_new", layer_norm_eps=1e-5),
         "mini": dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                      intermediate_size=24, max_position_embeddings=16, type_vocab_size=1),
+        "wide": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=128, max_position_embeddings=24, type_vocab_size=1),
     },
     "xlm-roberta": {
         "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -128,9 +132,9 @@ AUTO = {"Model": "AutoModel", "ForSequenceClassification": "AutoModelForSequence
 # (DeBERTa); elsewhere the "regression" problem_type is a loss case of the seqcls fixture.
 HEADS = ("seqcls", "tokcls", "qa", "mlm")
 FIXTURES = (
-    [("distilbert", s, "model") for s in ("tiny", "small")]
+    [("distilbert", s, "model") for s in ("tiny", "small", "wide")]
     + [("distilbert", "mini", h) for h in HEADS]
-    + [("roberta", s, "model") for s in ("tiny", "small")]
+    + [("roberta", s, "model") for s in ("tiny", "small", "wide")]
     + [("roberta", "mini", h) for h in HEADS]
     + [("xlm-roberta", "tiny", "model")]
     + [("xlm-roberta", "mini", h) for h in ("seqcls", "mlm")]

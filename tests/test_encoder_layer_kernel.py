@@ -3,7 +3,8 @@
 inference on float32 CPU input of up to 16 rows: the reference's numbers on the golden fixtures
 (one sequence at a time, so each call fits), equal to the layers' own modules, padding masks, the
 [CLS]-only last layer, weights changed or moved after the first call, and where it steps aside
-(more rows, autograd, training, another activation, LoRA, bfloat16)."""
+(more rows, autograd, training, another activation, LoRA); bfloat16 against the reference's
+bfloat16 goldens and the modules."""
 
 from __future__ import annotations
 
@@ -91,6 +92,65 @@ def test_reference_numbers_one_sequence_at_a_time(name, calls):
     assert calls and all(calls)
 
 
+def _amx_widths(name: str) -> bool:
+    cfg = _config(name)
+    return all(cfg.get(k, 0) % 32 == 0 for k in ("hidden_size", "intermediate_size", "dim",
+                                                  "hidden_dim"))
+
+
+BF16_NAMES = [n for n in NAMES if _amx_widths(n) and any(k.startswith("bf16.") for k in _golden(n))]
+
+
+def test_bfloat16_fixtures_cover_bert_and_distilbert_layers():
+    assert {_config(n)["model_type"] for n in BF16_NAMES} == {"roberta", "distilbert"}
+
+
+@pytest.mark.parametrize("name", BF16_NAMES)
+def test_bfloat16_reference_numbers_one_sequence_at_a_time(name, calls):
+    """bfloat16 (AMX linears; the rest rounded where torch's bfloat16 ops round) against the
+    reference's bfloat16 outputs, with the bfloat16 parity test's tolerance (3% of the scale)."""
+    if not rows_kernel._amx:
+        pytest.skip("no AMX on this machine: bfloat16 runs the modules")
+    g = _golden(name)
+    inputs = {k[6:]: v for k, v in g.items() if k.startswith("input.")}
+    expected = {k[5:]: v for k, v in g.items() if k.startswith("bf16.")}
+    model = _load(name).to(torch.bfloat16)
+    scale = max(v.abs().max().item() for v in expected.values())
+    with torch.inference_mode():
+        for i in range(inputs["input_ids"].shape[0]):
+            out = model(**{k: v[i:i + 1] for k, v in inputs.items()})
+            for key, want in expected.items():
+                diff = (getattr(out, key)[0].float() - want[i].float()).abs().max().item()
+                assert diff <= 0.03 * scale, (key, i, diff)
+    assert calls and all(calls)
+
+
+@pytest.mark.parametrize("shape,hidden,heads", [((1, 16), 64, 4), ((2, 8), 128, 2),
+                                                ((3, 5), 96, 3)])
+def test_bfloat16_equals_the_modules_within_rounding(shape, hidden, heads, calls, monkeypatch):
+    """Against the same layers as torch bfloat16 ops: the same answer but for an ulp where the
+    order of a float32 sum differs before a rounding (then carried through the layers); both
+    as far from the float32 model."""
+    if not rows_kernel._amx:
+        pytest.skip("no AMX on this machine: bfloat16 runs the modules")
+    model = _bert(hidden, heads, layers=2).to(torch.bfloat16)
+    ids = torch.randint(1, 120, shape)
+    mask = torch.ones(shape, dtype=torch.long)
+    if shape[0] > 1:
+        mask[0, -2:] = 0
+        mask[1, :1] = 0
+    with torch.inference_mode():
+        fused = model(ids, attention_mask=mask).last_hidden_state.float()
+        assert calls == [True]
+        exact = model.float()(ids, attention_mask=mask).last_hidden_state
+        model.to(torch.bfloat16)
+        _modules_only(monkeypatch)
+        plain = model(ids, attention_mask=mask).last_hidden_state.float()
+    ulp = 2.0 ** -7 * exact.abs().clamp(min=1)
+    assert ((fused - plain).abs() <= 4 * ulp).float().mean() >= 0.99
+    assert (fused - exact).abs().max() <= 1.5 * (plain - exact).abs().max() + 1e-2
+
+
 def _bert(hidden=64, heads=4, layers=2, act="gelu", **kw) -> BertModel:
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=120, hidden_size=hidden, num_hidden_layers=layers,
@@ -160,7 +220,7 @@ def test_steps_aside_where_it_does_not_apply(calls):
     with torch.no_grad():
         model(ids[:, :8])                            # training
         model.eval()
-        model.to(torch.bfloat16)(ids[:, :8])         # bfloat16 (the AMX linears take it)
+        _bert(48, 4).to(torch.bfloat16)(ids[:, :8])  # bfloat16, hidden size not a multiple of 32
         tanh_gelu = _bert(act="gelu_new")
         for _ in range(2):                           # tanh GELU (the second call: cached "no")
             tanh_gelu(ids[:, :8])

@@ -93,7 +93,8 @@ class _StackPlan:
         h, inter = ws[0].shape[1] if ws else 0, ws[4].shape[0] if ws else 0
         shapes = [(h, h)] * 4 + [(inter, h), (h, inter)]
         if not ws or len(heads) != 1 or h % min(heads) \
-                or any(t.dtype != torch.float32 or not t.is_cpu or not t.is_contiguous()
+                or ws[0].dtype not in (torch.float32, torch.bfloat16) \
+                or any(t.dtype != ws[0].dtype or not t.is_cpu or not t.is_contiguous()
                        for t in self.tensors) \
                 or any(tuple(w.shape) != shapes[i % 6] for i, w in enumerate(ws)) \
                 or any(b is not None and tuple(b.shape) != (shapes[i % 6][0],)
@@ -115,10 +116,10 @@ def post_ln_stack(layers: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor | N
                   first_only: bool = False) -> torch.Tensor | None:
     """Post-LayerNorm encoder layers with exact GELU (BERT's, DistilBERT's; each layer says its
     parts with ``post_ln_parts()``) in one rows-kernel call, where it applies: inference on
-    float32 CPU input of up to 16 rows, plain linears (not LoRA-wrapped or quantized) and
+    float32 or bfloat16 CPU input of up to 16 rows, plain linears (not LoRA-wrapped or quantized) and
     LayerNorms. None otherwise: then run the layers. ``mask``: :func:`attention_mask_4d`'s key
     mask or None; ``first_only``: the last layer at the first position only (B, 1, H)."""
-    if x.dtype != torch.float32 or not few_rows(x):
+    if x.dtype not in (torch.float32, torch.bfloat16) or not few_rows(x):
         return None
     plan = _PLANS.get(layers)
     if plan is None or not plan.current():

@@ -402,6 +402,129 @@ int linear_bf16(const uint16_t *x, long M, long ldx, const uint16_t *w, long N, 
                 const uint16_t *b, uint16_t *y, long ldy, int nthreads) {
     return linear_bf16_n(x, M, ldx, 1, &w, &b, &N, K, y, ldy, nthreads);
 }
+// ---- the post-LayerNorm encoder layers in bfloat16 ---------------------------------------------
+// Linears on the AMX tiles (equal to F.linear); the rest computed in float32 from bfloat16 values
+// and rounded to bfloat16 (nearest even) where torch's bfloat16 ops round: after each linear,
+// the residual sum, GELU, each LayerNorm and the attention output (whose probabilities are
+// rounded before they weight v, as torch's CPU SDPA kernel does).
+static inline __m512 ldbf(const uint16_t *p, __mmask16 mk) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mk, p)), 16));
+}
+static inline void stbf(uint16_t *p, __mmask16 mk, __m512 v) {
+    _mm256_mask_storeu_epi16(p, mk, (__m256i)_mm512_cvtneps_pbh(v));
+}
+static inline float bf1(uint16_t v) { uint32_t u = (uint32_t)v << 16; float f; memcpy(&f, &u, 4); return f; }
+
+static void add_rows_bf16(uint16_t *y, long M, long H, const uint16_t *r, long ldr) {
+    for (long m = 0; m < M; m++)
+        for (long i = 0; i < H; i += 16) {
+            __mmask16 mk = tailmask(H - i);
+            stbf(y + m * H + i, mk, _mm512_add_ps(ldbf(y + m * H + i, mk), ldbf(r + m * ldr + i, mk)));
+        }
+}
+
+static void gelu_rows_bf16(uint16_t *y, long M, long N) {
+    for (long i = 0; i < M * N; i += 16) {
+        __mmask16 mk = tailmask(M * N - i);
+        stbf(y + i, mk, gelu16(ldbf(y + i, mk)));
+    }
+}
+
+static void layer_norm_rows_bf16(uint16_t *y, long M, long H, const uint16_t *g, const uint16_t *b, float eps) {
+    for (long m = 0; m < M; m++) {
+        uint16_t *p = y + m * H;
+        __m512 s = _mm512_setzero_ps();
+        for (long i = 0; i < H; i += 16) s = _mm512_add_ps(s, ldbf(p + i, tailmask(H - i)));
+        __m512 mean = _mm512_set1_ps(hsum(s) / H), v = _mm512_setzero_ps();
+        for (long i = 0; i < H; i += 16) {
+            __mmask16 mk = tailmask(H - i);
+            __m512 d = _mm512_maskz_sub_ps(mk, ldbf(p + i, mk), mean);
+            v = _mm512_fmadd_ps(d, d, v);
+        }
+        __m512 r = _mm512_set1_ps(1.0f / sqrtf(hsum(v) / H + eps));
+        for (long i = 0; i < H; i += 16) {
+            __mmask16 mk = tailmask(H - i);
+            __m512 d = _mm512_mul_ps(_mm512_sub_ps(ldbf(p + i, mk), mean), r);
+            if (g) d = _mm512_mul_ps(d, ldbf(g + i, mk));
+            if (b) d = _mm512_add_ps(d, ldbf(b + i, mk));
+            stbf(p + i, mk, d);
+        }
+    }
+}
+
+static void attention_rows_bf16(const uint16_t *qkv, long B, long T, long H, int nh,
+                                const unsigned char *keep, int first_only, uint16_t *ctx) {
+    long D = H / nh, ld = 3 * H, tq = first_only ? 1 : T;
+    float scale = 1.0f / sqrtf((float)D), s[ROWS_MAX];
+    for (long bi = 0; bi < B; bi++)
+        for (int h = 0; h < nh; h++)
+            for (long i = 0; i < tq; i++) {
+                const uint16_t *q = qkv + (bi * T + i) * ld + h * D;
+                float mx = -INFINITY, sum = 0.0f;
+                for (long j = 0; j < T; j++) {
+                    if (keep && !keep[bi * T + j]) { s[j] = -INFINITY; continue; }
+                    const uint16_t *k = qkv + (bi * T + j) * ld + H + h * D;
+                    __m512 a = _mm512_setzero_ps();
+                    for (long d = 0; d < D; d += 16) { __mmask16 mk = tailmask(D - d); a = _mm512_fmadd_ps(ldbf(q + d, mk), ldbf(k + d, mk), a); }
+                    s[j] = hsum(a) * scale;
+                    if (s[j] > mx) mx = s[j];
+                }
+                for (long j = 0; j < T; j++) {
+                    float e = mx == -INFINITY ? 0.0f : expf(s[j] - mx);
+                    sum += e;
+                    uint16_t r; stbf(&r, 1, _mm512_set1_ps(e)); s[j] = bf1(r);  // weights v in bfloat16
+                }
+                float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+                uint16_t *o = ctx + (bi * tq + i) * H + h * D;
+                for (long d = 0; d < D; d += 16) {
+                    __mmask16 mk = tailmask(D - d);
+                    __m512 a = _mm512_setzero_ps();
+                    for (long j = 0; j < T; j++)
+                        a = _mm512_fmadd_ps(_mm512_set1_ps(s[j]), ldbf(qkv + (bi * T + j) * ld + 2 * H + h * D + d, mk), a);
+                    stbf(o + d, mk, _mm512_mul_ps(a, _mm512_set1_ps(inv)));
+                }
+            }
+}
+
+static __thread uint16_t *scratch_bf;
+static __thread long scratch_bf_len;
+
+// As encoder_f32, in bfloat16 (weights, biases, LayerNorm parameters, x and y); H % 32 == 0 and
+// I % 32 == 0 (the tiles' depth).
+int encoder_bf16(const uint16_t *x, long B, long T, long H, int nh, long I, int L,
+                 const uint16_t *const *w, const uint16_t *const *bias, const uint16_t *const *ln,
+                 const float *eps, const unsigned char *keep, int first_only, uint16_t *y,
+                 int nthreads) {
+    long M = B * T;
+    if (M > ROWS_MAX || M < 1 || nh < 1 || H % nh || L < 1 || H % 32 || I % 32) return -1;
+    long layer_len = M * 3 * H + 2 * M * H + M * I, need = layer_len + 2 * M * H;
+    if (need > scratch_bf_len) {
+        free(scratch_bf);
+        scratch_bf = aligned_alloc(64, ((need * 2 + 63) / 64) * 64);
+        scratch_bf_len = scratch_bf ? need : 0;
+        if (!scratch_bf) return -1;
+    }
+    const uint16_t *cur = x;
+    for (int l = 0; l < L; l++) {
+        const uint16_t *const *wl = w + 6 * l, *const *bl = bias + 6 * l, *const *nl = ln + 4 * l;
+        int fo = first_only && l == L - 1;
+        long Mo = fo ? B : M, Ns[3] = {H, H, H};
+        uint16_t *out = l == L - 1 ? y : scratch_bf + layer_len + (l & 1) * M * H;
+        uint16_t *qkv = scratch_bf, *ctx = qkv + M * 3 * H, *h = ctx + Mo * H, *inter = h + Mo * H;
+        if (linear_bf16_n(cur, M, H, 3, wl, bl, Ns, H, qkv, 3 * H, nthreads)) return -1;
+        attention_rows_bf16(qkv, B, T, H, nh, keep, fo, ctx);
+        if (linear_bf16(ctx, Mo, H, wl[3], H, H, bl[3], h, H, nthreads)) return -1;
+        add_rows_bf16(h, Mo, H, cur, fo ? T * H : H);
+        layer_norm_rows_bf16(h, Mo, H, nl[0], nl[1], eps[2 * l]);
+        if (linear_bf16(h, Mo, H, wl[4], I, H, bl[4], inter, I, nthreads)) return -1;
+        gelu_rows_bf16(inter, Mo, I);
+        if (linear_bf16(inter, Mo, I, wl[5], H, I, bl[5], out, H, nthreads)) return -1;
+        add_rows_bf16(out, Mo, H, h, H);
+        layer_norm_rows_bf16(out, Mo, H, nl[2], nl[3], eps[2 * l + 1]);
+        cur = out;
+    }
+    return 0;
+}
 #else
 int has_amx(void) { return 0; }
 int amx_init(void) { return -1; }
@@ -410,4 +533,8 @@ int linear_bf16_n(const uint16_t *x, long M, long ldx, int count, const uint16_t
                   int nthreads) { return -1; }
 int linear_bf16(const uint16_t *x, long M, long ldx, const uint16_t *w, long N, long K,
                 const uint16_t *b, uint16_t *y, long ldy, int nthreads) { return -1; }
+int encoder_bf16(const uint16_t *x, long B, long T, long H, int nh, long I, int L,
+                 const uint16_t *const *w, const uint16_t *const *bias, const uint16_t *const *ln,
+                 const float *eps, const unsigned char *keep, int first_only, uint16_t *y,
+                 int nthreads) { return -1; }
 #endif

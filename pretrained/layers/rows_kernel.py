@@ -101,8 +101,9 @@ def _build() -> ctypes.CDLL | bool:
         fn = getattr(lib, name + "_n")
         fn.argtypes = [p, n, n, i, p, p, p, n, p, n, i] + extra
         fn.restype = i
-    lib.encoder_f32.argtypes = [p, n, n, n, i, n, i, p, p, p, p, p, i, p, i]
-    lib.encoder_f32.restype = i
+    for name in ("encoder_f32", "encoder_bf16"):
+        getattr(lib, name).argtypes = [p, n, n, n, i, n, i, p, p, p, p, p, i, p, i]
+        getattr(lib, name).restype = i
     global _amx
     _amx = bool(lib.has_amx()) and lib.amx_init() == 0
     return lib
@@ -290,13 +291,15 @@ class EncoderWeights:
     per layer q, k, v, o, up, down weights and biases (None: no bias), the two LayerNorms' weight
     and bias (None: 1 / 0) and eps. Keep the tensors alive as long as this is used."""
 
-    __slots__ = ("layers", "hidden", "inter", "heads", "w", "b", "ln", "eps")
+    __slots__ = ("layers", "hidden", "inter", "heads", "w", "b", "ln", "eps", "dtype")
 
     def __init__(self, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None],
                  norms: Sequence[torch.Tensor | None], eps: Sequence[float], heads: int) -> None:
-        ptrs = lambda vs: (ctypes.c_void_p * len(vs))(*(None if v is None else v.data_ptr() for v in vs))  # noqa: E731
+        ptrs = lambda vs: (ctypes.c_void_p * len(vs))(  # noqa: E731
+            *(None if v is None else v.data_ptr() for v in vs))
         self.layers, self.heads = len(weights) // 6, heads
         self.inter, self.hidden = weights[4].shape
+        self.dtype = weights[0].dtype
         self.w, self.b, self.ln = ptrs(weights), ptrs(biases), ptrs(norms)
         self.eps = (ctypes.c_float * len(eps))(*eps)
 
@@ -304,13 +307,18 @@ class EncoderWeights:
 def encoder_stack(x: torch.Tensor, weights: EncoderWeights, keep: torch.Tensor | None,
                   first_only: bool = False) -> torch.Tensor | None:
     """Post-LayerNorm encoder layers (BERT's: ``h = LN1(x + O·attn(x))``, ``LN2(h + Down·gelu(Up·h))``,
-    exact GELU) on float32 ``x`` (B, T, H) of at most :data:`ROWS_MAX` rows, all in one C call.
+    exact GELU) on ``x`` (B, T, H) of at most :data:`ROWS_MAX` rows, all in one C call: float32
+    (AVX-512), or bfloat16 (AMX; rounded to bfloat16 where torch's bfloat16 ops round; needs H
+    and the intermediate size multiples of 32).
 
     ``keep``: None or a bool mask (B, 1, 1, T), True where a key may be attended to.
     ``first_only``: the last layer at each sequence's first position only, (B, 1, H). None where it
     does not apply (the caller checks the weights; this checks ``x``, the mask and the machine)."""
-    if x.dtype != torch.float32 or x.dim() != 3 or not x.is_contiguous() or not few_rows(x) \
+    if x.dtype != weights.dtype or x.dim() != 3 or not x.is_contiguous() or not few_rows(x) \
             or x.shape[-1] != weights.hidden or torch.compiler.is_compiling() or not available():
+        return None
+    f32 = x.dtype == torch.float32
+    if not f32 and (not _amx or weights.hidden % 32 or weights.inter % 32):
         return None
     b, t, h = x.shape
     if keep is not None:
@@ -318,9 +326,9 @@ def encoder_stack(x: torch.Tensor, weights: EncoderWeights, keep: torch.Tensor |
             return None
         keep = keep.reshape(b, t).contiguous()
     y = x.new_empty((b, 1 if first_only else t, h))
-    if _lib.encoder_f32(x.data_ptr(), b, t, h, weights.heads, weights.inter, weights.layers,
-                        weights.w, weights.b, weights.ln, weights.eps,
-                        None if keep is None else keep.data_ptr(), int(first_only), y.data_ptr(),
-                        torch.get_num_threads()):
+    run = _lib.encoder_f32 if f32 else _lib.encoder_bf16
+    if run(x.data_ptr(), b, t, h, weights.heads, weights.inter, weights.layers, weights.w,
+           weights.b, weights.ln, weights.eps, None if keep is None else keep.data_ptr(),
+           int(first_only), y.data_ptr(), torch.get_num_threads()):
         return None
     return y
