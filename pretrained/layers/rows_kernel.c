@@ -194,15 +194,6 @@ int linear_f32(const float *x, long M, long ldx, const float *w, long N, long K,
 static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 static inline __mmask16 tailmask(long r) { return (__mmask16)(r >= 16 ? 0xffff : (1u << r) - 1); }
 
-static float dot(const float *a, const float *b, long n) {
-    __m512 s = _mm512_setzero_ps();
-    for (long i = 0; i < n; i += 16) {
-        __mmask16 mk = tailmask(n - i);
-        s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, a + i), _mm512_maskz_loadu_ps(mk, b + i), s);
-    }
-    return hsum(s);
-}
-
 // y = (y - mean) / sqrt(var + eps) * g + b over each row of H (biased variance, as torch)
 static void layer_norm_rows(float *y, long M, long H, const float *g, const float *b, float eps) {
     for (long m = 0; m < M; m++) {
@@ -226,33 +217,55 @@ static void layer_norm_rows(float *y, long M, long H, const float *g, const floa
     }
 }
 
-// softmax(q k^T / sqrt(D) where keep) v per sequence and head; qkv rows are [q | k | v] (3H wide).
-// Queries: every position, or (first_only) position 0 of each sequence. A query with no key to
-// attend to gets zeros, as SDPA gives.
+// Attention over at most 16 keys: the scores of one query for all keys are one vector.
+// kt: the head's keys transposed (D x 16, zero past T), so a score vector is D broadcast FMAs.
+// p: exp(s - max) per key (0 where masked); returns 1 / their sum, 0 when no key may be
+// attended to (that query's output is zeros, as SDPA gives).
+static inline float softmax_keys(__m512 s, __mmask16 valid, float *p) {
+    if (!valid) { _mm512_storeu_ps(p, _mm512_setzero_ps()); return 0.0f; }
+    s = _mm512_mask_blend_ps(valid, _mm512_set1_ps(-INFINITY), s);
+    __m512 e = _mm512_maskz_mov_ps(valid, exp_neg(_mm512_sub_ps(s, _mm512_set1_ps(_mm512_mask_reduce_max_ps(valid, s)))));
+    _mm512_storeu_ps(p, e);
+    return 1.0f / hsum(e);
+}
+
+static inline __mmask16 key_mask(const unsigned char *keep, long T) {
+    __mmask16 valid = tailmask(T);
+    if (keep)
+        for (long j = 0; j < T; j++)
+            if (!keep[j]) valid &= (__mmask16)~(1u << j);
+    return valid;
+}
+
+// softmax(q k^T / sqrt(D) where keep) v per sequence and head, heads across the threads; qkv
+// rows are [q | k | v] (3H wide). Queries: every position, or (first_only) each sequence's first.
 static void attention_rows(const float *qkv, long B, long T, long H, int nh, const unsigned char *keep,
-                           int first_only, float *ctx) {
+                           int first_only, float *ctx, int nthreads) {
     long D = H / nh, ld = 3 * H, tq = first_only ? 1 : T;
-    float scale = 1.0f / sqrtf((float)D), s[ROWS_MAX];
+    float scale = 1.0f / sqrtf((float)D);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
     for (long bi = 0; bi < B; bi++)
-        for (int h = 0; h < nh; h++)
+        for (int h = 0; h < nh; h++) {
+            float kt[D * 16], p[16];
+            const float *base = qkv + bi * T * ld + h * D;
+            for (long d = 0; d < D; d++)
+                for (long j = 0; j < 16; j++) kt[d * 16 + j] = j < T ? base[j * ld + H + d] : 0.0f;
+            __mmask16 valid = key_mask(keep ? keep + bi * T : NULL, T);
             for (long i = 0; i < tq; i++) {
-                const float *q = qkv + (bi * T + i) * ld + h * D;
-                float mx = -INFINITY, sum = 0.0f;
-                for (long j = 0; j < T; j++) {
-                    s[j] = keep && !keep[bi * T + j] ? -INFINITY : dot(q, qkv + (bi * T + j) * ld + H + h * D, D) * scale;
-                    if (s[j] > mx) mx = s[j];
-                }
-                for (long j = 0; j < T; j++) { s[j] = mx == -INFINITY ? 0.0f : expf(s[j] - mx); sum += s[j]; }
-                float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+                const float *q = base + i * ld;
+                __m512 sv = _mm512_setzero_ps();
+                for (long d = 0; d < D; d++) sv = _mm512_fmadd_ps(_mm512_set1_ps(q[d]), _mm512_loadu_ps(kt + d * 16), sv);
+                float inv = softmax_keys(_mm512_mul_ps(sv, _mm512_set1_ps(scale)), valid, p);
                 float *o = ctx + (bi * tq + i) * H + h * D;
                 for (long d = 0; d < D; d += 16) {
                     __mmask16 mk = tailmask(D - d);
                     __m512 a = _mm512_setzero_ps();
                     for (long j = 0; j < T; j++)
-                        a = _mm512_fmadd_ps(_mm512_set1_ps(s[j]), _mm512_maskz_loadu_ps(mk, qkv + (bi * T + j) * ld + 2 * H + h * D + d), a);
+                        a = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(mk, base + j * ld + 2 * H + d), a);
                     _mm512_mask_storeu_ps(o + d, mk, _mm512_mul_ps(a, _mm512_set1_ps(inv)));
                 }
             }
+        }
 }
 
 // One layer: x (M = B x T rows) -> y (Mo rows: M, or B with first_only); buf: scratch.
@@ -263,7 +276,7 @@ static void encoder_layer(const float *x, long B, long T, long H, int nh, long I
     long M = B * T, Mo = first_only ? B : M, Ns[3] = {H, H, H};
     float *qkv = buf, *ctx = qkv + M * 3 * H, *h = ctx + Mo * H, *inter = h + Mo * H;
     linear_f32_n(x, M, H, 3, w, bias, Ns, H, qkv, 3 * H, nthreads, 0, NULL, 0);
-    attention_rows(qkv, B, T, H, nh, keep, first_only, ctx);
+    attention_rows(qkv, B, T, H, nh, keep, first_only, ctx, nthreads);
     // + x: every row, or each sequence's first (rows T * H apart)
     linear_f32(ctx, Mo, H, w[3], H, H, bias[3], h, H, nthreads, 0, x, first_only ? T * H : H);
     layer_norm_rows(h, Mo, H, ln[0], ln[1], eps[0]);
@@ -453,37 +466,35 @@ static void layer_norm_rows_bf16(uint16_t *y, long M, long H, const uint16_t *g,
 }
 
 static void attention_rows_bf16(const uint16_t *qkv, long B, long T, long H, int nh,
-                                const unsigned char *keep, int first_only, uint16_t *ctx) {
+                                const unsigned char *keep, int first_only, uint16_t *ctx, int nthreads) {
     long D = H / nh, ld = 3 * H, tq = first_only ? 1 : T;
-    float scale = 1.0f / sqrtf((float)D), s[ROWS_MAX];
+    float scale = 1.0f / sqrtf((float)D);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
     for (long bi = 0; bi < B; bi++)
-        for (int h = 0; h < nh; h++)
+        for (int h = 0; h < nh; h++) {
+            float kt[D * 16], p[16];
+            const uint16_t *base = qkv + bi * T * ld + h * D;
+            for (long d = 0; d < D; d++)
+                for (long j = 0; j < 16; j++) kt[d * 16 + j] = j < T ? bf1(base[j * ld + H + d]) : 0.0f;
+            __mmask16 valid = key_mask(keep ? keep + bi * T : NULL, T);
             for (long i = 0; i < tq; i++) {
-                const uint16_t *q = qkv + (bi * T + i) * ld + h * D;
-                float mx = -INFINITY, sum = 0.0f;
-                for (long j = 0; j < T; j++) {
-                    if (keep && !keep[bi * T + j]) { s[j] = -INFINITY; continue; }
-                    const uint16_t *k = qkv + (bi * T + j) * ld + H + h * D;
-                    __m512 a = _mm512_setzero_ps();
-                    for (long d = 0; d < D; d += 16) { __mmask16 mk = tailmask(D - d); a = _mm512_fmadd_ps(ldbf(q + d, mk), ldbf(k + d, mk), a); }
-                    s[j] = hsum(a) * scale;
-                    if (s[j] > mx) mx = s[j];
-                }
-                for (long j = 0; j < T; j++) {
-                    float e = mx == -INFINITY ? 0.0f : expf(s[j] - mx);
-                    sum += e;
-                    uint16_t r; stbf(&r, 1, _mm512_set1_ps(e)); s[j] = bf1(r);  // weights v in bfloat16
-                }
-                float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+                const uint16_t *q = base + i * ld;
+                __m512 sv = _mm512_setzero_ps();
+                for (long d = 0; d < D; d++) sv = _mm512_fmadd_ps(_mm512_set1_ps(bf1(q[d])), _mm512_loadu_ps(kt + d * 16), sv);
+                float inv = softmax_keys(_mm512_mul_ps(sv, _mm512_set1_ps(scale)), valid, p);
+                // the weights of v in bfloat16, as torch's kernel rounds them
+                uint16_t pb[16];
+                stbf(pb, 0xffff, _mm512_loadu_ps(p));
                 uint16_t *o = ctx + (bi * tq + i) * H + h * D;
                 for (long d = 0; d < D; d += 16) {
                     __mmask16 mk = tailmask(D - d);
                     __m512 a = _mm512_setzero_ps();
                     for (long j = 0; j < T; j++)
-                        a = _mm512_fmadd_ps(_mm512_set1_ps(s[j]), ldbf(qkv + (bi * T + j) * ld + 2 * H + h * D + d, mk), a);
+                        a = _mm512_fmadd_ps(_mm512_set1_ps(bf1(pb[j])), ldbf(base + j * ld + 2 * H + d, mk), a);
                     stbf(o + d, mk, _mm512_mul_ps(a, _mm512_set1_ps(inv)));
                 }
             }
+        }
 }
 
 static __thread uint16_t *scratch_bf;
@@ -512,7 +523,7 @@ int encoder_bf16(const uint16_t *x, long B, long T, long H, int nh, long I, int 
         uint16_t *out = l == L - 1 ? y : scratch_bf + layer_len + (l & 1) * M * H;
         uint16_t *qkv = scratch_bf, *ctx = qkv + M * 3 * H, *h = ctx + Mo * H, *inter = h + Mo * H;
         if (linear_bf16_n(cur, M, H, 3, wl, bl, Ns, H, qkv, 3 * H, nthreads)) return -1;
-        attention_rows_bf16(qkv, B, T, H, nh, keep, fo, ctx);
+        attention_rows_bf16(qkv, B, T, H, nh, keep, fo, ctx, nthreads);
         if (linear_bf16(ctx, Mo, H, wl[3], H, H, bl[3], h, H, nthreads)) return -1;
         add_rows_bf16(h, Mo, H, cur, fo ? T * H : H);
         layer_norm_rows_bf16(h, Mo, H, nl[0], nl[1], eps[2 * l]);

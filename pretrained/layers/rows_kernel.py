@@ -6,7 +6,9 @@ the kernels read ``nn.Linear``'s own weight once, in order, and keep no second c
 runs on AVX-512 (a dot product per output; sums in another order than BLAS's, ~1e-6 apart; the
 exact GELU and a residual sum can run in its last step); bfloat16 on AMX tiles (equal to F.linear
 bit for bit in the tests). :func:`rows_linear_many` runs several weights of one input (q/k/v) in
-one call. The library is built with the system C compiler (``cc -O3 -march=native -fopenmp``,
+one call; :func:`encoder_stack` runs all post-LayerNorm layers of a BERT-style encoder in one
+call (at a few rows the ~15 torch ops per layer around the linears cost more than their math).
+The library is built with the system C compiler (``cc -O3 -march=native -fopenmp``,
 about a second; ``setup.sh`` does it, else the first call) into ``~/.cache/pretrained/kernels/``
 (``$PRETRAINED_CACHE/../kernels`` when set), keyed by the source, the compiler and the CPU's
 flags, and loaded with ctypes. Where they cannot be used (no AVX-512 or AMX, no compiler, not
