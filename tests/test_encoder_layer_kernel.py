@@ -231,14 +231,21 @@ def test_steps_aside_where_it_does_not_apply(calls):
     assert calls and all(calls)
 
 
-def test_lora_wrapped_projections_run_the_modules(calls):
+def test_lora_wrapped_projections_run_the_modules_until_merged(calls):
     from pretrained.peft import LoraConfig, get_peft_model
 
+    ids = torch.randint(1, 120, (1, 8))
     model = get_peft_model(_bert(), LoraConfig(r=2, target_modules=["query", "value"]))
     model.eval()
-    with torch.inference_mode():
-        model(torch.randint(1, 120, (1, 8)))
-    assert not any(calls)
+    with torch.no_grad():
+        for lora in (m for n, m in model.named_modules() if n.endswith("lora_B")):
+            lora.weight.normal_()                # a non-zero adapter
+        wrapped = model(ids).last_hidden_state
+        assert not any(calls)
+        merged = model.merge_and_unload()
+        again = merged(ids).last_hidden_state
+    assert calls == [True]
+    assert (again - wrapped).abs().max() <= 1e-5
 
 
 def test_thread_count_does_not_change_the_result():

@@ -69,13 +69,9 @@ class _StackPlan:
             if parts is None:
                 return
             linears, norms, num_heads = parts
-            if any(type(m) is not PackedLinear and type(m) is not nn.Linear for m in linears) \
-                    or any(type(n) is not nn.LayerNorm or len(n.normalized_shape) != 1
-                           for n in norms):
-                return
             paths = {id(m): name for name, m in layer.named_modules()}
             seen = set()
-            for leaf in (*linears, *norms):
+            for leaf in (*linears, *norms):   # recorded first: a "no" must also notice changes
                 mod = layer
                 for part in paths[id(leaf)].split("."):
                     if (id(mod), part) not in seen:
@@ -84,6 +80,10 @@ class _StackPlan:
                     mod = mod._modules[part]
                 for name in ("weight", "bias"):
                     self.links.append((leaf._parameters, name, leaf._parameters.get(name)))
+            if any(type(m) is not PackedLinear and type(m) is not nn.Linear for m in linears) \
+                    or any(type(n) is not nn.LayerNorm or len(n.normalized_shape) != 1
+                           for n in norms):
+                return   # LoRA-wrapped, quantized, ...: the modules run
             ws += [m.weight for m in linears]
             bs += [m.bias for m in linears]
             ns += [norms[0].weight, norms[0].bias, norms[1].weight, norms[1].bias]
@@ -116,8 +116,8 @@ def post_ln_stack(layers: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor | N
                   first_only: bool = False) -> torch.Tensor | None:
     """Post-LayerNorm encoder layers with exact GELU (BERT's, DistilBERT's; each layer says its
     parts with ``post_ln_parts()``) in one rows-kernel call, where it applies: inference on
-    float32 or bfloat16 CPU input of up to 16 rows, plain linears (not LoRA-wrapped or quantized) and
-    LayerNorms. None otherwise: then run the layers. ``mask``: :func:`attention_mask_4d`'s key
+    float32 or bfloat16 CPU input of up to 16 rows, plain linears (not LoRA-wrapped or
+    quantized) and LayerNorms. None otherwise: then run the layers. ``mask``: :func:`attention_mask_4d`'s key
     mask or None; ``first_only``: the last layer at the first position only (B, 1, H)."""
     if x.dtype not in (torch.float32, torch.bfloat16) or not few_rows(x):
         return None
