@@ -311,3 +311,15 @@ def test_models_copy_and_pickle_with_a_plan_built(tmp_path):
         assert torch.equal(twin(ids).last_hidden_state, want)
         back = pickle.loads(pickle.dumps(twin))
         assert torch.equal(back(ids).last_hidden_state, want)
+
+
+def test_without_the_kernel_the_layers_run_as_modules(calls, monkeypatch):
+    """No C library (no compiler, PRETRAINED_NO_KERNELS=1): the stack declines, same numbers."""
+    model = _bert()
+    ids = torch.randint(1, 120, (1, 10))
+    with torch.inference_mode():
+        fused = model(ids).last_hidden_state
+        monkeypatch.setattr(rows_kernel, "_lib", False)
+        plain = model(ids).last_hidden_state
+    assert calls == [True, False]
+    assert (fused - plain).abs().max() <= 1e-5

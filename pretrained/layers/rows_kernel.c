@@ -1,4 +1,5 @@
-// Linear layers on a few rows (M <= 16): y[m, n] = sum_k x[m, k] * w[n, k] + b[n].
+// Linear layers on a few rows (M <= 16): y[m, n] = sum_k x[m, k] * w[n, k] + b[n]; and whole
+// post-LayerNorm encoder stacks (BERT's) on them, all layers in one call (encoder_f32/_bf16).
 //
 // Built by rows_kernel.py (cc -O3 -march=native -fopenmp, at setup or first use), called via ctypes.
 // Why: at a handful of rows a linear layer is bound by streaming its weight from memory, and the
