@@ -240,8 +240,9 @@ static inline __mmask16 key_mask(const unsigned char *keep, long T) {
 
 // softmax(q k^T / sqrt(D) where keep) v per sequence and head, heads across the threads; qkv
 // rows are [q | k | v] (3H wide). Queries: every position, or (first_only) each sequence's first.
+// round_p: the weights of v rounded to bfloat16 first, as torch's CPU SDPA kernel does in bfloat16.
 static void attention_rows(const float *qkv, long B, long T, long H, int nh, const unsigned char *keep,
-                           int first_only, float *ctx, int nthreads) {
+                           int first_only, int round_p, float *ctx, int nthreads) {
     long D = H / nh, ld = 3 * H, tq = first_only ? 1 : T;
     float scale = 1.0f / sqrtf((float)D);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
@@ -257,6 +258,12 @@ static void attention_rows(const float *qkv, long B, long T, long H, int nh, con
                 __m512 sv = _mm512_setzero_ps();
                 for (long d = 0; d < D; d++) sv = _mm512_fmadd_ps(_mm512_set1_ps(q[d]), _mm512_loadu_ps(kt + d * 16), sv);
                 float inv = softmax_keys(_mm512_mul_ps(sv, _mm512_set1_ps(scale)), valid, p);
+                if (round_p) {  // to nearest even (p is finite, in [0, 1])
+                    __m512i u = _mm512_castps_si512(_mm512_loadu_ps(p));
+                    u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                                             _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+                    _mm512_storeu_ps(p, _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32((int)0xffff0000u))));
+                }
                 float *o = ctx + (bi * tq + i) * H + h * D;
                 for (long d = 0; d < D; d += 16) {
                     __mmask16 mk = tailmask(D - d);
@@ -277,7 +284,7 @@ static void encoder_layer(const float *x, long B, long T, long H, int nh, long I
     long M = B * T, Mo = first_only ? B : M, Ns[3] = {H, H, H};
     float *qkv = buf, *ctx = qkv + M * 3 * H, *h = ctx + Mo * H, *inter = h + Mo * H;
     linear_f32_n(x, M, H, 3, w, bias, Ns, H, qkv, 3 * H, nthreads, 0, NULL, 0);
-    attention_rows(qkv, B, T, H, nh, keep, first_only, ctx, nthreads);
+    attention_rows(qkv, B, T, H, nh, keep, first_only, 0, ctx, nthreads);
     // + x: every row, or each sequence's first (rows T * H apart)
     linear_f32(ctx, Mo, H, w[3], H, H, bias[3], h, H, nthreads, 0, x, first_only ? T * H : H);
     layer_norm_rows(h, Mo, H, ln[0], ln[1], eps[0]);
@@ -289,6 +296,14 @@ static void encoder_layer(const float *x, long B, long T, long H, int nh, long I
 // Scratch per calling thread, kept between calls (a malloc of this size would map fresh pages).
 static __thread float *scratch;
 static __thread long scratch_len;
+static float *scratch_floats(long need) {
+    if (need > scratch_len) {
+        free(scratch);
+        scratch = aligned_alloc(64, ((need * 4 + 63) / 64) * 64);
+        scratch_len = scratch ? need : 0;
+    }
+    return scratch;
+}
 
 // L layers in turn. Per layer l: w[6l..6l+5], bias[6l..]: q, k, v, o, up, down (a NULL bias is
 // zero); ln[4l..]: gamma1, beta1, gamma2, beta2 (NULL: 1 and 0); eps[2l], eps[2l+1].
@@ -301,13 +316,8 @@ int encoder_f32(const float *x, long B, long T, long H, int nh, long I, int L,
                 int nthreads) {
     long M = B * T;
     if (M > ROWS_MAX || M < 1 || nh < 1 || H % nh || L < 1) return -1;
-    long layer_len = M * 3 * H + 2 * M * H + M * I, need = layer_len + 2 * M * H;
-    if (need > scratch_len) {
-        free(scratch);
-        scratch = aligned_alloc(64, ((need * 4 + 63) / 64) * 64);
-        scratch_len = scratch ? need : 0;
-        if (!scratch) return -1;
-    }
+    long layer_len = M * 3 * H + 2 * M * H + M * I;
+    if (!scratch_floats(layer_len + 2 * M * H)) return -1;
     const float *cur = x;
     for (int l = 0; l < L; l++) {
         float *out = l == L - 1 ? y : scratch + layer_len + (l & 1) * M * H;
@@ -417,92 +427,41 @@ int linear_bf16(const uint16_t *x, long M, long ldx, const uint16_t *w, long N, 
     return linear_bf16_n(x, M, ldx, 1, &w, &b, &N, K, y, ldy, nthreads);
 }
 // ---- the post-LayerNorm encoder layers in bfloat16 ---------------------------------------------
-// Linears on the AMX tiles (equal to F.linear); the rest computed in float32 from bfloat16 values
-// and rounded to bfloat16 (nearest even) where torch's bfloat16 ops round: after each linear,
-// the residual sum, GELU, each LayerNorm and the attention output (whose probabilities are
-// rounded before they weight v, as torch's CPU SDPA kernel does).
 static inline __m512 ldbf(const uint16_t *p, __mmask16 mk) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mk, p)), 16));
 }
 static inline void stbf(uint16_t *p, __mmask16 mk, __m512 v) {
     _mm256_mask_storeu_epi16(p, mk, (__m256i)_mm512_cvtneps_pbh(v));
 }
-static inline float bf1(uint16_t v) { uint32_t u = (uint32_t)v << 16; float f; memcpy(&f, &u, 4); return f; }
 
-static void add_rows_bf16(uint16_t *y, long M, long H, const uint16_t *r, long ldr) {
+static void to_f32(const uint16_t *src, long n, float *dst) {
+    for (long i = 0; i < n; i += 16) _mm512_mask_storeu_ps(dst + i, tailmask(n - i), ldbf(src + i, tailmask(n - i)));
+}
+static void to_bf16(const float *src, long n, uint16_t *dst) {
+    for (long i = 0; i < n; i += 16) stbf(dst + i, tailmask(n - i), _mm512_maskz_loadu_ps(tailmask(n - i), src + i));
+}
+
+// y (bfloat16, M x H) <- LN(bf16(y + r)): torch rounds the sum, then normalises in float32
+// (gamma and beta, bfloat16, already widened into g and b) and rounds the result.
+static void add_norm_bf16(uint16_t *y, long M, long H, const uint16_t *r, long ldr, const float *g,
+                          const float *b, float eps, float *f) {
     for (long m = 0; m < M; m++)
         for (long i = 0; i < H; i += 16) {
             __mmask16 mk = tailmask(H - i);
             stbf(y + m * H + i, mk, _mm512_add_ps(ldbf(y + m * H + i, mk), ldbf(r + m * ldr + i, mk)));
         }
-}
-
-static void gelu_rows_bf16(uint16_t *y, long M, long N) {
-    for (long i = 0; i < M * N; i += 16) {
-        __mmask16 mk = tailmask(M * N - i);
-        stbf(y + i, mk, gelu16(ldbf(y + i, mk)));
-    }
-}
-
-static void layer_norm_rows_bf16(uint16_t *y, long M, long H, const uint16_t *g, const uint16_t *b, float eps) {
-    for (long m = 0; m < M; m++) {
-        uint16_t *p = y + m * H;
-        __m512 s = _mm512_setzero_ps();
-        for (long i = 0; i < H; i += 16) s = _mm512_add_ps(s, ldbf(p + i, tailmask(H - i)));
-        __m512 mean = _mm512_set1_ps(hsum(s) / H), v = _mm512_setzero_ps();
-        for (long i = 0; i < H; i += 16) {
-            __mmask16 mk = tailmask(H - i);
-            __m512 d = _mm512_maskz_sub_ps(mk, ldbf(p + i, mk), mean);
-            v = _mm512_fmadd_ps(d, d, v);
-        }
-        __m512 r = _mm512_set1_ps(1.0f / sqrtf(hsum(v) / H + eps));
-        for (long i = 0; i < H; i += 16) {
-            __mmask16 mk = tailmask(H - i);
-            __m512 d = _mm512_mul_ps(_mm512_sub_ps(ldbf(p + i, mk), mean), r);
-            if (g) d = _mm512_mul_ps(d, ldbf(g + i, mk));
-            if (b) d = _mm512_add_ps(d, ldbf(b + i, mk));
-            stbf(p + i, mk, d);
-        }
-    }
-}
-
-static void attention_rows_bf16(const uint16_t *qkv, long B, long T, long H, int nh,
-                                const unsigned char *keep, int first_only, uint16_t *ctx, int nthreads) {
-    long D = H / nh, ld = 3 * H, tq = first_only ? 1 : T;
-    float scale = 1.0f / sqrtf((float)D);
-#pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
-    for (long bi = 0; bi < B; bi++)
-        for (int h = 0; h < nh; h++) {
-            float kt[D * 16], p[16];
-            const uint16_t *base = qkv + bi * T * ld + h * D;
-            for (long d = 0; d < D; d++)
-                for (long j = 0; j < 16; j++) kt[d * 16 + j] = j < T ? bf1(base[j * ld + H + d]) : 0.0f;
-            __mmask16 valid = key_mask(keep ? keep + bi * T : NULL, T);
-            for (long i = 0; i < tq; i++) {
-                const uint16_t *q = base + i * ld;
-                __m512 sv = _mm512_setzero_ps();
-                for (long d = 0; d < D; d++) sv = _mm512_fmadd_ps(_mm512_set1_ps(bf1(q[d])), _mm512_loadu_ps(kt + d * 16), sv);
-                float inv = softmax_keys(_mm512_mul_ps(sv, _mm512_set1_ps(scale)), valid, p);
-                // the weights of v in bfloat16, as torch's kernel rounds them
-                uint16_t pb[16];
-                stbf(pb, 0xffff, _mm512_loadu_ps(p));
-                uint16_t *o = ctx + (bi * tq + i) * H + h * D;
-                for (long d = 0; d < D; d += 16) {
-                    __mmask16 mk = tailmask(D - d);
-                    __m512 a = _mm512_setzero_ps();
-                    for (long j = 0; j < T; j++)
-                        a = _mm512_fmadd_ps(_mm512_set1_ps(bf1(pb[j])), ldbf(base + j * ld + 2 * H + d, mk), a);
-                    stbf(o + d, mk, _mm512_mul_ps(a, _mm512_set1_ps(inv)));
-                }
-            }
-        }
+    to_f32(y, M * H, f);
+    layer_norm_rows(f, M, H, g, b, eps);
+    to_bf16(f, M * H, y);
 }
 
 static __thread uint16_t *scratch_bf;
 static __thread long scratch_bf_len;
 
 // As encoder_f32, in bfloat16 (weights, biases, LayerNorm parameters, x and y); H % 32 == 0 and
-// I % 32 == 0 (the tiles' depth).
+// I % 32 == 0 (the tiles' depth). The linears run on the AMX tiles (equal to F.linear); the rest
+// in float32 from bfloat16 values, rounded to bfloat16 where torch's bfloat16 ops round: each
+// linear's output, the attention output, the residual sums, GELU and the LayerNorms.
 int encoder_bf16(const uint16_t *x, long B, long T, long H, int nh, long I, int L,
                  const uint16_t *const *w, const uint16_t *const *bias, const uint16_t *const *ln,
                  const float *eps, const unsigned char *keep, int first_only, uint16_t *y,
@@ -516,6 +475,10 @@ int encoder_bf16(const uint16_t *x, long B, long T, long H, int nh, long I, int 
         scratch_bf_len = scratch_bf ? need : 0;
         if (!scratch_bf) return -1;
     }
+    // float32 copies: qkv, the attention output, a row block for the norms and GELU, 4 x gamma/beta
+    float *f = scratch_floats(M * 3 * H + M * H + M * (I > H ? I : H) + 4 * H);
+    if (!f) return -1;
+    float *qf = f, *cf = qf + M * 3 * H, *rows = cf + M * H, *gb = rows + M * (I > H ? I : H);
     const uint16_t *cur = x;
     for (int l = 0; l < L; l++) {
         const uint16_t *const *wl = w + 6 * l, *const *bl = bias + 6 * l, *const *nl = ln + 4 * l;
@@ -523,16 +486,22 @@ int encoder_bf16(const uint16_t *x, long B, long T, long H, int nh, long I, int 
         long Mo = fo ? B : M, Ns[3] = {H, H, H};
         uint16_t *out = l == L - 1 ? y : scratch_bf + layer_len + (l & 1) * M * H;
         uint16_t *qkv = scratch_bf, *ctx = qkv + M * 3 * H, *h = ctx + Mo * H, *inter = h + Mo * H;
+        for (int j = 0; j < 4; j++) {   // gamma1, beta1, gamma2, beta2 (NULL: 1 and 0)
+            if (nl[j]) to_f32(nl[j], H, gb + j * H);
+            else for (long i = 0; i < H; i++) gb[j * H + i] = j % 2 ? 0.0f : 1.0f;
+        }
         if (linear_bf16_n(cur, M, H, 3, wl, bl, Ns, H, qkv, 3 * H, nthreads)) return -1;
-        attention_rows_bf16(qkv, B, T, H, nh, keep, fo, ctx, nthreads);
+        to_f32(qkv, M * 3 * H, qf);
+        attention_rows(qf, B, T, H, nh, keep, fo, 1, cf, nthreads);
+        to_bf16(cf, Mo * H, ctx);
         if (linear_bf16(ctx, Mo, H, wl[3], H, H, bl[3], h, H, nthreads)) return -1;
-        add_rows_bf16(h, Mo, H, cur, fo ? T * H : H);
-        layer_norm_rows_bf16(h, Mo, H, nl[0], nl[1], eps[2 * l]);
+        add_norm_bf16(h, Mo, H, cur, fo ? T * H : H, gb, gb + H, eps[2 * l], rows);
         if (linear_bf16(h, Mo, H, wl[4], I, H, bl[4], inter, I, nthreads)) return -1;
-        gelu_rows_bf16(inter, Mo, I);
+        to_f32(inter, Mo * I, rows);
+        gelu_rows(rows, Mo, I, 0, I);
+        to_bf16(rows, Mo * I, inter);
         if (linear_bf16(inter, Mo, I, wl[5], H, I, bl[5], out, H, nthreads)) return -1;
-        add_rows_bf16(out, Mo, H, h, H);
-        layer_norm_rows_bf16(out, Mo, H, nl[2], nl[3], eps[2 * l + 1]);
+        add_norm_bf16(out, Mo, H, h, H, gb + 2 * H, gb + 3 * H, eps[2 * l + 1], rows);
         cur = out;
     }
     return 0;
