@@ -134,11 +134,7 @@ def test_bfloat16_equals_the_modules_within_rounding(shape, hidden, heads, calls
     if not rows_kernel._amx:
         pytest.skip("no AMX on this machine: bfloat16 runs the modules")
     model = _bert(hidden, heads, layers=2).to(torch.bfloat16)
-    ids = torch.randint(1, 120, shape)
-    mask = torch.ones(shape, dtype=torch.long)
-    if shape[0] > 1:
-        mask[0, -2:] = 0
-        mask[1, :1] = 0
+    ids, mask = _inputs(shape)
     with torch.inference_mode():
         fused = model(ids, attention_mask=mask).last_hidden_state.float()
         assert calls == [True]
@@ -149,6 +145,16 @@ def test_bfloat16_equals_the_modules_within_rounding(shape, hidden, heads, calls
     ulp = 2.0 ** -7 * exact.abs().clamp(min=1)
     assert ((fused - plain).abs() <= 4 * ulp).float().mean() >= 0.99
     assert (fused - exact).abs().max() <= 1.5 * (plain - exact).abs().max() + 1e-2
+
+
+def _inputs(shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random ids and a mask: with several sequences, the first right-padded, the second left."""
+    ids = torch.randint(1, 120, shape)
+    mask = torch.ones(shape, dtype=torch.long)
+    if shape[0] > 1:
+        mask[0, -2:] = 0
+        mask[1, :1] = 0
+    return ids, mask
 
 
 def _bert(hidden=64, heads=4, layers=2, act="gelu", **kw) -> BertModel:
@@ -164,11 +170,7 @@ def test_equals_the_modules(shape, hidden, heads, calls, monkeypatch):
     """Against the same layers run as torch ops: widths with vector tails (36, 40, 48), head
     sizes 12-20, several sequences, padding (a left- and a right-padded row)."""
     model = _bert(hidden, heads)
-    ids = torch.randint(1, 120, shape)
-    mask = torch.ones(shape, dtype=torch.long)
-    if shape[0] > 1:
-        mask[0, -2:] = 0
-        mask[1, :1] = 0
+    ids, mask = _inputs(shape)
     with torch.inference_mode():
         fused = model(ids, attention_mask=mask)
         assert calls and all(calls)
