@@ -117,8 +117,9 @@ def post_ln_stack(layers: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor | N
     """Post-LayerNorm encoder layers with exact GELU (BERT's, DistilBERT's; each layer says its
     parts with ``post_ln_parts()``) in one rows-kernel call, where it applies: inference on
     float32 or bfloat16 CPU input of up to 16 rows, plain linears (not LoRA-wrapped or
-    quantized) and LayerNorms. None otherwise: then run the layers. ``mask``: :func:`attention_mask_4d`'s key
-    mask or None; ``first_only``: the last layer at the first position only (B, 1, H)."""
+    quantized) and LayerNorms. None otherwise: then run the layers. ``mask``:
+    :func:`attention_mask_4d`'s key mask or None; ``first_only``: the last layer at the first
+    position only (B, 1, H)."""
     if x.dtype not in (torch.float32, torch.bfloat16) or not few_rows(x):
         return None
     plan = _PLANS.get(layers)
