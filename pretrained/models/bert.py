@@ -181,7 +181,8 @@ class BertLayer(nn.Module):
         self.output = BertSelfOutput(config, config.intermediate_size)
 
     def post_ln_parts(self):
-        """q, k, v, o, up, down; the two LayerNorms; heads: for :func:`post_ln_stack` (exact GELU only)."""
+        """q, k, v, o, up, down; the two LayerNorms; heads: for :func:`post_ln_stack` (exact GELU
+        only, else None)."""
         if not self.intermediate.exact_gelu:
             return None
         att = self.attention

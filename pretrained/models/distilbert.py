@@ -139,7 +139,8 @@ class TransformerBlock(nn.Module):
         self.exact_gelu = config.activation == "gelu"
 
     def post_ln_parts(self):
-        """q, k, v, o, up, down; the two LayerNorms; heads: for :func:`post_ln_stack` (exact GELU only)."""
+        """q, k, v, o, up, down; the two LayerNorms; heads: for :func:`post_ln_stack` (exact GELU
+        only, else None)."""
         if not self.exact_gelu:
             return None
         att, ffn = self.attention, self.ffn
