@@ -293,17 +293,19 @@ static void encoder_layer(const float *x, long B, long T, long H, int nh, long I
     layer_norm_rows(y, Mo, H, ln[2], ln[3], eps[1]);
 }
 
-// Scratch per calling thread, kept between calls (a malloc of this size would map fresh pages).
-static __thread float *scratch;
-static __thread long scratch_len;
-static float *scratch_floats(long need) {
-    if (need > scratch_len) {
-        free(scratch);
-        scratch = aligned_alloc(64, ((need * 4 + 63) / 64) * 64);
-        scratch_len = scratch ? need : 0;
+// Scratch per calling thread, kept between calls (a malloc of this size would map fresh pages):
+// *buf grown to at least bytes (NULL if that fails).
+static void *grow(void **buf, long *cap, long bytes) {
+    if (bytes > *cap) {
+        free(*buf);
+        *buf = aligned_alloc(64, ((bytes + 63) / 64) * 64);
+        *cap = *buf ? bytes : 0;
     }
-    return scratch;
+    return *buf;
 }
+static __thread void *scratch;
+static __thread long scratch_len;
+static float *scratch_floats(long n) { return grow(&scratch, &scratch_len, n * 4); }
 
 // L layers in turn. Per layer l: w[6l..6l+5], bias[6l..]: q, k, v, o, up, down (a NULL bias is
 // zero); ln[4l..]: gamma1, beta1, gamma2, beta2 (NULL: 1 and 0); eps[2l], eps[2l+1].
@@ -320,7 +322,7 @@ int encoder_f32(const float *x, long B, long T, long H, int nh, long I, int L,
     if (!scratch_floats(layer_len + 2 * M * H)) return -1;
     const float *cur = x;
     for (int l = 0; l < L; l++) {
-        float *out = l == L - 1 ? y : scratch + layer_len + (l & 1) * M * H;
+        float *out = l == L - 1 ? y : (float *)scratch + layer_len + (l & 1) * M * H;
         encoder_layer(cur, B, T, H, nh, I, w + 6 * l, bias + 6 * l, ln + 4 * l, eps + 2 * l, keep,
                       first_only && l == L - 1, out, scratch, nthreads);
         cur = out;
@@ -341,20 +343,23 @@ int amx_init(void) {  // ask Linux for the AMX tile state; 0 on success
 }
 typedef struct { uint8_t palette, start_row, reserved[14]; uint16_t colsb[16]; uint8_t rows[16]; } tilecfg;
 
+// 16 bfloat16 values (those in mk, else 0) widened to float32, and back (to nearest even).
+static inline __m512 ldbf(const uint16_t *p, __mmask16 mk) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mk, p)), 16));
+}
+static inline void stbf(uint16_t *p, __mmask16 mk, __m512 v) {
+    _mm256_mask_storeu_epi16(p, mk, (__m256i)_mm512_cvtneps_pbh(v));
+}
+
 // One output past the last full tile: bf16 products summed in float32 (vector lanes, then
 // reduced), + bias, rounded to nearest even: within an ulp of the tiles' order.
 static uint16_t bf16_row_dot(const uint16_t *x, const uint16_t *w, long K, uint16_t bias) {
     __m512 acc = _mm512_setzero_ps();
-    for (long k = 0; k < K; k += 16) {   // K % 32 == 0
-        __m512 xv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(x + k))), 16));
-        __m512 wv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + k))), 16));
-        acc = _mm512_fmadd_ps(xv, wv, acc);
-    }
-    __m512 v = _mm512_set1_ps(_mm512_reduce_add_ps(acc));
-    uint32_t bb = (uint32_t)bias << 16; float bf; memcpy(&bf, &bb, 4);
-    __m256bh r = _mm512_cvtneps_pbh(_mm512_add_ps(v, _mm512_set1_ps(bf)));
-    uint16_t out[16]; _mm256_storeu_si256((__m256i *)out, (__m256i)r);
-    return out[0];
+    for (long k = 0; k < K; k += 16)   // K % 32 == 0
+        acc = _mm512_fmadd_ps(ldbf(x + k, 0xffff), ldbf(w + k, 0xffff), acc);
+    uint16_t out;
+    stbf(&out, 1, _mm512_add_ps(_mm512_set1_ps(_mm512_reduce_add_ps(acc)), ldbf(&bias, 1)));
+    return out;
 }
 
 // y[m, n] = bf16(sum_k x[m,k] w[n,k] + b[n]); M <= 16, K % 32 == 0.
@@ -400,9 +405,7 @@ int linear_bf16_n(const uint16_t *x, long M, long ldx, int count, const uint16_t
                 if (two) _tile_stored(1, cbuf[1], 64);
                 for (int h = 0; h <= two; h++) {
                     long n = (nb + h) * 16;
-                    __m512 bias = b ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(
-                                          _mm256_loadu_si256((const __m256i *)(b + n))), 16))
-                                    : _mm512_setzero_ps();
+                    __m512 bias = b ? ldbf(b + n, 0xffff) : _mm512_setzero_ps();
                     __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                                      _mm512_set1_epi32(16));
                     for (long m = 0; m < M; m++) {  // column m of C: features n..n+15 of row m
@@ -427,12 +430,6 @@ int linear_bf16(const uint16_t *x, long M, long ldx, const uint16_t *w, long N, 
     return linear_bf16_n(x, M, ldx, 1, &w, &b, &N, K, y, ldy, nthreads);
 }
 // ---- the post-LayerNorm encoder layers in bfloat16 ---------------------------------------------
-static inline __m512 ldbf(const uint16_t *p, __mmask16 mk) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mk, p)), 16));
-}
-static inline void stbf(uint16_t *p, __mmask16 mk, __m512 v) {
-    _mm256_mask_storeu_epi16(p, mk, (__m256i)_mm512_cvtneps_pbh(v));
-}
 
 static void to_f32(const uint16_t *src, long n, float *dst) {
     for (long i = 0; i < n; i += 16) _mm512_mask_storeu_ps(dst + i, tailmask(n - i), ldbf(src + i, tailmask(n - i)));
@@ -455,7 +452,7 @@ static void add_norm_bf16(uint16_t *y, long M, long H, const uint16_t *r, long l
     to_bf16(f, M * H, y);
 }
 
-static __thread uint16_t *scratch_bf;
+static __thread void *scratch_bf;
 static __thread long scratch_bf_len;
 
 // As encoder_f32, in bfloat16 (weights, biases, LayerNorm parameters, x and y); H % 32 == 0 and
@@ -468,24 +465,19 @@ int encoder_bf16(const uint16_t *x, long B, long T, long H, int nh, long I, int 
                  int nthreads) {
     long M = B * T;
     if (M > ROWS_MAX || M < 1 || nh < 1 || H % nh || L < 1 || H % 32 || I % 32) return -1;
-    long layer_len = M * 3 * H + 2 * M * H + M * I, need = layer_len + 2 * M * H;
-    if (need > scratch_bf_len) {
-        free(scratch_bf);
-        scratch_bf = aligned_alloc(64, ((need * 2 + 63) / 64) * 64);
-        scratch_bf_len = scratch_bf ? need : 0;
-        if (!scratch_bf) return -1;
-    }
+    long layer_len = M * 3 * H + 2 * M * H + M * I;
+    uint16_t *buf = grow(&scratch_bf, &scratch_bf_len, (layer_len + 2 * M * H) * 2);
     // float32 copies: qkv, the attention output, a row block for the norms and GELU, 4 x gamma/beta
     float *f = scratch_floats(M * 3 * H + M * H + M * (I > H ? I : H) + 4 * H);
-    if (!f) return -1;
+    if (!buf || !f) return -1;
     float *qf = f, *cf = qf + M * 3 * H, *rows = cf + M * H, *gb = rows + M * (I > H ? I : H);
     const uint16_t *cur = x;
     for (int l = 0; l < L; l++) {
         const uint16_t *const *wl = w + 6 * l, *const *bl = bias + 6 * l, *const *nl = ln + 4 * l;
         int fo = first_only && l == L - 1;
         long Mo = fo ? B : M, Ns[3] = {H, H, H};
-        uint16_t *out = l == L - 1 ? y : scratch_bf + layer_len + (l & 1) * M * H;
-        uint16_t *qkv = scratch_bf, *ctx = qkv + M * 3 * H, *h = ctx + Mo * H, *inter = h + Mo * H;
+        uint16_t *out = l == L - 1 ? y : buf + layer_len + (l & 1) * M * H;
+        uint16_t *qkv = buf, *ctx = qkv + M * 3 * H, *h = ctx + Mo * H, *inter = h + Mo * H;
         for (int j = 0; j < 4; j++) {   // gamma1, beta1, gamma2, beta2 (NULL: 1 and 0)
             if (nl[j]) to_f32(nl[j], H, gb + j * H);
             else for (long i = 0; i < H; i++) gb[j * H + i] = j % 2 ? 0.0f : 1.0f;
