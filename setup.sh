@@ -18,4 +18,4 @@ else
 fi
 # Build the small-batch kernels now (about a second; skipped where they cannot be built) so the
 # first model call does not wait for the compiler; `pretrained env` says which were built.
-python -c "from pretrained.layers import rows_kernel; rows_kernel.available()" || true
+python -c "from pretrained.backends import build; build.available()" || true

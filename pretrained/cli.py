@@ -78,9 +78,9 @@ def cmd_env(args: argparse.Namespace) -> int:
 
         rows = [("torch", torch.__version__) if k == "torch" else (k, v) for k, v in rows]
         rows.append(("torch threads", str(torch.get_num_threads())))
-        from .layers import rows_kernel
+        from .backends import build
 
-        rows.append(("rows kernels", rows_kernel.describe()))
+        rows.append(("C kernels", build.describe()))
         if torch.cuda.is_available():
             devices = []
             for i in range(torch.cuda.device_count()):

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+from pretrained.backends import build
 import torch
 from safetensors.torch import load_file
 
@@ -35,9 +37,9 @@ needs_packing = pytest.mark.skipif(not layers._packing_available(),
 def pack_small_weights(monkeypatch):
     """The fixtures' weights are tiny: pack them anyway (production packs large ones only); and
     their inputs are a few rows, which the rows kernel would take: switch it off here, so these
-    tests exercise the packed and plain paths (tests/test_rows_kernel.py covers the kernel)."""
+    tests exercise the packed and plain paths (tests/test_rows.py covers the kernel)."""
     monkeypatch.setattr(layers.packed, "PACKED_MIN_WEIGHT", 0)
-    monkeypatch.setattr(layers.rows_kernel, "_lib", False)
+    monkeypatch.setattr(build, "_lib", False)
 
 
 def packed_caches(model: torch.nn.Module) -> dict[str, int]:
@@ -194,10 +196,10 @@ def test_packed_gpt2_close_to_plain(dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("bias", [False, True])
 def test_one_row_runs_as_matrix_vector_product(dtype, bias, monkeypatch):
-    """Without the rows kernel (tests/test_rows_kernel.py), a one-row input without autograd goes
+    """Without the rows kernel (tests/test_rows.py), a one-row input without autograd goes
     through torch.mv/addmv (the decode step at batch 1) and gives F.linear's numbers; several
     rows and autograd keep F.linear."""
-    monkeypatch.setattr(layers.rows_kernel, "_lib", False)
+    monkeypatch.setattr(build, "_lib", False)
     torch.manual_seed(0)
     lin = layers.PackedLinear(96, 40, bias=bias).to(dtype)
     calls = []

@@ -1,4 +1,4 @@
-"""Post-LayerNorm encoder layers in one C call (``rows_kernel.encoder_stack`` via
+"""Post-LayerNorm encoder layers in one C call (``rk.encoder_stack`` via
 ``layers.encoder.post_ln_stack``), which BERT, RoBERTa, XLM-R, ELECTRA and DistilBERT use for
 inference on float32 CPU input of up to 16 rows: the reference's numbers on the golden fixtures
 (one sequence at a time, so each call fits), equal to the layers' own modules, padding masks, the
@@ -17,11 +17,12 @@ from safetensors.torch import load_file
 
 from pretrained import auto
 from pretrained.layers import encoder as encoder_blocks
-from pretrained.layers import rows_kernel
+from pretrained.backends import build
+from pretrained.backends import rows as rk
 from pretrained.models.bert import BertConfig, BertForSequenceClassification, BertModel
 
-pytestmark = pytest.mark.skipif(not rows_kernel.available(),
-                                reason="no C kernels on this machine: " + rows_kernel.describe())
+pytestmark = pytest.mark.skipif(not build.available(),
+                                reason="no C kernels on this machine: " + build.describe())
 
 FIX = Path(__file__).parent / "fixtures"
 META = {**json.loads((FIX / "goldens" / "models.json").read_text())["models"],
@@ -58,7 +59,7 @@ def calls(monkeypatch):
     seen = []
 
     def spy(*args, **kwargs):
-        y = rows_kernel.encoder_stack(*args, **kwargs)
+        y = rk.encoder_stack(*args, **kwargs)
         seen.append(y is not None)
         return y
 
@@ -109,7 +110,7 @@ def test_bfloat16_fixtures_cover_bert_and_distilbert_layers():
 def test_bfloat16_reference_numbers_one_sequence_at_a_time(name, calls):
     """bfloat16 (AMX linears; the rest rounded where torch's bfloat16 ops round) against the
     reference's bfloat16 outputs, with the bfloat16 parity test's tolerance (3% of the scale)."""
-    if not rows_kernel._amx:
+    if not build._amx:
         pytest.skip("no AMX on this machine: bfloat16 runs the modules")
     g = _golden(name)
     inputs = {k[6:]: v for k, v in g.items() if k.startswith("input.")}
@@ -131,7 +132,7 @@ def test_bfloat16_equals_the_modules_within_rounding(shape, hidden, heads, calls
     """Against the same layers as torch bfloat16 ops: the same answer but for an ulp where the
     order of a float32 sum differs before a rounding (then carried through the layers); both
     as far from the float32 model."""
-    if not rows_kernel._amx:
+    if not build._amx:
         pytest.skip("no AMX on this machine: bfloat16 runs the modules")
     model = _bert(hidden, heads, layers=2).to(torch.bfloat16)
     ids, mask = _inputs(shape)
@@ -321,7 +322,7 @@ def test_without_the_kernel_the_layers_run_as_modules(calls, monkeypatch):
     ids = torch.randint(1, 120, (1, 10))
     with torch.inference_mode():
         fused = model(ids).last_hidden_state
-        monkeypatch.setattr(rows_kernel, "_lib", False)
+        monkeypatch.setattr(build, "_lib", False)
         plain = model(ids).last_hidden_state
     assert calls == [True, False]
     assert (fused - plain).abs().max() <= 1e-5

@@ -10,6 +10,8 @@ import pickle
 from pathlib import Path
 
 import pytest
+
+from pretrained.backends import build
 import torch
 from safetensors.torch import load_file
 
@@ -36,9 +38,9 @@ DEFAULT_MIN_WEIGHT = layers.PACKED_MIN_WEIGHT
 def pack_small_weights(monkeypatch):
     """The fixtures' weights are tiny: pack them anyway (production packs large ones only); and
     their inputs are a few rows, which the rows kernel would take: switch it off here, so these
-    tests exercise the packed and plain paths (tests/test_rows_kernel.py covers the kernel)."""
+    tests exercise the packed and plain paths (tests/test_rows.py covers the kernel)."""
     monkeypatch.setattr(layers.packed, "PACKED_MIN_WEIGHT", 0)
-    monkeypatch.setattr(layers.rows_kernel, "_lib", False)
+    monkeypatch.setattr(build, "_lib", False)
 
 
 def golden(name: str) -> tuple[dict, dict]:

@@ -1,4 +1,4 @@
-"""The C kernels for linear layers on up to 16 rows (pretrained/layers/rows_kernel.c): results
+"""The C kernels for linear layers on up to 16 rows (pretrained/backends/rows_kernel.c): results
 against F.linear over shapes with every tail, where they are (not) used, and the fallback when
 they cannot be built."""
 
@@ -11,11 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from pretrained import layers
-from pretrained.layers import rows_kernel
+from pretrained.backends import build
+from pretrained.backends import rows as rk
 
-needs_kernel = pytest.mark.skipif(not rows_kernel.available(),
+needs_kernel = pytest.mark.skipif(not build.available(),
                                   reason="no AVX-512 or no C compiler on this machine")
-needs_amx = pytest.mark.skipif(not (rows_kernel.available() and rows_kernel._amx),
+needs_amx = pytest.mark.skipif(not (build.available() and build._amx),
                                reason="no AMX on this machine")
 
 # Output features: below one block of 4, block + tail, the AMX tile multiple; input features:
@@ -32,7 +33,7 @@ def test_float32_equals_f_linear(rows, bias):
         x = torch.randn(rows, k)
         w = torch.randn(n, k)
         b = torch.randn(n) if bias else None
-        y = rows_kernel.rows_linear(x, w, b)
+        y = rk.rows_linear(x, w, b)
         assert y is not None and y.shape == (rows, n) and y.dtype == torch.float32
         torch.testing.assert_close(y, F.linear(x, w, b), atol=2e-5 * k ** 0.5, rtol=1e-5)
 
@@ -42,11 +43,11 @@ def test_float32_batched_and_strided_inputs():
     torch.manual_seed(0)
     w, b = torch.randn(24, 50), torch.randn(24)
     x = torch.randn(2, 3, 100)[..., ::2]   # 6 rows, every other column
-    y = rows_kernel.rows_linear(x, w, b)
+    y = rk.rows_linear(x, w, b)
     assert y.shape == (2, 3, 24)
     torch.testing.assert_close(y, F.linear(x, w, b), atol=1e-5, rtol=1e-5)
     rows, w2 = torch.randn(8, 64)[::2], torch.randn(24, 64)   # 4 rows, a row stride of 128
-    torch.testing.assert_close(rows_kernel.rows_linear(rows, w2, None), F.linear(rows, w2),
+    torch.testing.assert_close(rk.rows_linear(rows, w2, None), F.linear(rows, w2),
                                atol=1e-5, rtol=1e-5)
 
 
@@ -61,7 +62,7 @@ def test_bfloat16_equals_f_linear(rows):
         x = torch.randn(rows, k, dtype=torch.bfloat16)
         w = (torch.randn(n, k) * 0.05).to(torch.bfloat16)
         b = torch.randn(n, dtype=torch.bfloat16)
-        y = rows_kernel.rows_linear(x, w, b)
+        y = rk.rows_linear(x, w, b)
         want = F.linear(x, w, b)
         assert y is not None and y.dtype == torch.bfloat16
         assert (y == want).float().mean().item() >= 0.99
@@ -71,15 +72,15 @@ def test_bfloat16_equals_f_linear(rows):
 @needs_kernel
 def test_not_used_where_it_does_not_apply():
     w = torch.randn(32, 64)
-    assert rows_kernel.rows_linear(torch.randn(17, 64), w, None) is None       # over 16 rows
-    assert rows_kernel.rows_linear(torch.randn(4, 64).double(), w.double(), None) is None
-    assert rows_kernel.rows_linear(torch.randn(4, 32), torch.randn(64, 32).t(), None) is None  # strided weight
+    assert rk.rows_linear(torch.randn(17, 64), w, None) is None       # over 16 rows
+    assert rk.rows_linear(torch.randn(4, 64).double(), w.double(), None) is None
+    assert rk.rows_linear(torch.randn(4, 32), torch.randn(64, 32).t(), None) is None  # strided weight
     wg = torch.randn(32, 64, requires_grad=True)
-    assert rows_kernel.rows_linear(torch.randn(4, 64), wg, None) is None       # autograd records
+    assert rk.rows_linear(torch.randn(4, 64), wg, None) is None       # autograd records
     with torch.no_grad():
-        assert rows_kernel.rows_linear(torch.randn(4, 64), wg, None) is not None
+        assert rk.rows_linear(torch.randn(4, 64), wg, None) is not None
     wb = torch.randn(32, 48, dtype=torch.bfloat16)                              # 48 % 32: no tiles
-    assert rows_kernel.rows_linear(torch.randn(4, 48, dtype=torch.bfloat16), wb, None) is None
+    assert rk.rows_linear(torch.randn(4, 48, dtype=torch.bfloat16), wb, None) is None
 
 
 @needs_kernel
@@ -104,9 +105,9 @@ def test_results_do_not_depend_on_the_thread_count():
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = rows_kernel.rows_linear(x, w, b)
+        one = rk.rows_linear(x, w, b)
         torch.set_num_threads(2)
-        two = rows_kernel.rows_linear(x, w, b)
+        two = rk.rows_linear(x, w, b)
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, two)
@@ -118,16 +119,16 @@ def test_falls_back_to_f_linear_when_no_kernel_can_be_built(env, monkeypatch, tm
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(rows_kernel, "_lib", None)
-    monkeypatch.setattr(rows_kernel, "_amx", False)
-    assert not rows_kernel.available()
+    monkeypatch.setattr(build, "_lib", None)
+    monkeypatch.setattr(build, "_amx", False)
+    assert not build.available()
     x, w = torch.randn(4, 64), torch.randn(32, 64)
-    assert rows_kernel.rows_linear(x, w, None) is None
+    assert rk.rows_linear(x, w, None) is None
     lin = layers.PackedLinear(64, 32)
     with torch.no_grad():
         assert torch.equal(lin(x), F.linear(x, lin.weight, lin.bias))
     assert not list(tmp_path.rglob("*.so"))
-    why = rows_kernel.describe()
+    why = build.describe()
     assert why.startswith("off: ") and ("PRETRAINED_NO_KERNELS" in why if "PRETRAINED_NO_KERNELS" in env
                                         else "failed" in why)
 
@@ -135,20 +136,20 @@ def test_falls_back_to_f_linear_when_no_kernel_can_be_built(env, monkeypatch, tm
 @needs_kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_several_weights_in_one_call_equal_their_concatenation(dtype):
-    if dtype == torch.bfloat16 and not rows_kernel._amx:
+    if dtype == torch.bfloat16 and not build._amx:
         pytest.skip("no AMX on this machine")
     torch.manual_seed(0)
     ws = [torch.randn(n, 256).to(dtype) for n in (256, 64, 64, 192)]   # GQA-like q, k, v and more
     bs = [torch.randn(256).to(dtype), None, torch.randn(64).to(dtype), None]
     for rows in (1, 7, 16):
         x = torch.randn(2, rows // 2 or 1, 256).to(dtype) if rows > 1 else torch.randn(1, 256).to(dtype)
-        y = rows_kernel.rows_linear_many(x, ws, bs)
-        singles = [rows_kernel.rows_linear(x, w, b) for w, b in zip(ws, bs)]
+        y = rk.rows_linear_many(x, ws, bs)
+        singles = [rk.rows_linear(x, w, b) for w, b in zip(ws, bs)]
         assert y is not None and y.shape[-1] == 576
         assert torch.equal(y, torch.cat(singles, -1))            # same kernel, same sums
         want = torch.cat([F.linear(x, w, b) for w, b in zip(ws, bs)], -1)
         torch.testing.assert_close(y.float(), want.float(), atol=1e-4, rtol=2 ** -7)
-    assert rows_kernel.rows_linear_many(torch.randn(17, 256).to(dtype), ws, bs) is None
+    assert rk.rows_linear_many(torch.randn(17, 256).to(dtype), ws, bs) is None
 
 
 @needs_kernel
@@ -173,19 +174,19 @@ def test_float32_gelu_is_fused_and_matches_torch():
     torch.manual_seed(0)
     x = torch.linspace(-12, 12, 4001).view(-1, 1)
     one = torch.ones(1, 1)
-    got = torch.cat([rows_kernel.rows_linear(x[i:i + 16], one, None, gelu=True)
+    got = torch.cat([rk.rows_linear(x[i:i + 16], one, None, gelu=True)
                      for i in range(0, 4000, 16)])
     want = F.gelu(x[:4000])
     torch.testing.assert_close(got, want, atol=2e-6, rtol=1e-6)
     special = torch.tensor([[0.0], [float("inf")], [float("nan")], [-200.0], [200.0]])
-    got = rows_kernel.rows_linear(special, one, None, gelu=True).view(-1)
+    got = rk.rows_linear(special, one, None, gelu=True).view(-1)
     assert got[0] == 0 and got[1] == float("inf") and got[2].isnan() and got[3] == 0 and got[4] == 200
     w, b, xs = torch.randn(300, 64), torch.randn(300), torch.randn(2, 5, 64)
     with torch.no_grad():
         lin = layers.PackedLinear(64, 300)
         lin.weight.copy_(w), lin.bias.copy_(b)
         torch.testing.assert_close(lin.forward_gelu(xs), F.gelu(F.linear(xs, w, b)), atol=1e-5, rtol=1e-5)
-    assert rows_kernel.rows_linear(xs.bfloat16(), w.bfloat16()[:, :64], None, gelu=True) is None
+    assert rk.rows_linear(xs.bfloat16(), w.bfloat16()[:, :64], None, gelu=True) is None
 
 
 @needs_kernel
@@ -196,7 +197,7 @@ def test_float32_residual_sum_is_fused(monkeypatch):
     x, w, b = torch.randn(2, 7, 100), torch.randn(37, 100), torch.randn(37)
     for r in (torch.randn(2, 7, 37), torch.randn(2, 7, 74)[..., ::2]):
         want = F.linear(x, w, b) + r
-        torch.testing.assert_close(rows_kernel.rows_linear(x, w, b, residual=r), want, atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(rk.rows_linear(x, w, b, residual=r), want, atol=1e-4, rtol=1e-5)
     lin = layers.PackedLinear(100, 37)
     calls = []
     real = layers.packed.rows_linear
@@ -208,7 +209,7 @@ def test_float32_residual_sum_is_fused(monkeypatch):
     assert calls and calls[0]["residual"] is r
     torch.testing.assert_close(got, F.linear(x, w, b) + r, atol=1e-4, rtol=1e-5)
     xb = torch.randn(2, 7, 96, dtype=torch.bfloat16)
-    assert rows_kernel.rows_linear(xb, torch.randn(32, 96, dtype=torch.bfloat16), None,
+    assert rk.rows_linear(xb, torch.randn(32, 96, dtype=torch.bfloat16), None,
                                    residual=torch.zeros(2, 7, 32, dtype=torch.bfloat16)) is None
 
 

@@ -28,7 +28,7 @@ from .activations import activation
 from .attention import split_heads
 from .losses import sequence_classification_loss, span_loss, token_loss
 from .packed import PackedLinear, rows_fused
-from .rows_kernel import EncoderWeights, encoder_stack, few_rows
+from ..backends.rows import EncoderWeights, encoder_stack, few_rows
 
 
 def check_max_length(length: int, limit: int) -> None:

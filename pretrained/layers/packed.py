@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rows_kernel import applies as rows_applies
-from .rows_kernel import cpu_autocast, few_rows, rows_linear, rows_linear_many
+from ..backends.rows import applies as rows_applies
+from ..backends.rows import cpu_autocast, few_rows, rows_linear, rows_linear_many
 
 
 class Conv1D(nn.Module):

@@ -1,4 +1,5 @@
-"""Linear layers on a few rows (1-16) through small C kernels (``rows_kernel.c``).
+"""ctypes calls into the C kernels (``rows_kernel.c``, built by :mod:`.build`): linear layers on
+1-16 rows and whole post-LayerNorm encoder stacks.
 
 At up to 16 rows (a short sentence through an encoder, a decode step) a linear layer is bound by
 reading its weight from memory, and F.linear's BLAS kernels re-lay the weight out on every call;
@@ -8,123 +9,21 @@ exact GELU and a residual sum can run in its last step); bfloat16 on AMX tiles (
 bit for bit in the tests). :func:`rows_linear_many` runs several weights of one input (q/k/v) in
 one call; :func:`encoder_stack` runs all post-LayerNorm layers of a BERT-style encoder in one
 call (at a few rows the ~15 torch ops per layer around the linears cost more than their math).
-The library is built with the system C compiler (``cc -O3 -march=native -fopenmp``,
-about a second; ``setup.sh`` does it, else the first call) into ``~/.cache/pretrained/kernels/``
-(``$PRETRAINED_CACHE/../kernels`` when set), keyed by the source, the compiler and the CPU's
-flags, and loaded with ctypes. Where they cannot be used (no AVX-512 or AMX, no compiler, not
-Linux/x86-64, ``PRETRAINED_NO_KERNELS=1``, under ``torch.compile``) the functions return None and
-callers use F.linear; :func:`describe` says which kernels are built, or why not.
+Each function returns None where it does not apply, and the caller runs PyTorch's kernels.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import logging
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 from typing import Sequence
 
 import torch
 
-logger = logging.getLogger(__name__)
+from . import build as _build
 
 ROWS_MAX = 16           # above this BLAS's own blocking wins (float32: even at 32 rows)
-_SOURCE = Path(__file__).with_name("rows_kernel.c")
-_lib: ctypes.CDLL | None | bool = None   # None: not tried yet; False: unavailable
-_amx = False            # the bfloat16 kernel is built and Linux granted the AMX tile state
-_status = ""            # where the library is, or why there is none (for `pretrained env`)
-
-
-def _cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
-def kernels_dir() -> Path:
-    """Where the built library is cached."""
-    env = os.environ.get("PRETRAINED_CACHE")
-    if env:
-        return Path(env).expanduser().parent / "kernels"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base).expanduser() / "pretrained" / "kernels"
-
-
-def _build() -> ctypes.CDLL | bool:
-    global _status
-    if os.environ.get("PRETRAINED_NO_KERNELS", "") not in ("", "0"):
-        _status = "off: PRETRAINED_NO_KERNELS is set"
-        return False
-    flags = _cpu_flags().split()
-    if platform.system() != "Linux" or platform.machine() != "x86_64" or "avx512f" not in flags:
-        _status = "off: they need Linux on an x86-64 CPU with AVX-512"
-        return False
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    if cc is None:
-        _status = "off: no C compiler (cc or gcc) to build them; install one, e.g. gcc"
-        logger.info("no C compiler found; small-batch linear layers use F.linear")
-        return False
-    cmd, libs = [cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"], ["-lm"]
-    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(cmd + libs + flags).encode()).hexdigest()[:16]
-    target = kernels_dir() / f"rows_kernel-{key}.so"
-    try:
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-                out = Path(tmp) / target.name
-                subprocess.run(cmd + [str(_SOURCE), "-o", str(out)] + libs, check=True,
-                               capture_output=True, timeout=120)
-                os.replace(out, target)   # atomic: a concurrent build writes the same file
-        lib = ctypes.CDLL(str(target))
-    except (OSError, subprocess.SubprocessError) as e:
-        detail = getattr(e, "stderr", b"") or b""
-        detail = detail.decode(errors="replace").strip().splitlines()[-1:] if detail else []
-        _status = f"off: building {_SOURCE.name} with {cc} failed ({'; '.join(detail) or e})"
-        logger.info("could not build %s (%s); small-batch linear layers use F.linear",
-                    _SOURCE.name, e)
-        return False
-    _status = str(target)
-    p, n = ctypes.c_void_p, ctypes.c_long
-    i = ctypes.c_int
-    for name, extra in (("linear_f32", [i, p, n]), ("linear_bf16", [])):  # float32: GELU, residual
-        fn = getattr(lib, name)
-        fn.argtypes = [p, n, n, p, n, n, p, p, n, i] + extra
-        fn.restype = i
-        fn = getattr(lib, name + "_n")
-        fn.argtypes = [p, n, n, i, p, p, p, n, p, n, i] + extra
-        fn.restype = i
-    for name in ("encoder_f32", "encoder_bf16"):
-        getattr(lib, name).argtypes = [p, n, n, n, i, n, i, p, p, p, p, p, i, p, i]
-        getattr(lib, name).restype = i
-    global _amx
-    _amx = bool(lib.has_amx()) and lib.amx_init() == 0
-    return lib
-
-
-def describe() -> str:
-    """One line for ``pretrained env``: which kernels are built and where, or why there are none
-    (builds them on the first call)."""
-    if not available():
-        return _status
-    return ("float32 (AVX-512)" + (" and bfloat16 (AMX)" if _amx else "") + f", in {_status}")
-
-
-def available() -> bool:
-    """Whether the kernel is built and loaded (builds it on the first call)."""
-    global _lib
-    if _lib is None:
-        _lib = _build()
-    return _lib is not False
+_KINDS = (torch.float32, torch.bfloat16)
+_MAX_WEIGHTS = 8   # MAXW in rows_kernel.c
 
 
 def cpu_autocast() -> bool:
@@ -166,8 +65,8 @@ def _usable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) ->
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                     or (bias is not None and bias.requires_grad)):
         return False
-    lib = _lib if _lib is not None else available() and _lib
-    return bool(lib) and not (dtype == torch.bfloat16 and (not _amx or k % 32))
+    lib = _build._lib if _build._lib is not None else _build.library()
+    return bool(lib) and not (dtype == torch.bfloat16 and (not _build._amx or k % 32))
 
 
 def _rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
@@ -210,7 +109,7 @@ def rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     args = (x.data_ptr(), rows, ldx, weight.data_ptr(), n, shape[-1],
             None if bias is None else bias.data_ptr(), y.data_ptr(), n, torch.get_num_threads())
     post = (gelu, None if residual is None else residual.data_ptr(), ldr)
-    if _lib.linear_f32(*args, *post) if x.dtype == torch.float32 else _lib.linear_bf16(*args):
+    if _build._lib.linear_f32(*args, *post) if x.dtype == torch.float32 else _build._lib.linear_bf16(*args):
         return None   # the bfloat16 kernel could not allocate its scratch
     return y
 
@@ -234,56 +133,7 @@ def rows_linear_many(x: torch.Tensor, weights: Sequence[torch.Tensor],
     args = (x.data_ptr(), rows, ldx, count, ptrs, bptrs, (ctypes.c_long * count)(*ns), shape[-1],
             y.data_ptr(), total, torch.get_num_threads())
     f32 = x.dtype == torch.float32
-    if _lib.linear_f32_n(*args, 0, None, 0) if f32 else _lib.linear_bf16_n(*args):
-        return None
-    return y
-
-
-_KINDS = (torch.float32, torch.bfloat16)
-_MAX_WEIGHTS = 8   # MAXW in rows_kernel.c
-
-
-_KINDS = (torch.float32, torch.bfloat16)
-_MAX_WEIGHTS = 8   # MAXW in rows_kernel.c
-
-
-def encoder_layer(x: torch.Tensor, weights: Sequence[torch.Tensor],
-                  biases: Sequence[torch.Tensor | None], norms: Sequence[torch.Tensor | None],
-                  eps: tuple[float, float], num_heads: int, keep: torch.Tensor | None,
-                  first_only: bool = False) -> torch.Tensor | None:
-    """A post-LayerNorm encoder layer (BERT's: ``h = LN1(x + O·attn(x))``, ``LN2(h + Down·gelu(Up·h))``,
-    exact GELU) on float32 ``x`` (B, T, H) of at most :data:`ROWS_MAX` rows, in one call.
-
-    ``weights``/``biases``: q, k, v, o, up, down as ``nn.Linear`` holds them; ``norms``: the two
-    LayerNorms' weight and bias (None: 1 / 0); ``keep``: None or a bool mask (B, 1, 1, T), True
-    where a key may be attended to. ``first_only``: the output at each sequence's first position
-    only, (B, 1, H). None where it does not apply (then run the layer's modules): autograd
-    recording, not float32 on the CPU, more rows, other shapes, or no kernel here."""
-    if x.dtype != torch.float32 or x.dim() != 3 or not x.is_contiguous() or not few_rows(x) \
-            or torch.compiler.is_compiling():
-        return None
-    b, t, h = x.shape
-    inter = weights[4].shape[0]
-    shapes = ((h, h), (h, h), (h, h), (h, h), (inter, h), (h, inter))
-    tensors = [*weights, *(v for v in biases if v is not None), *(v for v in norms if v is not None)]
-    if torch.is_grad_enabled() and any(v.requires_grad for v in tensors):
-        return None
-    if any(v.dtype != torch.float32 or not v.is_cpu or not v.is_contiguous() for v in tensors) \
-            or any(tuple(w.shape) != s for w, s in zip(weights, shapes)) \
-            or any(v is not None and v.shape != (s[0],) for v, s in zip(biases, shapes)) \
-            or any(v is not None and v.shape != (h,) for v in norms) or h % num_heads:
-        return None
-    if keep is not None:
-        if keep.dtype != torch.bool or keep.shape != (b, 1, 1, t):
-            return None
-        keep = keep.reshape(b, t).contiguous()
-    if not available():
-        return None
-    y = x.new_empty((b, 1 if first_only else t, h))
-    ptrs = lambda vs: (ctypes.c_void_p * len(vs))(*(None if v is None else v.data_ptr() for v in vs))  # noqa: E731
-    if _lib.encoder_layer_f32(x.data_ptr(), b, t, h, num_heads, inter, ptrs(weights), ptrs(biases),
-                              ptrs(norms), eps[0], eps[1], None if keep is None else keep.data_ptr(),
-                              int(first_only), y.data_ptr(), torch.get_num_threads()):
+    if _build._lib.linear_f32_n(*args, 0, None, 0) if f32 else _build._lib.linear_bf16_n(*args):
         return None
     return y
 
@@ -317,10 +167,10 @@ def encoder_stack(x: torch.Tensor, weights: EncoderWeights, keep: torch.Tensor |
     ``first_only``: the last layer at each sequence's first position only, (B, 1, H). None where it
     does not apply (the caller checks the weights; this checks ``x``, the mask and the machine)."""
     if x.dtype != weights.dtype or x.dim() != 3 or not x.is_contiguous() or not few_rows(x) \
-            or x.shape[-1] != weights.hidden or torch.compiler.is_compiling() or not available():
+            or x.shape[-1] != weights.hidden or torch.compiler.is_compiling() or not _build.available():
         return None
     f32 = x.dtype == torch.float32
-    if not f32 and (not _amx or weights.hidden % 32 or weights.inter % 32):
+    if not f32 and (not _build._amx or weights.hidden % 32 or weights.inter % 32):
         return None
     b, t, h = x.shape
     if keep is not None:
@@ -328,7 +178,7 @@ def encoder_stack(x: torch.Tensor, weights: EncoderWeights, keep: torch.Tensor |
             return None
         keep = keep.reshape(b, t).contiguous()
     y = x.new_empty((b, 1 if first_only else t, h))
-    run = _lib.encoder_f32 if f32 else _lib.encoder_bf16
+    run = _build._lib.encoder_f32 if f32 else _build._lib.encoder_bf16
     if run(x.data_ptr(), b, t, h, weights.heads, weights.inter, weights.layers, weights.w,
            weights.b, weights.ln, weights.eps, None if keep is None else keep.data_ptr(),
            int(first_only), y.data_ptr(), torch.get_num_threads()):
