@@ -16,6 +16,7 @@ if [ "${1:-}" = "--dev" ]; then
 else
   python -m pip install -q -e .
 fi
-# Build the small-batch kernels now (about a second; skipped where they cannot be built) so the
-# first model call does not wait for the compiler; `pretrained env` says which were built.
-python -c "from pretrained.backends import build; build.available()" || true
+# Build the small-batch kernels now, every instruction-set variant this CPU can run (a few
+# seconds; skipped where they cannot be built), so the first model call does not wait for the
+# compiler whichever PRETRAINED_KERNELS picks; `pretrained env` says which one is in use.
+python -c "import sys; from pretrained.backends import build; sys.exit(build.main())" || true

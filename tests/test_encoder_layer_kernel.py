@@ -110,8 +110,8 @@ def test_bfloat16_fixtures_cover_bert_and_distilbert_layers():
 def test_bfloat16_reference_numbers_one_sequence_at_a_time(name, calls):
     """bfloat16 (AMX linears; the rest rounded where torch's bfloat16 ops round) against the
     reference's bfloat16 outputs, with the bfloat16 parity test's tolerance (3% of the scale)."""
-    if not build._amx:
-        pytest.skip("no AMX on this machine: bfloat16 runs the modules")
+    if not build.bf16_ready():
+        pytest.skip("no bfloat16 kernels on this machine: bfloat16 runs the modules")
     g = _golden(name)
     inputs = {k[6:]: v for k, v in g.items() if k.startswith("input.")}
     expected = {k[5:]: v for k, v in g.items() if k.startswith("bf16.")}
@@ -132,8 +132,8 @@ def test_bfloat16_equals_the_modules_within_rounding(shape, hidden, heads, calls
     """Against the same layers as torch bfloat16 ops: the same answer but for an ulp where the
     order of a float32 sum differs before a rounding (then carried through the layers); both
     as far from the float32 model."""
-    if not build._amx:
-        pytest.skip("no AMX on this machine: bfloat16 runs the modules")
+    if not build.bf16_ready():
+        pytest.skip("no bfloat16 kernels on this machine: bfloat16 runs the modules")
     model = _bert(hidden, heads, layers=2).to(torch.bfloat16)
     ids, mask = _inputs(shape)
     with torch.inference_mode():

@@ -1,8 +1,20 @@
-"""Building and loading the C kernels (``rows_kernel.c``): where, how, and whether to trust them.
+"""Building and loading the C kernels (``rows_kernel.c``, ``rows_bf16.c``, ``encoder.c``): which
+instruction-set variant, where, and whether to trust it.
 
-The library is built with the system C compiler (``cc -O3 -fopenmp`` plus the instruction-set
-flags of the variant, about a second) when ``setup.sh`` installs the package, else on the first
-call, into a folder only this user can write (:func:`kernels_dir`), and loaded with ctypes.
+One source is compiled once per variant with explicit instruction-set flags (never
+``-march=native``, so a library does the same on every CPU that can run it):
+
+* ``avx2``: AVX2 + FMA, float32 linears and encoders; bfloat16 stays with PyTorch.
+* ``avx512``: the same on AVX-512 (F, BW, VL, DQ).
+* ``avx512bf16``: plus bfloat16 linears and encoders on ``vdpbf16ps`` (AMD Zen 4, Intel Cooper Lake).
+* ``amx``: plus AMX tiles for bfloat16 (Intel Sapphire Rapids), ``vdpbf16ps`` where tiles do not fit.
+
+At run time the best variant the CPU lists in ``/proc/cpuinfo`` is chosen;
+``PRETRAINED_KERNELS=avx2|avx512|avx512bf16|amx|off`` forces one (one the CPU can run, else the
+kernels are off and :func:`describe` says why), ``PRETRAINED_NO_KERNELS=1`` turns them off.
+A variant is built with the system C compiler (``cc -O3 -fopenmp``, a second or two) by
+``setup.sh`` (``python -m pretrained.backends.build`` builds every variant this CPU can run), else
+on the first call, into a folder only this user can write (:func:`kernels_dir`), and loaded with ctypes.
 
 Trust: a shared library runs code in this process, so it is never built into or loaded from a
 folder another user can write to (the folder and each of its parents must be owned by this
@@ -10,8 +22,8 @@ user or root and not writable by group or others, else the kernels stay off and
 :func:`describe` says why), and never loaded when damaged: each build writes a sha256 stamp
 beside the library, checked before every load; a missing or wrong stamp means build again.
 
-Where they cannot be used (no compiler, not Linux on x86-64 with AVX-512, an unsafe folder,
-``PRETRAINED_NO_KERNELS=1``) :func:`available` is False and every caller runs PyTorch's kernels.
+Where they cannot be used (no compiler, not Linux on x86-64 with AVX2, an unsafe folder)
+:func:`available` is False and every caller runs PyTorch's kernels.
 """
 
 from __future__ import annotations
@@ -24,15 +36,35 @@ import platform
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("rows_kernel.c")
+_HERE = Path(__file__).parent
+SOURCES = tuple(_HERE / n for n in ("rows_kernel.c", "rows_bf16.c", "encoder.c"))
+HEADERS = (_HERE / "kernels.h",)
+
+_AVX2 = ["-mavx2", "-mfma"]
+_AVX512 = _AVX2 + ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq"]
+# name -> (compiler flags, the /proc/cpuinfo flags the library's instructions need); best first
+VARIANTS: dict[str, tuple[list[str], set[str]]] = {
+    "amx": (_AVX512 + ["-mavx512bf16", "-mamx-tile", "-mamx-bf16"],
+            {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16",
+             "amx_tile", "amx_bf16"}),
+    "avx512bf16": (_AVX512 + ["-mavx512bf16"],
+                   {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16"}),
+    "avx512": (_AVX512, {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"}),
+    "avx2": (_AVX2, {"avx2", "fma"}),
+}
+_WHY = {"amx": "CPU has amx_tile and amx_bf16", "avx512bf16": "CPU has avx512_bf16, no AMX",
+        "avx512": "CPU has AVX-512, no avx512_bf16", "avx2": "CPU has AVX2 and FMA, no AVX-512"}
+
 _lib: ctypes.CDLL | None | bool = None   # None: not tried yet; False: unavailable
-_amx = False            # the bfloat16 kernel is built and Linux granted the AMX tile state
-_status = ""            # where the library is, or why there is none (for `pretrained env`)
+_bf16 = False           # the loaded library has the bfloat16 kernels
+_tiles = False          # ... and runs them on AMX tiles (built in and granted by Linux)
+_status = ""            # the variant and where it is, or why there is none (for `pretrained env`)
 
 
 def cpu_flags() -> list[str]:
@@ -45,6 +77,35 @@ def cpu_flags() -> list[str]:
     except OSError:
         pass
     return []
+
+
+def runnable() -> list[str]:
+    """The variants this machine can run, best first (none off Linux on x86-64)."""
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
+        return []
+    flags = set(cpu_flags())
+    return [name for name, (_, needs) in VARIANTS.items() if needs <= flags]
+
+
+def choose() -> tuple[str | None, str]:
+    """The variant to load and why, or (None, "off: why not")."""
+    if os.environ.get("PRETRAINED_NO_KERNELS", "") not in ("", "0"):
+        return None, "off: PRETRAINED_NO_KERNELS is set"
+    forced = os.environ.get("PRETRAINED_KERNELS", "").strip().lower()
+    can = runnable()
+    if forced == "off":
+        return None, "off: PRETRAINED_KERNELS=off"
+    if forced:
+        if forced not in VARIANTS:
+            return None, f"off: PRETRAINED_KERNELS={forced} is not one of {', '.join(VARIANTS)} or off"
+        if forced not in can:
+            lacks = sorted(VARIANTS[forced][1] - set(cpu_flags()))
+            return None, (f"off: PRETRAINED_KERNELS={forced} but this CPU cannot run it "
+                          f"(lacks {', '.join(lacks) or 'Linux on x86-64'})")
+        return forced, "forced by PRETRAINED_KERNELS"
+    if not can:
+        return None, "off: they need Linux on an x86-64 CPU with AVX2 and FMA"
+    return can[0], "chosen: " + _WHY[can[0]]
 
 
 def kernels_dir() -> Path:
@@ -88,12 +149,12 @@ def intact(target: Path) -> bool:
         return False
 
 
-def _compile(cc: str, cmd: list[str], target: Path) -> None:
+def _compile(cmd: list[str], target: Path) -> None:
     """Compile into a temporary name in ``target``'s folder, record its digest, then move both
     into place (atomic: a concurrent build writes the same bytes)."""
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
-        subprocess.run(cmd + [str(SOURCE), "-o", str(out), "-lm"], check=True,
+        subprocess.run(cmd + [str(s) for s in SOURCES] + ["-o", str(out), "-lm"], check=True,
                        capture_output=True, timeout=120)
         stamp = Path(tmp) / "stamp"
         stamp.write_text(_digest(out))
@@ -101,56 +162,82 @@ def _compile(cc: str, cmd: list[str], target: Path) -> None:
         os.replace(stamp, target.with_suffix(".sha256"))
 
 
-def _build() -> ctypes.CDLL | bool:
-    global _status, _amx
-    if os.environ.get("PRETRAINED_NO_KERNELS", "") not in ("", "0"):
-        _status = "off: PRETRAINED_NO_KERNELS is set"
-        return False
-    flags = cpu_flags()
-    if platform.system() != "Linux" or platform.machine() != "x86_64" or "avx512f" not in flags:
-        _status = "off: they need Linux on an x86-64 CPU with AVX-512"
-        return False
+class KernelsUnavailable(OSError):
+    """A variant could not be built or loaded here; the message says why."""
+
+
+def load_variant(name: str) -> ctypes.CDLL:
+    """Build (if not built yet) and load variant ``name``, whatever :func:`choose` says; its
+    functions typed for ctypes and the AMX tile state requested where it has tiles. Raises
+    :class:`KernelsUnavailable` with the reason where it cannot (tests and benchmarks compare
+    variants through this; the library itself loads the chosen one)."""
+    if name not in runnable():
+        raise KernelsUnavailable(f"this machine cannot run the {name} variant")
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if cc is None:
-        _status = "off: no C compiler (cc or gcc) to build them; install one, e.g. gcc"
-        logger.info("no C compiler found; linear layers use PyTorch's kernels")
-        return False
-    cmd = [cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(cmd + flags).encode()).hexdigest()[:16]
+        raise KernelsUnavailable("no C compiler (cc or gcc) to build them; install one, e.g. gcc")
+    cmd = [cc, "-O3", "-fopenmp", "-shared", "-fPIC", "-fvisibility=hidden", *VARIANTS[name][0]]
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES + HEADERS)
+                         + " ".join(cmd).encode()).hexdigest()[:16]
     folder = kernels_dir()
-    target = folder / f"rows_kernel-{key}.so"
+    target = folder / f"rows_kernel-{name}-{key}.so"
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         why = unsafe_folder(folder)
         if why:
-            _status = f"off: {why}; kernels are only loaded from a folder only you can write"
-            logger.warning("C kernels off: %s", why)
-            return False
+            raise KernelsUnavailable(f"{why}; kernels are only loaded from a folder only you can write")
         if not intact(target):
-            _compile(cc, cmd, target)
+            _compile(cmd, target)
         if not intact(target):   # replaced between our write and this check
-            _status = f"off: {target} changed after it was built"
-            return False
+            raise KernelsUnavailable(f"{target} changed after it was built")
         lib = ctypes.CDLL(str(target))
-    except (OSError, subprocess.SubprocessError) as e:
-        detail = getattr(e, "stderr", b"") or b""
-        detail = detail.decode(errors="replace").strip().splitlines()[-1:] if detail else []
-        _status = f"off: building {SOURCE.name} with {cc} failed ({'; '.join(detail) or e})"
-        logger.info("could not build %s (%s); linear layers use PyTorch's kernels", SOURCE.name, e)
-        return False
-    _status = str(target)
+    except subprocess.SubprocessError as e:
+        detail = (getattr(e, "stderr", b"") or b"").decode(errors="replace").strip().splitlines()[-1:]
+        raise KernelsUnavailable(f"building {SOURCES[0].name} with {cc} failed "
+                                 f"({'; '.join(detail) or e})") from e
+    except KernelsUnavailable:
+        raise
+    except OSError as e:
+        raise KernelsUnavailable(f"building {SOURCES[0].name} with {cc} failed ({e})") from e
+    lib.variant_name.restype = ctypes.c_char_p
+    if lib.variant_name().decode() != name:
+        raise KernelsUnavailable(f"{target} is not the {name} variant")
     p, n, i = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
-    for name, extra in (("linear_f32", [i, p, n]), ("linear_bf16", [])):  # float32: GELU, residual
-        fn = getattr(lib, name)
+    for fn_name, extra in (("linear_f32", [i, p, n]), ("linear_bf16", [])):  # float32: GELU, residual
+        fn = getattr(lib, fn_name)
         fn.argtypes = [p, n, n, p, n, n, p, p, n, i] + extra
         fn.restype = i
-        fn = getattr(lib, name + "_n")
+        fn = getattr(lib, fn_name + "_n")
         fn.argtypes = [p, n, n, i, p, p, p, n, p, n, i] + extra
         fn.restype = i
-    for name in ("encoder_f32", "encoder_bf16"):
-        getattr(lib, name).argtypes = [p, n, n, n, i, n, i, p, p, p, p, p, i, p, i]
-        getattr(lib, name).restype = i
-    _amx = bool(lib.has_amx()) and lib.amx_init() == 0
+    for fn_name in ("encoder_f32", "encoder_bf16"):
+        getattr(lib, fn_name).argtypes = [p, n, n, n, i, n, i, p, p, p, p, p, i, p, i]
+        getattr(lib, fn_name).restype = i
+    lib.path = target
+    lib.bf16 = bool(lib.has_bf16())
+    lib.tiles = bool(lib.has_amx()) and lib.amx_init() == 0
+    return lib
+
+
+def _build() -> ctypes.CDLL | bool:
+    global _status, _bf16, _tiles
+    name, why = choose()
+    if name is None:
+        _status = why
+        return False
+    try:
+        lib = load_variant(name)
+    except KernelsUnavailable as e:
+        _status = f"off: {e}"
+        logger.info("C kernels off (%s); linear layers use PyTorch's kernels", e)
+        return False
+    _bf16, _tiles = lib.bf16, lib.tiles
+    kinds = "float32"
+    if _bf16:
+        kinds += " and bfloat16 (" + ("AMX tiles" if _tiles else "vdpbf16ps") + ")"
+    if name == "amx" and not _tiles:
+        kinds += "; Linux refused the AMX tile state"
+    _status = f"{name} ({why}): {kinds}, in {lib.path}"
     return lib
 
 
@@ -168,13 +255,31 @@ def library() -> ctypes.CDLL | None:
 
 
 def bf16_ready() -> bool:
-    """Whether the bfloat16 kernels run here (AMX built and granted by Linux)."""
-    return available() and _amx
+    """Whether the bfloat16 kernels run here (a variant with AVX512-BF16 is loaded)."""
+    return available() and _bf16
 
 
 def describe() -> str:
-    """One line for ``pretrained env``: which kernels are built and where, or why there are none
-    (builds them on the first call)."""
-    if not available():
-        return _status
-    return "float32 (AVX-512)" + (" and bfloat16 (AMX)" if _amx else "") + f", in {_status}"
+    """One line for ``pretrained env``: the variant in use, why, and where, or why there is none
+    (builds it on the first call)."""
+    available()
+    return _status
+
+
+def main() -> int:
+    """``python -m pretrained.backends.build``: build every variant this machine can run (so no
+    model call waits for the compiler, whichever ``PRETRAINED_KERNELS`` picks), then say which
+    one loads."""
+    failed = 0
+    for name in runnable():
+        try:
+            print(f"{name}: {load_variant(name).path}")
+        except KernelsUnavailable as e:
+            print(f"{name}: not built ({e})")
+            failed += 1
+    print("in use:", describe())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

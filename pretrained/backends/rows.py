@@ -66,7 +66,8 @@ def _usable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) ->
                                     or (bias is not None and bias.requires_grad)):
         return False
     lib = _build._lib if _build._lib is not None else _build.library()
-    return bool(lib) and not (dtype == torch.bfloat16 and (not _build._amx or k % 32))
+    # bfloat16: only variants with AVX512-BF16 have it (any k: vdpbf16ps takes masked tails)
+    return bool(lib) and (dtype == torch.float32 or _build._bf16)
 
 
 def _rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
@@ -120,7 +121,8 @@ def rows_linear_many(x: torch.Tensor, weights: Sequence[torch.Tensor],
     side along the last axis, as ``torch.cat([F.linear(x, w, b) ...], -1)``; None where
     :func:`rows_linear` would not apply to one of them (then call them one by one)."""
     count = len(weights)
-    if not 0 < count <= _MAX_WEIGHTS or not all(_usable(x, w, b) for w, b in zip(weights, biases)):
+    if not 0 < count <= _MAX_WEIGHTS or len(biases) != count \
+            or not all(_usable(x, w, b) for w, b in zip(weights, biases)):
         return None
     shape = x.shape
     x, rows, ldx = _rows(x)
@@ -170,7 +172,10 @@ def encoder_stack(x: torch.Tensor, weights: EncoderWeights, keep: torch.Tensor |
             or x.shape[-1] != weights.hidden or torch.compiler.is_compiling() or not _build.available():
         return None
     f32 = x.dtype == torch.float32
-    if not f32 and (not _build._amx or weights.hidden % 32 or weights.inter % 32):
+    if not f32 and (not _build._bf16 or weights.hidden % 32 or weights.inter % 32):
+        return None
+    n = weights.layers   # the C side reads 6 weights and biases, 4 norms and 2 eps per layer
+    if n < 1 or (len(weights.w), len(weights.b), len(weights.ln), len(weights.eps)) != (6 * n, 6 * n, 4 * n, 2 * n):
         return None
     b, t, h = x.shape
     if keep is not None:
