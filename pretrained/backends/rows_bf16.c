@@ -28,11 +28,18 @@ static void d4_##MB(const uint16_t *x, long ldx, const uint16_t *w, long K, floa
     const uint16_t *pw = w + (n + 4 < nend ? n + 4 : n) * K; /* next block */                 \
     __m512 acc[MB][4];                                                                         \
     for (int i = 0; i < MB; i++) for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();  \
-    for (long k = k0; k < k1; k += 32) {   /* masked past k1: the products there are 0 */     \
+    long k = k0;                                                                               \
+    for (; k + 32 <= k1; k += 32) {                                                            \
+        __m512bh wv[4];                                                                        \
+        for (int j = 0; j < 4; j++) { wv[j] = (__m512bh)_mm512_loadu_si512(w + (n + j) * K + k); \
+            _mm_prefetch((const char *)(pw + j * K + k), _MM_HINT_T1); }                       \
+        for (int i = 0; i < MB; i++) { __m512bh xv = (__m512bh)_mm512_loadu_si512(x + i * ldx + k); \
+            for (int j = 0; j < 4; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], xv, wv[j]); }  \
+    }                                                                                          \
+    if (k < k1) {   /* masked: the products past k1 are 0 */                                   \
         __mmask32 mk = tail32(k1 - k);                                                         \
         __m512bh wv[4];                                                                        \
-        for (int j = 0; j < 4; j++) { wv[j] = ld32(w + (n + j) * K + k, mk);                   \
-            _mm_prefetch((const char *)(pw + j * K + k), _MM_HINT_T1); }                       \
+        for (int j = 0; j < 4; j++) wv[j] = ld32(w + (n + j) * K + k, mk);                    \
         for (int i = 0; i < MB; i++) { __m512bh xv = ld32(x + i * ldx + k, mk);                \
             for (int j = 0; j < 4; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], xv, wv[j]); }  \
     }                                                                                          \
