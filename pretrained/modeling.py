@@ -23,6 +23,7 @@ from .errors import (
     InvalidInputError,
     RemoteCodeError,
 )
+from .backends import accelerate
 from .layers import init_normal_
 from .loading import (
     PT_WEIGHTS,
@@ -211,6 +212,7 @@ class PreTrainedModel(nn.Module):
         model.init_weights()
         if isinstance(dtype, torch.dtype):
             model.to(dtype)
+        accelerate(model)
         return model
 
     @classmethod
@@ -296,6 +298,7 @@ class PreTrainedModel(nn.Module):
         model._finish_loading(report, want, device, strict, files.name)
         config.dtype = str(want).replace("torch.", "")
         model.eval()
+        accelerate(model)   # CPU fast paths by module swap; they step aside for training
         from .generation.config import load_generation_config  # never raises: bad values warn
 
         model.generation_config = load_generation_config(files, config)

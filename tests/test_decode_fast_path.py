@@ -1,6 +1,5 @@
-"""The decoders' opt-in inference fast path (set_weight_packing: PackedLinear / Conv1D packing,
-fused q/k/v, SiLU / GELU / SwiGLU product / residual sum inside the matmul kernels) and
-generate() on it: the reference's numbers on the goldens, fallbacks when a projection is
+"""The decoders' opt-in inference fast path (set_weight_packing: CpuLinear / CpuConv1D packing)
+and generate() on it: the reference's numbers on the goldens, fallbacks when a projection is
 replaced, weights changed in place, unchanged checkpoint names; generate() lean by default and
 its results usable outside inference mode."""
 
@@ -10,14 +9,15 @@ import json
 from pathlib import Path
 
 import pytest
-
-from pretrained.backends import build
 import torch
 from safetensors.torch import load_file
 
 from pretrained import AutoModelForCausalLM
 from pretrained import layers
-from pretrained.layers import PackedWeights, set_weight_packing
+from pretrained.backends import build
+from pretrained.backends import packed, set_weight_packing
+from pretrained.backends.linear import CpuLinear
+from pretrained.backends.packed import PackedWeights
 from pretrained.models.gpt2 import GPT2Config, GPT2LMHeadModel
 from pretrained.models.llama import LlamaConfig, LlamaForCausalLM
 from pretrained.peft.lora import LoraLinear
@@ -29,7 +29,7 @@ FAMILY = sorted(n for n, m in META.items() if m["class"].split("For")[0] in
 GEN = json.loads((FIX / "goldens" / "generation" / "generate.json").read_text())["models"]
 GREEDY = [(m, c["case"]) for m, cases in GEN.items() for c in cases
           if not c["kwargs"].get("do_sample") and len(c["input_ids"]) > 1]
-needs_packing = pytest.mark.skipif(not layers._packing_available(),
+needs_packing = pytest.mark.skipif(not packed.packing_available(),
                                    reason="oneDNN weight packing is not available in this torch build")
 
 
@@ -38,12 +38,12 @@ def pack_small_weights(monkeypatch):
     """The fixtures' weights are tiny: pack them anyway (production packs large ones only); and
     their inputs are a few rows, which the rows kernel would take: switch it off here, so these
     tests exercise the packed and plain paths (tests/test_rows.py covers the kernel)."""
-    monkeypatch.setattr(layers.packed, "PACKED_MIN_WEIGHT", 0)
+    monkeypatch.setattr(packed, "PACKED_MIN_WEIGHT", 0)
     monkeypatch.setattr(build, "_lib", False)
 
 
 def packed_caches(model: torch.nn.Module) -> dict[str, int]:
-    """How many packed weights each kind of cache holds ("_packed", "_packed_qkv")."""
+    """How many packed weights the modules hold, by attribute name ("_packed")."""
     found: dict[str, int] = {}
     for m in model.modules():
         for k, v in vars(m).items():
@@ -77,8 +77,7 @@ def test_packed_llama_family_matches_reference_goldens(name):
     assert (out.logits - g["output.logits"]).abs().max().item() <= 1e-4
     found = packed_caches(model)
     n = model.config.num_hidden_layers
-    assert found.get("_packed_qkv") == n  # q/k/v ran as one packed matmul in every layer
-    assert found.get("_packed", 0) >= 4 * n  # o, gate, up, down (and lm_head)
+    assert found.get("_packed", 0) >= 7 * n  # q, k, v, o, gate, up, down (and lm_head)
 
 
 @needs_packing
@@ -136,8 +135,8 @@ def test_fused_paths_fall_back_when_a_projection_is_replaced():
     with torch.inference_mode():
         got = model(**inputs).logits
     assert (got - want).abs().max().item() <= 1e-5
-    assert "_packed_qkv" not in vars(layer.self_attn)  # layer 0 took the separate projections
-    assert "_packed_qkv" in vars(model.model.layers[1].self_attn)
+    assert "_packed" in vars(layer.self_attn.k_proj.base_layer)  # under LoRA: packed base
+    assert "_packed" in vars(model.model.layers[1].self_attn.k_proj)
 
 
 @needs_packing
@@ -201,7 +200,7 @@ def test_one_row_runs_as_matrix_vector_product(dtype, bias, monkeypatch):
     rows and autograd keep F.linear."""
     monkeypatch.setattr(build, "_lib", False)
     torch.manual_seed(0)
-    lin = layers.PackedLinear(96, 40, bias=bias).to(dtype)
+    lin = CpuLinear(96, 40, bias=bias).to(dtype)
     calls = []
     real_mv, real_addmv = torch.mv, torch.addmv
     monkeypatch.setattr(torch, "mv", lambda *a: calls.append("mv") or real_mv(*a))

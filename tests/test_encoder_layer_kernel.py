@@ -1,5 +1,5 @@
 """Post-LayerNorm encoder layers in one C call (``rk.encoder_stack`` via
-``layers.encoder.post_ln_stack``), which BERT, RoBERTa, XLM-R, ELECTRA and DistilBERT use for
+``backends.encoder.FusedLayerStack``), which BERT, RoBERTa, XLM-R, ELECTRA and DistilBERT use for
 inference on float32 CPU input of up to 16 rows: the reference's numbers on the golden fixtures
 (one sequence at a time, so each call fits), equal to the layers' own modules, padding masks, the
 [CLS]-only last layer, weights changed or moved after the first call, and where it steps aside
@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from pretrained import auto
-from pretrained.layers import encoder as encoder_blocks
+from pretrained.backends import accelerate as _accelerate
+from pretrained.backends import encoder as encoder_blocks
 from pretrained.backends import build
 from pretrained.backends import rows as rk
 from pretrained.models.bert import BertConfig, BertForSequenceClassification, BertModel
@@ -148,6 +149,12 @@ def test_bfloat16_equals_the_modules_within_rounding(shape, hidden, heads, calls
     assert (fused - exact).abs().max() <= 1.5 * (plain - exact).abs().max() + 1e-2
 
 
+def _accelerated(model):
+    """A model built from its class, with the backend's modules swapped in as from_pretrained does."""
+    _accelerate(model)
+    return model
+
+
 def _inputs(shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Random ids and a mask: with several sequences, the first right-padded, the second left."""
     ids = torch.randint(1, 120, shape)
@@ -162,7 +169,7 @@ def _bert(hidden=64, heads=4, layers=2, act="gelu", **kw) -> BertModel:
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=120, hidden_size=hidden, num_hidden_layers=layers,
                      num_attention_heads=heads, intermediate_size=2 * hidden, hidden_act=act, **kw)
-    return BertModel(cfg).eval()
+    return _accelerated(BertModel(cfg).eval())
 
 
 @pytest.mark.parametrize("shape,hidden,heads", [((1, 16), 64, 4), ((1, 1), 64, 4), ((2, 8), 48, 3),
@@ -187,7 +194,7 @@ def test_first_token_only_last_layer(calls, monkeypatch):
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=120, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
                      intermediate_size=128, num_labels=3)
-    model = BertForSequenceClassification(cfg).eval()
+    model = _accelerated(BertForSequenceClassification(cfg).eval())
     ids = torch.randint(1, 120, (2, 7))
     mask = torch.ones_like(ids)
     mask[1, 5:] = 0
@@ -295,6 +302,8 @@ def test_weights_changed_after_the_first_call_are_used(calls):
         model.to(torch.float64).to(torch.float32)                                  # moved
         assert (model(ids).last_hidden_state - second).abs().max() <= 1e-6
         layer.attention.self.key = torch.nn.Linear(64, 64)                          # module swapped
+        assert torch.equal(model(ids).last_hidden_state, _plain(model, ids))  # in training mode: modules
+        layer.attention.self.key.eval()
         third = model(ids).last_hidden_state
         assert (third - _plain(model, ids)).abs().max() <= 1e-5
         assert (third - second).abs().max() > 1e-2

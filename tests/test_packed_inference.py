@@ -1,6 +1,5 @@
-"""The encoders' inference fast paths: pre-packed linear weights (layers.PackedLinear,
-set_weight_packing), BERT's fused q/k/v projection, and the [CLS]-only last layer of BERT's
-sequence classifier. Each must give the reference's numbers (goldens) and follow weight changes."""
+"""The encoders' inference fast paths: opt-in pre-packed linear weights (backends.CpuLinear,
+set_weight_packing) and the [CLS]-only last layer of BERT's sequence classifier. Each must give the reference's numbers (goldens) and follow weight changes."""
 
 from __future__ import annotations
 
@@ -10,15 +9,16 @@ import pickle
 from pathlib import Path
 
 import pytest
-
-from pretrained.backends import build
 import torch
 from safetensors.torch import load_file
 
 import pretrained
 from pretrained import auto
 from pretrained import layers
-from pretrained.layers import PackedLinear, PackedWeights, set_weight_packing
+from pretrained.backends import build
+from pretrained.backends import packed, set_weight_packing
+from pretrained.backends.linear import CpuLinear
+from pretrained.backends.packed import PackedWeights
 from pretrained.models.bert import BertConfig, BertForSequenceClassification, BertModel
 
 FIX = Path(__file__).parent / "fixtures"
@@ -27,11 +27,11 @@ BERT = {n: m for n, m in json.loads((FIX / "goldens" / "models.json").read_text(
 ENCODERS = {n: m for n, m in json.loads((FIX / "goldens" / "encoders" / "encoders.json").read_text())[
     "models"].items() if m["arch"] in ("roberta", "xlm-roberta", "electra", "deberta-v2")}
 FIELDS = ("last_hidden_state", "pooler_output", "logits", "start_logits", "end_logits")
-needs_packing = pytest.mark.skipif(not layers._packing_available(),
+needs_packing = pytest.mark.skipif(not packed.packing_available(),
                                    reason="oneDNN weight packing is not available in this torch build")
 
 
-DEFAULT_MIN_WEIGHT = layers.PACKED_MIN_WEIGHT
+DEFAULT_MIN_WEIGHT = packed.PACKED_MIN_WEIGHT
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +39,7 @@ def pack_small_weights(monkeypatch):
     """The fixtures' weights are tiny: pack them anyway (production packs large ones only); and
     their inputs are a few rows, which the rows kernel would take: switch it off here, so these
     tests exercise the packed and plain paths (tests/test_rows.py covers the kernel)."""
-    monkeypatch.setattr(layers.packed, "PACKED_MIN_WEIGHT", 0)
+    monkeypatch.setattr(packed, "PACKED_MIN_WEIGHT", 0)
     monkeypatch.setattr(build, "_lib", False)
 
 
@@ -86,16 +86,14 @@ def test_packed_forward_matches_reference_goldens(name):
 
 @needs_packing
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_packed_equals_plain_and_fuses_qkv(dtype):
+def test_packed_equals_plain(dtype):
     model = tiny_bert().to(dtype)
     with torch.no_grad():
         plain = model(**ids())
         set_weight_packing(model)
         packed = model(**ids())
     attn = model.encoder.layer[0].attention.self
-    assert isinstance(attn.__dict__.get("_packed_qkv"), PackedWeights)
-    assert "_packed" not in attn.query.__dict__  # q/k/v went through the fused weight
-    # bfloat16: the fused GELU rounds once instead of twice, a few ulps at most
+    assert isinstance(attn.query.__dict__.get("_packed"), PackedWeights)
     tol = 1e-5 if dtype == torch.float32 else 0.02
     assert max_diff(packed.last_hidden_state, plain.last_hidden_state) <= tol
     assert max_diff(packed.pooler_output, plain.pooler_output) <= tol
@@ -135,7 +133,7 @@ def test_packed_weights_follow_in_place_writes_dtype_changes_and_reloads(tmp_pat
 
 @needs_packing
 def test_float32_above_the_row_limit_keeps_the_plain_path(monkeypatch):
-    monkeypatch.setattr(layers.packed, "PACKED_FP32_MAX_ROWS", 4)
+    monkeypatch.setattr(packed, "PACKED_FP32_MAX_ROWS", 4)
     model = tiny_bert()
     set_weight_packing(model)
     with torch.no_grad():
@@ -144,18 +142,18 @@ def test_float32_above_the_row_limit_keeps_the_plain_path(monkeypatch):
     assert isinstance(model.pooler.dense.__dict__.get("_packed"), PackedWeights)
     with torch.no_grad():
         model(**ids(1, 3))
-    assert isinstance(model.encoder.layer[0].attention.self.__dict__.get("_packed_qkv"), PackedWeights)
+    assert isinstance(model.encoder.layer[0].attention.self.query.__dict__.get("_packed"), PackedWeights)
 
 
 @needs_packing
 def test_small_weights_and_float32_single_rows_keep_the_plain_path(monkeypatch):
-    monkeypatch.setattr(layers.packed, "PACKED_MIN_WEIGHT", DEFAULT_MIN_WEIGHT)
+    monkeypatch.setattr(packed, "PACKED_MIN_WEIGHT", DEFAULT_MIN_WEIGHT)
     model = tiny_bert()  # 32 x 32 weights: below the size where packing pays
     set_weight_packing(model)
     with torch.no_grad():
         model(**ids())
     assert not any(isinstance(v, PackedWeights) for m in model.modules() for v in vars(m).values())
-    lin = PackedLinear(512, 512)
+    lin = CpuLinear(512, 512)
     set_weight_packing(lin)
     with torch.no_grad():
         one = lin(torch.randn(1, 512))  # float32 matrix-vector: MKL's own kernel is faster
@@ -177,7 +175,7 @@ def test_autograd_uses_the_plain_weights_and_trains():
 
 
 @needs_packing
-def test_lora_wrapped_projection_is_not_fused_away():
+def test_lora_wrapped_projection_keeps_its_adapter():
     from pretrained.peft import LoraConfig, get_peft_model
 
     model = tiny_bert(BertForSequenceClassification, num_labels=2)
@@ -192,7 +190,8 @@ def test_lora_wrapped_projection_is_not_fused_away():
         set_weight_packing(peft)
         got = peft(**ids()).logits
     assert max_diff(got, want) <= 1e-5
-    assert "_packed_qkv" not in model.bert.encoder.layer[0].attention.self.__dict__
+    attn = model.bert.encoder.layer[0].attention.self
+    assert isinstance(attn.query.base_layer.__dict__.get("_packed"), PackedWeights)  # packed base
 
 
 @needs_packing
@@ -256,11 +255,11 @@ def test_pipeline_packs_weights_only_when_asked():
     from pipeline_goldens import model_path
 
     pipe = pretrained.pipeline("text-classification", model=model_path("pipe-bert-sentiment"))
-    flags = [m.packing for m in pipe.model.modules() if isinstance(m, PackedLinear)]
+    flags = [m.packing for m in pipe.model.modules() if isinstance(m, CpuLinear)]
     assert flags and not any(flags)  # lean by default: no second copy of the weights
     pipe = pretrained.pipeline("text-classification", model=model_path("pipe-bert-sentiment"),
                                pack_weights=True)
-    flags = [m.packing for m in pipe.model.modules() if isinstance(m, PackedLinear)]
+    flags = [m.packing for m in pipe.model.modules() if isinstance(m, CpuLinear)]
     assert flags and all(flags)
 
 
@@ -271,8 +270,8 @@ def test_fused_projection_with_a_missing_bias():
     bs = (torch.randn(24, generator=g), None, torch.randn(24, generator=g))
     x = torch.randn(3, 5, 16, generator=g)
     with torch.no_grad():
-        got = layers.packed_linear(x, PackedWeights(), ws, bs)
+        got = packed.packed_linear(x, PackedWeights(), ws, bs)
         want = torch.cat([torch.nn.functional.linear(x, w, b) for w, b in zip(ws, bs)], -1)
         assert max_diff(got, want) <= 1e-5
-        no_bias = layers.packed_linear(x, PackedWeights(), ws[:1], (None,))
+        no_bias = packed.packed_linear(x, PackedWeights(), ws[:1], (None,))
         assert max_diff(no_bias, x @ ws[0].T) <= 1e-5

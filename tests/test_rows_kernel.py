@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pretrained import layers
-from pretrained.backends import build
+from pretrained.backends import build, packed, set_weight_packing
+from pretrained.backends import linear as fast_linear
 from pretrained.backends import rows as rk
 
 needs_kernel = pytest.mark.skipif(not build.available(),
@@ -91,9 +91,9 @@ def test_not_used_where_it_does_not_apply():
 @needs_kernel
 def test_linear_layers_route_up_to_16_rows(monkeypatch):
     calls = []
-    real = layers.packed.rows_linear
-    monkeypatch.setattr(layers.packed, "rows_linear", lambda *a: calls.append(a[0].shape) or real(*a))
-    lin = layers.PackedLinear(64, 32)
+    real = fast_linear.rows_linear
+    monkeypatch.setattr(fast_linear, "rows_linear", lambda *a: calls.append(a[0].shape) or real(*a))
+    lin = fast_linear.CpuLinear(64, 32)
     with torch.no_grad():
         y16 = lin(torch.randn(2, 8, 64))
         lin(torch.randn(17, 64))
@@ -129,7 +129,7 @@ def test_falls_back_to_f_linear_when_no_kernel_can_be_built(env, monkeypatch, tm
     assert not build.available()
     x, w = torch.randn(4, 64), torch.randn(32, 64)
     assert rk.rows_linear(x, w, None) is None
-    lin = layers.PackedLinear(64, 32)
+    lin = fast_linear.CpuLinear(64, 32)
     with torch.no_grad():
         assert torch.equal(lin(x), F.linear(x, lin.weight, lin.bias))
     assert not list(tmp_path.rglob("*.so"))
@@ -158,91 +158,14 @@ def test_several_weights_in_one_call_equal_their_concatenation(dtype):
 
 
 @needs_kernel
-def test_fused_projections_fall_back_when_a_layer_is_replaced():
-    """q/k/v in one call only while all three are plain PackedLinear (LoRA wraps one: None)."""
-    from pretrained.peft.lora import LoraLinear
-
-    lins = tuple(layers.PackedLinear(32, 32) for _ in range(3))
-    x = torch.randn(1, 4, 32)
-    with torch.no_grad():
-        y = layers.rows_fused(lins, x)
-        assert y is not None
-        torch.testing.assert_close(y, torch.cat([F.linear(x, m.weight, m.bias) for m in lins], -1))
-        wrapped = (lins[0], LoraLinear(lins[1], r=2, lora_alpha=4), lins[2])
-        assert layers.rows_fused(wrapped, x) is None
-
-
-@needs_kernel
-def test_float32_gelu_is_fused_and_matches_torch():
-    """The FFN's GELU runs in the kernel's last step: within a few float32 ulps of torch's
-    (exact erf) GELU over the whole range, NaN and infinities included."""
-    torch.manual_seed(0)
-    x = torch.linspace(-12, 12, 4001).view(-1, 1)
-    one = torch.ones(1, 1)
-    got = torch.cat([rk.rows_linear(x[i:i + 16], one, None, gelu=True)
-                     for i in range(0, 4000, 16)])
-    want = F.gelu(x[:4000])
-    torch.testing.assert_close(got, want, atol=2e-6, rtol=1e-6)
-    special = torch.tensor([[0.0], [float("inf")], [float("nan")], [-200.0], [200.0]])
-    got = rk.rows_linear(special, one, None, gelu=True).view(-1)
-    assert got[0] == 0 and got[1] == float("inf") and got[2].isnan() and got[3] == 0 and got[4] == 200
-    w, b, xs = torch.randn(300, 64), torch.randn(300), torch.randn(2, 5, 64)
-    with torch.no_grad():
-        lin = layers.PackedLinear(64, 300)
-        lin.weight.copy_(w), lin.bias.copy_(b)
-        torch.testing.assert_close(lin.forward_gelu(xs), F.gelu(F.linear(xs, w, b)), atol=1e-5, rtol=1e-5)
-    assert rk.rows_linear(xs.bfloat16(), w.bfloat16()[:, :64], None, gelu=True) is None
-
-
-@needs_kernel
-def test_float32_residual_sum_is_fused(monkeypatch):
-    """linear_then(..., "add", residual) (BERT's and the decoders' residual sums) adds in the
-    kernel's last step: F.linear(x) + residual, strided residuals included; bfloat16 declines."""
-    torch.manual_seed(0)
-    x, w, b = torch.randn(2, 7, 100), torch.randn(37, 100), torch.randn(37)
-    for r in (torch.randn(2, 7, 37), torch.randn(2, 7, 74)[..., ::2]):
-        want = F.linear(x, w, b) + r
-        torch.testing.assert_close(rk.rows_linear(x, w, b, residual=r), want, atol=1e-4, rtol=1e-5)
-    lin = layers.PackedLinear(100, 37)
-    calls = []
-    real = layers.packed.rows_linear
-    monkeypatch.setattr(layers.packed, "rows_linear", lambda *a, **k: calls.append(k) or real(*a, **k))
-    with torch.no_grad():
-        lin.weight.copy_(w), lin.bias.copy_(b)
-        r = torch.randn(2, 7, 37)
-        got = layers.linear_then(lin, x, "add", r)
-    assert calls and calls[0]["residual"] is r
-    torch.testing.assert_close(got, F.linear(x, w, b) + r, atol=1e-4, rtol=1e-5)
-    xb = torch.randn(2, 7, 96, dtype=torch.bfloat16)
-    assert rk.rows_linear(xb, torch.randn(32, 96, dtype=torch.bfloat16), None,
-                                   residual=torch.zeros(2, 7, 32, dtype=torch.bfloat16)) is None
-
-
-def test_autocast_keeps_f_linear_dtype():
-    """Under torch.autocast("cpu") a PackedLinear computes as nn.Linear does (in the autocast
-    dtype), for one row (no torch.mv), a few rows (no rows kernel) and with packing on."""
-    lin, ref = layers.PackedLinear(64, 32), torch.nn.Linear(64, 32)
-    ref.load_state_dict(lin.state_dict())
-    for rows in (1, 4, 40):
-        x = torch.randn(rows, 64)
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            got, want = lin(x), ref(x)
-            layers.set_weight_packing(lin, True)
-            packed = lin(x)
-            layers.set_weight_packing(lin, False)
-        assert got.dtype == want.dtype == packed.dtype == torch.bfloat16
-        assert torch.equal(got, want) and torch.equal(packed, want)
-
-
-@needs_kernel
 def test_opt_in_packing_steps_aside_for_the_rows_kernel(monkeypatch):
     """With packing on, up to 16 rows still take the rows kernel (faster, no copy built); more
     rows take the packed weights."""
-    if not layers._packing_available():
+    if not packed.packing_available():
         pytest.skip("oneDNN weight packing is not available in this torch build")
-    monkeypatch.setattr(layers.packed, "PACKED_MIN_WEIGHT", 0)
-    lin = layers.PackedLinear(64, 32)
-    layers.set_weight_packing(lin, True)
+    monkeypatch.setattr(packed, "PACKED_MIN_WEIGHT", 0)
+    lin = fast_linear.CpuLinear(64, 32)
+    set_weight_packing(lin, True)
     with torch.no_grad():
         small = lin(torch.randn(16, 64))
         assert "_packed" not in lin.__dict__

@@ -1,0 +1,98 @@
+"""Speed on a device, kept out of the model files: one module-swap seam.
+
+Model files are plain PyTorch math on ``nn.Linear``, norms and attention. After loading,
+:func:`accelerate` walks the model and swaps modules, by type and structure, for ones that
+compute the same numbers faster on this machine:
+
+- ``nn.Linear`` -> :class:`~.linear.CpuLinear` (C rows kernels for up to 16 rows, q/k/v and
+  gate/up siblings found by watching their calls, ``torch.mv`` for one row, opt-in packed weights);
+- GPT-2's ``Conv1D`` -> :class:`~.linear.CpuConv1D` (opt-in packed weights);
+- :class:`~pretrained.layers.LayerStack` -> :class:`~.encoder.FusedLayerStack` (a whole
+  post-LayerNorm encoder in one C call, where its structure and a probe say it is one).
+
+The swap changes a module's class only: parameters, buffers, state_dict keys, ``isinstance``
+checks against ``nn.Linear`` and pickling are unchanged, so LoRA, prefix tuning, ``.to()``,
+autograd and ``torch.compile`` compose with it in any order (each fast path steps aside where it
+does not apply: training, autograd recording, other devices, LoRA-wrapped layers). :func:`plain`
+swaps back. ``from_pretrained`` calls :func:`accelerate`; ``PRETRAINED_NO_KERNELS=1`` keeps the C
+kernels off (the swapped modules then run PyTorch's kernels).
+
+Example::
+
+    >>> from torch import nn
+    >>> from pretrained.backends import accelerate, plain
+    >>> m = nn.Sequential(nn.Linear(4, 4))
+    >>> accelerate(m), type(m[0]).__name__
+    (1, 'CpuLinear')
+    >>> plain(m), type(m[0]).__name__
+    (1, 'Linear')
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..layers.conv1d import Conv1D
+from ..layers.encoder import LayerStack
+from .encoder import FusedLayerStack
+from .linear import CpuConv1D, CpuLinear
+from .packed import PackedWeights
+
+#: plain class -> its CPU class; exact types only (a subclass may compute something else)
+SWAPS: dict[type, type] = {nn.Linear: CpuLinear, Conv1D: CpuConv1D, LayerStack: FusedLayerStack}
+_PLAIN = {fast: slow for slow, fast in SWAPS.items()}
+
+
+def accelerate(model: nn.Module) -> int:
+    """Swap the modules of ``model`` that have a CPU fast path (see the module doc); returns how
+    many were swapped. Safe to call again; modules added later (a new head) are swapped then."""
+    n = 0
+    for parent in model.modules():
+        for child in parent._modules.values():
+            if child is not None and type(child) in SWAPS:
+                child.__class__ = SWAPS[type(child)]
+                n += 1
+            if isinstance(child, CpuLinear):   # siblings: children of one parent
+                child.__dict__["_parent"] = id(parent)
+    if type(model) in SWAPS:
+        model.__class__ = SWAPS[type(model)]
+        n += 1
+    return n
+
+
+def plain(model: nn.Module) -> int:
+    """Swap every module :func:`accelerate` swapped back to its plain class; returns how many."""
+    n = 0
+    for module in model.modules():
+        if type(module) in _PLAIN:
+            module.__class__ = _PLAIN[type(module)]
+            for key in ("_group", "_slot", "_seen", "_packed", "_parent"):
+                module.__dict__.pop(key, None)
+            n += 1
+    return n
+
+
+def set_weight_packing(model: nn.Module, enabled: bool = True) -> int:
+    """Turn oneDNN packed-weight inference (more than 16 rows; a second copy of the weights) on or
+    off for every swapped linear of ``model`` (swapping them first); turning it off frees the
+    packed copies. Returns how many modules it set.
+
+    Example::
+
+        >>> from torch import nn
+        >>> set_weight_packing(nn.Sequential(nn.Linear(4, 2)))
+        1
+    """
+    accelerate(model)
+    n = 0
+    for module in model.modules():
+        if isinstance(module, (CpuLinear, CpuConv1D)):
+            module.packing = bool(enabled)
+            if not enabled:
+                for key in [k for k, v in module.__dict__.items() if isinstance(v, PackedWeights)]:
+                    del module.__dict__[key]
+            n += 1
+    return n
+
+
+__all__ = ["accelerate", "plain", "set_weight_packing", "SWAPS"]

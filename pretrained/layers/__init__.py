@@ -4,11 +4,9 @@ Model files import from here rather than re-implementing; a block lives here onc
 share it. :mod:`.activations` (activation functions by config name), :mod:`.attention` (masks,
 SDPA and grouped-query attention), :mod:`.rope` (rotary embeddings), :mod:`.norms` (RMSNorm),
 :mod:`.losses` (head losses), :mod:`.init` (reference initialisation), :mod:`.encoder` and
-:mod:`.decoder` (forward helpers of each family), :mod:`.packed` (oneDNN pre-packed linear
-weights, ``PackedLinear`` and GPT-2's ``Conv1D``) and :mod:`.rows_kernel` (C kernels for linear
-layers on up to 16 rows, built on first use). Every name is re-exported here, so callers
-import from ``pretrained.layers``; tests that patch packing thresholds patch
-``pretrained.layers.packed``, the module whose functions read them.
+:mod:`.decoder` (forward helpers of each family) and :mod:`.conv1d` (GPT-2's ``Conv1D``). Plain
+PyTorch math only: speed lives in :mod:`pretrained.backends`, which swaps modules after loading.
+Every name is re-exported here, so callers import from ``pretrained.layers``.
 """
 
 from __future__ import annotations
@@ -32,9 +30,7 @@ from .encoder import (
     check_token_type_ids,
     classifier_dropout,
     masked_lm_output,
-    post_ln_stack,
-    qkv_heads,
-    run_layers,
+    LayerStack,
     sequence_classification_output,
     span_output,
     token_classification_output,
@@ -42,20 +38,7 @@ from .encoder import (
 from .init import init_normal_
 from .losses import causal_lm_loss, sequence_classification_loss, span_loss, token_loss
 from .norms import RMSNorm
-from .packed import (
-    PACKED_FP32_MAX_ROWS,
-    PACKED_MIN_WEIGHT,
-    Conv1D,
-    PackedLinear,
-    PackedWeights,
-    _packing_available,  # tests skip the packed paths where oneDNN lacks them
-    fused_packed_linear,
-    linear_then,
-    packed_linear,
-    packed_linear_ok,
-    rows_fused,
-    set_weight_packing,
-)
+from .conv1d import Conv1D
 from .rope import ROPE_TYPES, RotaryEmbedding, apply_rotary, rope_frequencies, standardize_rope_parameters
 
 __all__ = [
@@ -86,24 +69,12 @@ __all__ = [
     "last_token_logits",
     "check_max_length",
     "check_token_type_ids",
-    "post_ln_stack",
-    "qkv_heads",
-    "run_layers",
     "ClassificationHead",
+    "LayerStack",
     "classifier_dropout",
     "check_span_labels",
     "sequence_classification_output",
     "token_classification_output",
     "masked_lm_output",
     "span_output",
-    "PACKED_FP32_MAX_ROWS",
-    "PACKED_MIN_WEIGHT",
-    "PackedWeights",
-    "PackedLinear",
-    "packed_linear",
-    "packed_linear_ok",
-    "set_weight_packing",
-    "fused_packed_linear",
-    "rows_fused",
-    "linear_then",
 ]

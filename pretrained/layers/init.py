@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .packed import Conv1D
+from .conv1d import Conv1D
 
 
 def init_normal_(module: nn.Module, std: float) -> None:

@@ -21,17 +21,14 @@ from torch import nn
 from ..config import PretrainedConfig
 from ..errors import ConfigError, InvalidInputError
 from ..layers import (
-    PackedLinear,
+    LayerStack,
     activation,
     attention,
     attention_mask_4d,
     check_attention_mask,
     classifier_dropout,
-    fused_packed_linear,
-    linear_then,
     masked_lm_output,
     merge_heads,
-    post_ln_stack,
     sequence_classification_output,
     span_output,
     split_heads,
@@ -102,30 +99,20 @@ class BertEmbeddings(nn.Module):
 
 
 class BertSelfAttention(nn.Module):
-    #: set by set_weight_packing: q, k and v in one packed projection (a cached concatenation of
-    #: the three weights; the parameters and checkpoint keys stay separate)
-    packing: bool = False
-
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         h = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.dropout_p = config.attention_probs_dropout_prob
-        self.query = PackedLinear(h, h)
-        self.key = PackedLinear(h, h)
-        self.value = PackedLinear(h, h)
+        self.query = nn.Linear(h, h)
+        self.key = nn.Linear(h, h)
+        self.value = nn.Linear(h, h)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
                 first_only: bool = False) -> torch.Tensor:
-        # one packed or rows-kernel call for q, k and v (not when LoRA wraps one of them)
-        qkv = fused_packed_linear(self, "_packed_qkv", (self.query, self.key, self.value), x)
-        if qkv is not None:
-            b, t, _ = x.shape
-            q, k, v = qkv.view(b, t, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        else:
-            q = split_heads(self.query(x), self.num_heads)  # (B, nh, T, hd)
-            k = split_heads(self.key(x), self.num_heads)
-            v = split_heads(self.value(x), self.num_heads)
+        q = split_heads(self.query(x), self.num_heads)  # (B, nh, T, hd)
+        k = split_heads(self.key(x), self.num_heads)
+        v = split_heads(self.value(x), self.num_heads)
         if first_only:  # only the first position queries; every position is still a key
             q = q[:, :, :1]
         p = self.dropout_p if self.training else 0.0
@@ -137,17 +124,12 @@ class BertSelfOutput(nn.Module):
 
     def __init__(self, config: BertConfig, n_in: int) -> None:
         super().__init__()
-        self.dense = PackedLinear(n_in, config.hidden_size)
+        self.dense = nn.Linear(n_in, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        if not (torch.is_grad_enabled() or self.training):  # the sum in place / in the rows kernel
-            return self.LayerNorm(linear_then(self.dense, x, "add", residual))
-        y = self.dense(x)
-        if self.training:
-            y = self.dropout(y)
-        return self.LayerNorm(y + residual)
+        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
 
 
 class BertAttention(nn.Module):
@@ -163,13 +145,10 @@ class BertAttention(nn.Module):
 class BertIntermediate(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        self.dense = PackedLinear(config.hidden_size, config.intermediate_size)
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.act = activation(config.hidden_act)
-        self.exact_gelu = config.hidden_act == "gelu"
 
     def forward(self, x):
-        if self.exact_gelu and type(self.dense) is PackedLinear:  # not when LoRA wraps it
-            return self.dense.forward_gelu(x)
         return self.act(self.dense(x))
 
 
@@ -180,16 +159,6 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config)
         self.output = BertSelfOutput(config, config.intermediate_size)
 
-    def post_ln_parts(self):
-        """q, k, v, o, up, down; the two LayerNorms; heads: for :func:`post_ln_stack` (exact GELU
-        only, else None)."""
-        if not self.intermediate.exact_gelu:
-            return None
-        att = self.attention
-        return ((att.self.query, att.self.key, att.self.value, att.output.dense,
-                 self.intermediate.dense, self.output.dense),
-                (att.output.LayerNorm, self.output.LayerNorm), att.self.num_heads)
-
     def forward(self, x, mask, first_only: bool = False):
         """``first_only``: the output at the first position only, (B, 1, H) (what a pooler reads);
         its attention still reads every position."""
@@ -197,16 +166,10 @@ class BertLayer(nn.Module):
         return self.output(self.intermediate(x), x)
 
 
-class BertEncoder(nn.Module):
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__()
-        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
-
-
 class BertPooler(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        self.dense = PackedLinear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.dense(hidden[:, 0]))
@@ -226,7 +189,7 @@ class BertModel(BertPreTrainedModel):
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
         super().__init__(config)
         self.embeddings = BertEmbeddings(config)
-        self.encoder = BertEncoder(config)
+        self.encoder = LayerStack(BertLayer(config) for _ in range(config.num_hidden_layers))
         self.pooler = BertPooler(config) if add_pooling_layer else None
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -261,19 +224,10 @@ class BertModel(BertPreTrainedModel):
         mask = attention_mask_4d(attention_mask, causal=False, q_len=t)
         keep = output_hidden_states if output_hidden_states is not None \
             else self.config.output_hidden_states
-        states = [x] if keep else None
-        last = len(self.encoder.layer) - 1 if first_token_only and not keep else -1
-        y = None if keep else post_ln_stack(self.encoder.layer, x, mask, last >= 0)
-        if y is not None:   # all layers in one C call
-            x = y
-        else:
-            for i, layer in enumerate(self.encoder.layer):
-                x = layer(x, mask, i == last)
-                if states is not None:
-                    states.append(x)
+        x, states = self.encoder(x, mask, bool(keep), first_only=first_token_only and not keep)
         pooled = self.pooler(x) if self.pooler is not None else None
         return BaseModelOutput(last_hidden_state=x, pooler_output=pooled,
-                               hidden_states=tuple(states) if states else None)
+                               hidden_states=states)
 
 
 class BertForSequenceClassification(BertPreTrainedModel):

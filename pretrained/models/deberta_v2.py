@@ -33,7 +33,6 @@ from torch import nn
 from ..config import PretrainedConfig
 from ..errors import ConfigError
 from ..layers import (
-    PackedLinear,
     activation,
     check_attention_mask,
     check_max_length,
@@ -41,7 +40,6 @@ from ..layers import (
     check_token_type_ids,
     masked_lm_output,
     merge_heads,
-    qkv_heads,
     sequence_classification_loss,
     sequence_classification_output,
     span_output,
@@ -191,18 +189,18 @@ class DisentangledSelfAttention(nn.Module):
         h = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.dropout_p = config.attention_probs_dropout_prob
-        self.query_proj = PackedLinear(h, h)
-        self.key_proj = PackedLinear(h, h)
-        self.value_proj = PackedLinear(h, h)
+        self.query_proj = nn.Linear(h, h)
+        self.key_proj = nn.Linear(h, h)
+        self.value_proj = nn.Linear(h, h)
         kinds = config.pos_att_type or []
         self.c2p = config.relative_attention and "c2p" in kinds
         self.p2c = config.relative_attention and "p2c" in kinds
         self.share_att_key = config.share_att_key
         if config.relative_attention and not config.share_att_key:
             if self.c2p:
-                self.pos_key_proj = PackedLinear(h, h)
+                self.pos_key_proj = nn.Linear(h, h)
             if self.p2c:
-                self.pos_query_proj = PackedLinear(h, h)
+                self.pos_query_proj = nn.Linear(h, h)
         self.pos_dropout = nn.Dropout(config.hidden_dropout_prob)
         # Scores are divided by sqrt(head_dim * (1 + c2p + p2c)), a float32 value (device="cpu":
         # models are built on the meta device).
@@ -210,8 +208,8 @@ class DisentangledSelfAttention(nn.Module):
         self.scale = torch.sqrt(torch.tensor(float(h // self.num_heads * n_terms), device="cpu")).item()
 
     def forward(self, x, mask_bias, rel_emb, c2p_index, p2c_index) -> torch.Tensor:
-        q, k, v = qkv_heads((self.query_proj, self.key_proj, self.value_proj), x,
-                            self.num_heads)  # (B, nh, T, hd)
+        q, k, v = (split_heads(m(x), self.num_heads)  # (B, nh, T, hd)
+                   for m in (self.query_proj, self.key_proj, self.value_proj))
         scale = self.scale
         if q.dtype != torch.float32:  # the reference divides by the scale cast to the compute dtype
             scale = torch.tensor(scale, dtype=q.dtype, device="cpu").item()

@@ -20,7 +20,8 @@ from torch import nn
 
 from ..config import PretrainedConfig
 from ..layers import (
-    PackedLinear,
+    LayerStack,
+    split_heads,
     activation,
     attention,
     attention_mask_4d,
@@ -29,8 +30,6 @@ from ..layers import (
     check_span_labels,
     masked_lm_output,
     merge_heads,
-    qkv_heads,
-    run_layers,
     sequence_classification_output,
     span_output,
     token_classification_output,
@@ -106,13 +105,13 @@ class DistilBertSelfAttention(nn.Module):
         d = config.dim
         self.n_heads = config.n_heads
         self.dropout_p = config.attention_dropout
-        self.q_lin = PackedLinear(d, d)
-        self.k_lin = PackedLinear(d, d)
-        self.v_lin = PackedLinear(d, d)
-        self.out_lin = PackedLinear(d, d)
+        self.q_lin = nn.Linear(d, d)
+        self.k_lin = nn.Linear(d, d)
+        self.v_lin = nn.Linear(d, d)
+        self.out_lin = nn.Linear(d, d)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        q, k, v = qkv_heads((self.q_lin, self.k_lin, self.v_lin), x, self.n_heads)  # (B, nh, T, hd)
+        q, k, v = (split_heads(m(x), self.n_heads) for m in (self.q_lin, self.k_lin, self.v_lin))  # (B, nh, T, hd)
         p = self.dropout_p if self.training else 0.0
         return self.out_lin(merge_heads(attention(q, k, v, mask, causal=False, dropout=p)))
 
@@ -120,8 +119,8 @@ class DistilBertSelfAttention(nn.Module):
 class FFN(nn.Module):
     def __init__(self, config: DistilBertConfig) -> None:
         super().__init__()
-        self.lin1 = PackedLinear(config.dim, config.hidden_dim)
-        self.lin2 = PackedLinear(config.hidden_dim, config.dim)
+        self.lin1 = nn.Linear(config.dim, config.hidden_dim)
+        self.lin2 = nn.Linear(config.hidden_dim, config.dim)
         self.act = activation(config.activation)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -136,26 +135,10 @@ class TransformerBlock(nn.Module):
         self.sa_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
         self.ffn = FFN(config)
         self.output_layer_norm = nn.LayerNorm(config.dim, eps=1e-12)
-        self.exact_gelu = config.activation == "gelu"
-
-    def post_ln_parts(self):
-        """q, k, v, o, up, down; the two LayerNorms; heads: for :func:`post_ln_stack` (exact GELU
-        only, else None)."""
-        if not self.exact_gelu:
-            return None
-        att, ffn = self.attention, self.ffn
-        return ((att.q_lin, att.k_lin, att.v_lin, att.out_lin, ffn.lin1, ffn.lin2),
-                (self.sa_layer_norm, self.output_layer_norm), att.n_heads)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         x = self.sa_layer_norm(self.attention(x, mask) + x)
         return self.output_layer_norm(self.ffn(x) + x)
-
-
-class Transformer(nn.Module):
-    def __init__(self, config: DistilBertConfig) -> None:
-        super().__init__()
-        self.layer = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -178,7 +161,7 @@ class DistilBertModel(DistilBertPreTrainedModel):
     def __init__(self, config: DistilBertConfig) -> None:
         super().__init__(config)
         self.embeddings = Embeddings(config)
-        self.transformer = Transformer(config)
+        self.transformer = LayerStack(TransformerBlock(config) for _ in range(config.n_layers))
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings
@@ -202,7 +185,7 @@ class DistilBertModel(DistilBertPreTrainedModel):
         x = self.embeddings(input_ids, position_ids)
         mask = attention_mask_4d(attention_mask, causal=False, q_len=t)
         keep = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        x, states = run_layers(self.transformer.layer, x, mask, keep)
+        x, states = self.transformer(x, mask, bool(keep))
         return BaseModelOutput(last_hidden_state=x, hidden_states=states)
 
 

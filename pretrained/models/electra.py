@@ -25,6 +25,7 @@ from torch import nn
 
 from ..layers import (
     ClassificationHead,
+    LayerStack,
     activation,
     attention_mask_4d,
     check_attention_mask,
@@ -33,7 +34,6 @@ from ..layers import (
     check_token_type_ids,
     classifier_dropout,
     masked_lm_output,
-    run_layers,
     sequence_classification_output,
     span_output,
     token_classification_output,
@@ -46,7 +46,7 @@ from ..outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
-from .bert import BertConfig, BertEmbeddings, BertEncoder
+from .bert import BertConfig, BertEmbeddings, BertLayer
 
 
 class ElectraConfig(BertConfig):
@@ -126,7 +126,7 @@ class ElectraModel(ElectraPreTrainedModel):
             self.embeddings_project = nn.Linear(config.embedding_size, config.hidden_size)
         else:
             self.embeddings_project = None
-        self.encoder = BertEncoder(config)
+        self.encoder = LayerStack(BertLayer(config) for _ in range(config.num_hidden_layers))
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings
@@ -153,7 +153,7 @@ class ElectraModel(ElectraPreTrainedModel):
             x = self.embeddings_project(x)
         mask = attention_mask_4d(attention_mask, causal=False, q_len=t)
         keep = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        x, states = run_layers(self.encoder.layer, x, mask, keep)
+        x, states = self.encoder(x, mask, bool(keep))
         return BaseModelOutput(last_hidden_state=x, hidden_states=states)
 
 

@@ -24,12 +24,10 @@ from ..config import PretrainedConfig
 from ..errors import InvalidInputError
 from ..layers import (
     Conv1D,
-    PackedLinear,
     activation,
     causal_lm_loss,
     causal_mask,
     grouped_attention,
-    linear_then,
     lm_logits,
     packed_segments,
     prepare_decoder_inputs,
@@ -94,9 +92,8 @@ class GPT2Attention(nn.Module):
             scale /= layer_idx + 1
         self.scale = scale
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: Cache | None,
-                residual: torch.Tensor | None = None) -> torch.Tensor:
-        """The attention output (B, T, n_embd), plus ``residual`` when given."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: Cache | None) -> torch.Tensor:
+        """The attention output (B, T, n_embd)."""
         b, t, e = x.shape
         qkv = self.c_attn(x)
         if t == 1:  # one token (decoding): (B, 3 * nh, 1, hd) is already the heads layout
@@ -107,10 +104,7 @@ class GPT2Attention(nn.Module):
             k, v = cache.update(self.layer_idx, k, v)
         p = self.attn_dropout if self.training else 0.0
         y = grouped_attention(q, k, v, mask, scale=self.scale, dropout=p)  # (B, T, n_embd)
-        if self.training or residual is None:
-            y = self.resid_dropout(self.c_proj(y))
-            return y if residual is None else residual + y
-        return linear_then(self.c_proj, y, "add", residual)  # packed: the sum inside the kernel
+        return self.resid_dropout(self.c_proj(y))
 
 
 class GPT2MLP(nn.Module):
@@ -121,16 +115,10 @@ class GPT2MLP(nn.Module):
         self.c_proj = Conv1D(inner, config.n_embd)
         self.act = activation(config.activation_function)
         self.dropout = nn.Dropout(config.resid_pdrop)
-        # the activations the packed kernels can apply inside the matmul
-        self.fused_act = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
-                          "gelu": "gelu"}.get(config.activation_function)
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """c_proj(act(c_fc(x))), plus ``residual`` when given."""
-        if self.training or residual is None or self.fused_act is None:
-            y = self.dropout(self.c_proj(self.act(self.c_fc(x))))
-            return y if residual is None else residual + y
-        return linear_then(self.c_proj, linear_then(self.c_fc, x, self.fused_act), "add", residual)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """c_proj(act(c_fc(x)))"""
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
 
 
 class GPT2Block(nn.Module):
@@ -142,8 +130,8 @@ class GPT2Block(nn.Module):
         self.mlp = GPT2MLP(config)
 
     def forward(self, x, mask, cache):
-        x = self.attn(self.ln_1(x), mask, cache, residual=x)
-        return self.mlp(self.ln_2(x), residual=x)
+        x = x + self.attn(self.ln_1(x), mask, cache)
+        return x + self.mlp(self.ln_2(x))
 
 
 class GPT2PreTrainedModel(PreTrainedModel):
@@ -226,7 +214,7 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
     def __init__(self, config: GPT2Config) -> None:
         super().__init__(config)
         self.transformer = GPT2Model(config)
-        self.lm_head = PackedLinear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head

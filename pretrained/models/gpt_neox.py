@@ -2,7 +2,7 @@
 
 LayerNorm decoder with rotary positions on the first ``partial_rotary_factor`` of each head
 (``rotary_pct`` in older files, 0.25 by default) and, by default, a parallel residual:
-``x + attn(ln1(x)) + mlp(ln2(x))``. The fused ``query_key_value`` projection keeps the
+``x + attn(ln1(x)) + mlp(ln2(x))``. The combined ``query_key_value`` projection keeps the
 checkpoint's layout, which interleaves per head: each head's q, k and v are adjacent.
 The vocabulary projection is ``embed_out``, the name checkpoints use.
 
@@ -25,7 +25,6 @@ from torch import nn
 
 from ..config import PretrainedConfig
 from ..layers import (
-    PackedLinear,
     RotaryEmbedding,
     activation,
     apply_rotary,
@@ -102,8 +101,8 @@ class GPTNeoXAttention(nn.Module):
         self.head_size = config.head_size
         self.scale = self.head_size ** -0.5
         self.dropout = config.attention_dropout
-        self.query_key_value = PackedLinear(h, 3 * h, bias=config.attention_bias)
-        self.dense = PackedLinear(h, h, bias=config.attention_bias)
+        self.query_key_value = nn.Linear(h, 3 * h, bias=config.attention_bias)
+        self.dense = nn.Linear(h, h, bias=config.attention_bias)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 mask: torch.Tensor | None, cache: Cache | None) -> torch.Tensor:
@@ -121,8 +120,8 @@ class GPTNeoXAttention(nn.Module):
 class GPTNeoXMLP(nn.Module):
     def __init__(self, config: GPTNeoXConfig) -> None:
         super().__init__()
-        self.dense_h_to_4h = PackedLinear(config.hidden_size, config.intermediate_size)
-        self.dense_4h_to_h = PackedLinear(config.intermediate_size, config.hidden_size)
+        self.dense_h_to_4h = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.dense_4h_to_h = nn.Linear(config.intermediate_size, config.hidden_size)
         self.act = activation(config.hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -210,7 +209,7 @@ class GPTNeoXForCausalLM(GPTNeoXPreTrainedModel):
     def __init__(self, config: GPTNeoXConfig) -> None:
         super().__init__(config)
         self.gpt_neox = GPTNeoXModel(config)
-        self.embed_out = PackedLinear(config.hidden_size, config.vocab_size, bias=False)
+        self.embed_out = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.embed_out

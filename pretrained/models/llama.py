@@ -24,23 +24,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import PretrainedConfig
 from ..layers import (
-    PackedLinear,
     RMSNorm,
     RotaryEmbedding,
     activation,
     causal_lm_loss,
     causal_mask,
-    fused_packed_linear,
     grouped_attention,
     init_normal_,
     last_token_logits,
-    linear_then,
-    rows_fused,
     lm_logits,
     packed_segments,
     prepare_decoder_inputs,
@@ -136,15 +131,7 @@ class LlamaConfig(LlamaFamilyConfig):
 
 
 # --- blocks -----------------------------------------------------------------------------------
-# Projections are PackedLinear: plain nn.Linear unless set_weight_packing turned packing on
-# (opt-in, CPU inference; it keeps a second, packed copy of the weights). Then q/k/v run as one
-# packed matmul, and SiLU, the SwiGLU product and the residual sums run inside the matmul
-# kernels (layers.linear_then). A projection replaced by LoRA or quantization takes the plain
-# path. Each kernel call costs microseconds in a decode step, so the step uses as few as it can.
 class LlamaAttention(nn.Module):
-    #: set by set_weight_packing: q/k/v in one packed projection (a cached concatenation)
-    packing: bool = False
-
     def __init__(self, config: LlamaFamilyConfig, layer_idx: int) -> None:
         super().__init__()
         self.layer_idx = layer_idx
@@ -156,10 +143,10 @@ class LlamaAttention(nn.Module):
         self.sliding_window = config.layer_sliding_window(layer_idx)
         qkv_bias, o_bias = config.attention_biases()
         h = config.hidden_size
-        self.q_proj = PackedLinear(h, self.num_heads * hd, bias=qkv_bias)
-        self.k_proj = PackedLinear(h, self.num_kv_heads * hd, bias=qkv_bias)
-        self.v_proj = PackedLinear(h, self.num_kv_heads * hd, bias=qkv_bias)
-        self.o_proj = PackedLinear(self.num_heads * hd, h, bias=o_bias)
+        self.q_proj = nn.Linear(h, self.num_heads * hd, bias=qkv_bias)
+        self.k_proj = nn.Linear(h, self.num_kv_heads * hd, bias=qkv_bias)
+        self.v_proj = nn.Linear(h, self.num_kv_heads * hd, bias=qkv_bias)
+        self.o_proj = nn.Linear(self.num_heads * hd, h, bias=o_bias)
         if config.has_qk_norm():
             self.q_norm = RMSNorm(hd, eps=config.rms_norm_eps)
             self.k_norm = RMSNorm(hd, eps=config.rms_norm_eps)
@@ -167,26 +154,17 @@ class LlamaAttention(nn.Module):
             self.q_norm = self.k_norm = None
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                mask: torch.Tensor | None, cache: Cache | None,
-                residual: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, T, hidden); cos/sin (B, T, 1, head_dim); returns the attention output, plus
-        ``residual`` when given."""
+                mask: torch.Tensor | None, cache: Cache | None) -> torch.Tensor:
+        """x (B, T, hidden); cos/sin (B, T, 1, head_dim); returns the attention output."""
         b, t, _ = x.shape
         nh, nkv, hd = self.num_heads, self.num_kv_heads, self.head_dim
         # heads on axis 2: (B, T, heads, hd); for one token (decoding) on axis 1, where
         # (B, heads, 1, hd) is already the layout attention takes (no transposes)
         axis, shape = (1, (b, -1, 1, hd)) if t == 1 else (2, (b, t, -1, hd))
-        qkv = fused_packed_linear(self, "_packed_qkv", (self.q_proj, self.k_proj, self.v_proj), x)
-        if qkv is not None and self.q_norm is None:
-            qk, v = qkv.view(shape).split((nh + nkv, nkv), axis)  # q and k rotate together
-        else:
-            if qkv is not None:
-                q, k, v = qkv.view(shape).split((nh, nkv, nkv), axis)
-            else:
-                q, k, v = (p(x).view(shape) for p in (self.q_proj, self.k_proj, self.v_proj))
-            if self.q_norm is not None:
-                q, k = self.q_norm(q), self.k_norm(k)
-            qk = torch.cat((q, k), axis)
+        q, k, v = (p(x).view(shape) for p in (self.q_proj, self.k_proj, self.v_proj))
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        qk = torch.cat((q, k), axis)   # q and k rotate together
         qk = qk * cos + qk.roll(hd // 2, -1) * sin
         q, k = qk.split((nh, nkv), axis)
         if t > 1:
@@ -194,34 +172,21 @@ class LlamaAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)
         p = self.dropout if self.training else 0.0
-        y = grouped_attention(q, k, v, mask, scale=self.scale, dropout=p)
-        return self.o_proj(y) if residual is None else linear_then(self.o_proj, y, "add", residual)
+        return self.o_proj(grouped_attention(q, k, v, mask, scale=self.scale, dropout=p))
 
 
 class LlamaMLP(nn.Module):
     def __init__(self, config: LlamaFamilyConfig) -> None:
         super().__init__()
         h, i, bias = config.hidden_size, config.intermediate_size, config.mlp_has_bias()
-        self.gate_proj = PackedLinear(h, i, bias=bias)
-        self.up_proj = PackedLinear(h, i, bias=bias)
-        self.down_proj = PackedLinear(i, h, bias=bias)
+        self.gate_proj = nn.Linear(h, i, bias=bias)
+        self.up_proj = nn.Linear(h, i, bias=bias)
+        self.down_proj = nn.Linear(i, h, bias=bias)
         self.act_fn = activation(config.hidden_act)
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """down(act(gate(x)) * up(x)), plus ``residual`` when given."""
-        gu = None
-        if self.act_fn is F.silu and not self.gate_proj.packing:  # packed: silu/mul in the kernel
-            gu = rows_fused((self.gate_proj, self.up_proj), x)
-        if gu is not None:  # gate and up in one rows-kernel call (up to 16 rows, no autograd)
-            g, u = gu.split(self.gate_proj.out_features, -1)
-            h = F.silu(g, inplace=True).mul_(u) if not torch.is_grad_enabled() else F.silu(g) * u
-        elif self.act_fn is F.silu:
-            h = linear_then(self.up_proj, x, "mul", linear_then(self.gate_proj, x, "silu"))
-        else:
-            h = self.act_fn(self.gate_proj(x)) * self.up_proj(x)
-        if residual is None:
-            return self.down_proj(h)
-        return linear_then(self.down_proj, h, "add", residual)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """down(act(gate(x)) * up(x))"""
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -233,8 +198,8 @@ class LlamaDecoderLayer(nn.Module):
         self.mlp = LlamaMLP(config)
 
     def forward(self, x, cos, sin, mask, cache):
-        x = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, residual=x)
-        return self.mlp(self.post_attention_layernorm(x), residual=x)
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -312,7 +277,7 @@ class LlamaForCausalLM(LlamaPreTrainedModel):
     def __init__(self, config: LlamaFamilyConfig) -> None:
         super().__init__(config)
         self.model = self.base_model_class(config)
-        self.lm_head = PackedLinear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..layers import (
     ClassificationHead,
+    LayerStack,
     attention_mask_4d,
     check_attention_mask,
     check_max_length,
@@ -31,7 +32,6 @@ from ..layers import (
     check_token_type_ids,
     classifier_dropout,
     masked_lm_output,
-    run_layers,
     sequence_classification_output,
     span_output,
     token_classification_output,
@@ -44,7 +44,7 @@ from ..outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
-from .bert import BertConfig, BertEmbeddings, BertEncoder, BertPooler
+from .bert import BertConfig, BertEmbeddings, BertLayer, BertPooler
 
 
 class RobertaConfig(BertConfig):
@@ -116,7 +116,7 @@ class RobertaModel(RobertaPreTrainedModel):
     def __init__(self, config: RobertaConfig, add_pooling_layer: bool = True) -> None:
         super().__init__(config)
         self.embeddings = RobertaEmbeddings(config)
-        self.encoder = BertEncoder(config)
+        self.encoder = LayerStack(BertLayer(config) for _ in range(config.num_hidden_layers))
         self.pooler = BertPooler(config) if add_pooling_layer else None
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -145,7 +145,7 @@ class RobertaModel(RobertaPreTrainedModel):
         x = self.embeddings(input_ids, token_type_ids, position_ids)
         mask = attention_mask_4d(attention_mask, causal=False, q_len=t)
         keep = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        x, states = run_layers(self.encoder.layer, x, mask, keep)
+        x, states = self.encoder(x, mask, bool(keep))
         pooled = self.pooler(x) if self.pooler is not None else None
         return BaseModelOutput(last_hidden_state=x, pooler_output=pooled, hidden_states=states)
 

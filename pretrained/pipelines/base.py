@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..errors import InvalidInputError
-from ..layers import set_weight_packing
+from ..backends import set_weight_packing
 from ..modeling import resolve_dtype
 
 __all__ = ["Pipeline", "UNSET", "resolve_pipeline_device"]
@@ -153,7 +153,7 @@ class Pipeline:
         if _model_device(model) != self.device:
             model.to(self.device)
         model.eval()
-        # Opt-in: pre-packed linear weights (pretrained.layers) make small CPU batches ~1.2x faster but
+        # Opt-in: pre-packed linear weights (pretrained.backends) make small CPU batches ~1.2x faster but
         # keep a second copy of the weights, and this library is lean in memory by default.
         if pack_weights and self.device.type == "cpu":
             set_weight_packing(model, True)
