@@ -150,13 +150,12 @@ EXPORT int encoder_f32(const float *x, long B, long T, long H, int nh, long I, i
 }
 
 #if defined(__AVX512BF16__)
-// ---- the same layers in bfloat16 --------------------------------------------------------------
-static inline __mmask16 tail16(long r) { return (__mmask16)(r >= 16 ? 0xffff : (1u << r) - 1); }
+// ---- the same layers in bfloat16 (AVX-512 here: W == 16, vm a __mmask16) ----------------------
 static void to_f32(const uint16_t *src, long n, float *dst) {
-    for (long i = 0; i < n; i += 16) _mm512_mask_storeu_ps(dst + i, tail16(n - i), ldbf(src + i, tail16(n - i)));
+    for (long i = 0; i < n; i += 16) _mm512_mask_storeu_ps(dst + i, vtail(n - i), ldbf(src + i, vtail(n - i)));
 }
 static void to_bf16(const float *src, long n, uint16_t *dst) {
-    for (long i = 0; i < n; i += 16) stbf(dst + i, tail16(n - i), _mm512_maskz_loadu_ps(tail16(n - i), src + i));
+    for (long i = 0; i < n; i += 16) stbf(dst + i, vtail(n - i), _mm512_maskz_loadu_ps(vtail(n - i), src + i));
 }
 
 // y (bfloat16, M x H) <- LN(bf16(y + r)): torch rounds the sum, then normalises in float32
@@ -165,7 +164,7 @@ static void add_norm_bf16(uint16_t *y, long M, long H, const uint16_t *r, long l
                           const float *b, float eps, float *f) {
     for (long m = 0; m < M; m++)
         for (long i = 0; i < H; i += 16) {
-            __mmask16 mk = tail16(H - i);
+            __mmask16 mk = vtail(H - i);
             stbf(y + m * H + i, mk, _mm512_add_ps(ldbf(y + m * H + i, mk), ldbf(r + m * ldr + i, mk)));
         }
     to_f32(y, M * H, f);

@@ -75,7 +75,7 @@ static void dp_chunk(const uint16_t *x, long M, long ldx, const uint16_t *w, lon
     }
     for (long m = 0; m < M; m++)
         for (long n = n0; n < n1; n += 16) {
-            __mmask16 mk = (__mmask16)(n1 - n >= 16 ? 0xffff : (1u << (n1 - n)) - 1);
+            __mmask16 mk = vtail(n1 - n);
             __m512 v = _mm512_maskz_loadu_ps(mk, t + m * NCHUNK + n - n0);
             if (b) v = _mm512_add_ps(v, ldbf(b + n, mk));
             stbf(y + m * ldy + n, mk, v);
