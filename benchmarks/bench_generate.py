@@ -63,7 +63,7 @@ if lib.startswith("ours"):
     from pretrained import AutoModelForCausalLM
     model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype)
     if lib == "ours-packed":  # opt-in: pre-packed oneDNN weights, fused projections
-        from pretrained.layers import set_weight_packing
+        from pretrained.backends import set_weight_packing
         set_weight_packing(model)
     if lib == "ours-compiled":  # opt-in: compiled forward over a static (fixed-shape) cache
         model.forward = torch.compile(model.forward, dynamic=False)

@@ -38,7 +38,7 @@ def load(lib: str, folder: Path, dtype: torch.dtype):
 
         model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype)
         if lib == "ours-packed":
-            from pretrained.layers import set_weight_packing
+            from pretrained.backends import set_weight_packing
 
             set_weight_packing(model)
     else:
