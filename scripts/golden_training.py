@@ -132,6 +132,9 @@ def decay_names() -> None:
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
+    if sys.argv[1:2] == ["--peft"]:   # --peft NAME...: only these PEFT cases, the rest kept
+        peft_goldens(set(sys.argv[2:]))
+        return
     schedules()
     decay_names()
     trainer_run()
@@ -154,6 +157,9 @@ PEFT_CASES = {
     "peft-bert-tokcls-bias": ("bert-tiny-tokcls", "BertForTokenClassification",
                               dict(r=2, lora_alpha=4, target_modules=["query", "key", "dense"],
                                    task_type="TOKEN_CLS", bias="all", lora_dropout=0.1)),
+    # the usual QLoRA recipe's targets, on a model whose q/k/v and gate/up run as one kernel call
+    "peft-llama-all-linear": ("llama-gqa", "LlamaForCausalLM",
+                              dict(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")),
 }
 
 
@@ -193,7 +199,8 @@ def _peft_named(pm) -> dict:
     return out
 
 
-def peft_goldens() -> None:
+def peft_goldens(only: set[str] | None = None) -> None:
+    """PEFT interop goldens for every case (or the ``only`` ones, the others' records kept)."""
     import peft
     import transformers
 
@@ -202,7 +209,11 @@ def peft_goldens() -> None:
     from pretrained.peft.lora import file_key_to_param
 
     record = {"peft_version": peft.__version__, "cases": {}}
+    if only and (OUT / "peft.json").exists():
+        record["cases"] = json.loads((OUT / "peft.json").read_text())["cases"]
     for name, (fixture, cls_name, kw) in PEFT_CASES.items():
+        if only and name not in only:
+            continue
         arch = "gpt2" if fixture.startswith("gpt2") else "bert"
         inputs = peft_inputs(arch)
         ref_cls = getattr(transformers, cls_name)
@@ -224,7 +235,8 @@ def peft_goldens() -> None:
         # 2. an adapter saved by THIS library, loaded by PEFT
         ours = {"BertForSequenceClassification": ours_auto.AutoModelForSequenceClassification,
                 "BertForTokenClassification": ours_auto.AutoModelForTokenClassification,
-                "GPT2LMHeadModel": ours_auto.AutoModelForCausalLM}[cls_name].from_pretrained(MODELS / fixture)
+                "GPT2LMHeadModel": ours_auto.AutoModelForCausalLM,
+                "LlamaForCausalLM": ours_auto.AutoModelForCausalLM}[cls_name].from_pretrained(MODELS / fixture)
         our_pm = our_get(ours, OurConfig(**kw))
         params = dict(our_pm.named_parameters())
         named = {}

@@ -27,7 +27,8 @@ from test_training_trainer import one_thread  # noqa: E402,F401  (autouse fixtur
 
 RECORD = json.loads((GOLD / "peft.json").read_text())
 AUTO = {"BertForSequenceClassification": AutoModelForSequenceClassification,
-        "BertForTokenClassification": AutoModelForTokenClassification, "GPT2LMHeadModel": AutoModelForCausalLM}
+        "BertForTokenClassification": AutoModelForTokenClassification, "GPT2LMHeadModel": AutoModelForCausalLM,
+        "LlamaForCausalLM": AutoModelForCausalLM}
 
 
 def base(case):
