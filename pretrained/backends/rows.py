@@ -4,9 +4,10 @@
 At up to 16 rows (a short sentence through an encoder, a decode step) a linear layer is bound by
 reading its weight from memory, and F.linear's BLAS kernels re-lay the weight out on every call;
 the kernels read ``nn.Linear``'s own weight once, in order, and keep no second copy. Float32
-runs on AVX-512 (a dot product per output; sums in another order than BLAS's, ~1e-6 apart; the
-exact GELU and a residual sum can run in its last step); bfloat16 on AMX tiles (equal to F.linear
-bit for bit in the tests). :func:`rows_linear_many` runs several weights of one input (q/k/v) in
+runs on AVX2 or AVX-512 (a dot product per output; sums in another order than BLAS's, ~1e-6
+apart; the exact GELU and a residual sum can run in its last step); bfloat16 on AMX tiles (equal
+to F.linear bit for bit in the tests) or ``vdpbf16ps`` (within an ulp), by the variant
+:mod:`.build` chose for this CPU. :func:`rows_linear_many` runs several weights of one input (q/k/v) in
 one call; :func:`encoder_stack` runs all post-LayerNorm layers of a BERT-style encoder in one
 call (at a few rows the ~15 torch ops per layer around the linears cost more than their math).
 Each function returns None where it does not apply, and the caller runs PyTorch's kernels.
@@ -86,8 +87,8 @@ def rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
                 gelu: bool = False, residual: torch.Tensor | None = None) -> torch.Tensor | None:
     """``F.linear(x, weight, bias)`` through a kernel, or None where none applies: not a float32
     or bfloat16 CPU tensor, autograd recording, ``torch.compile`` or CPU autocast on, more than
-    :data:`ROWS_MAX` rows, a non-contiguous weight, bfloat16 with in features not a multiple of
-    32 (the AMX tiles' depth), or no kernel on this machine. ``gelu``: ``F.gelu`` (exact) of
+    :data:`ROWS_MAX` rows, a non-contiguous weight, bfloat16 on a variant without bfloat16
+    kernels (AVX2, AVX-512 without BF16), or no kernel on this machine. ``gelu``: ``F.gelu`` (exact) of
     that, fused into the float32 kernel (within ~1e-6 of torch's); ``residual``: plus that
     tensor (of the output's shape), also fused. Both float32 only: None for bfloat16 (the
     caller applies them)."""
@@ -161,9 +162,9 @@ class EncoderWeights:
 def encoder_stack(x: torch.Tensor, weights: EncoderWeights, keep: torch.Tensor | None,
                   first_only: bool = False) -> torch.Tensor | None:
     """Post-LayerNorm encoder layers (BERT's: ``h = LN1(x + O·attn(x))``, ``LN2(h + Down·gelu(Up·h))``,
-    exact GELU) on ``x`` (B, T, H) of at most :data:`ROWS_MAX` rows, all in one C call: float32
-    (AVX-512), or bfloat16 (AMX; rounded to bfloat16 where torch's bfloat16 ops round; needs H
-    and the intermediate size multiples of 32).
+    exact GELU) on ``x`` (B, T, H) of at most :data:`ROWS_MAX` rows, all in one C call: float32,
+    or bfloat16 (AMX or ``vdpbf16ps``; rounded to bfloat16 where torch's bfloat16 ops round;
+    needs H and the intermediate size multiples of 32).
 
     ``keep``: None or a bool mask (B, 1, 1, T), True where a key may be attended to.
     ``first_only``: the last layer at each sequence's first position only, (B, 1, H). None where it
