@@ -30,17 +30,14 @@ from ..layers import (
     masked_lm_output,
     merge_heads,
     sequence_classification_output,
-    span_output,
     split_heads,
-    token_classification_output,
 )
 from ..modeling import PreTrainedModel
+from .heads import SpanClassifier, TokenClassifier
 from ..outputs import (
     BaseModelOutput,
     MaskedLMOutput,
-    QuestionAnsweringOutput,
     SequenceClassifierOutput,
-    TokenClassifierOutput,
 )
 
 
@@ -249,32 +246,14 @@ class BertForSequenceClassification(BertPreTrainedModel):
         return sequence_classification_output(self.config, logits, labels, out)
 
 
-class BertForTokenClassification(BertPreTrainedModel):
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.dropout = nn.Dropout(classifier_dropout(config))
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                labels=None, output_hidden_states=None) -> TokenClassifierOutput:
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
-        logits = self.classifier(self.dropout(out.last_hidden_state))
-        return token_classification_output(logits, labels, out)
+class BertForTokenClassification(TokenClassifier, BertPreTrainedModel):
+    backbone_class = BertModel
+    backbone_kwargs = {"add_pooling_layer": False}
 
 
-class BertForQuestionAnswering(BertPreTrainedModel):
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.qa_outputs = nn.Linear(config.hidden_size, 2)
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                start_positions=None, end_positions=None,
-                output_hidden_states=None) -> QuestionAnsweringOutput:
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
-        logits = self.qa_outputs(out.last_hidden_state)
-        return span_output(logits, start_positions, end_positions, out)
+class BertForQuestionAnswering(SpanClassifier, BertPreTrainedModel):
+    backbone_class = BertModel
+    backbone_kwargs = {"add_pooling_layer": False}
 
 
 class BertPredictionHeadTransform(nn.Module):

@@ -36,23 +36,19 @@ from ..layers import (
     activation,
     check_attention_mask,
     check_max_length,
-    check_span_labels,
     check_token_type_ids,
     masked_lm_output,
     merge_heads,
     sequence_classification_loss,
     sequence_classification_output,
-    span_output,
     split_heads,
-    token_classification_output,
 )
 from ..modeling import PreTrainedModel
+from .heads import SpanClassifier, TokenClassifier
 from ..outputs import (
     BaseModelOutput,
     MaskedLMOutput,
-    QuestionAnsweringOutput,
     SequenceClassifierOutput,
-    TokenClassifierOutput,
 )
 from .bert import BertIntermediate, BertSelfOutput
 
@@ -500,33 +496,16 @@ class DebertaV2ForSequenceClassification(DebertaV2PreTrainedModel):
                                               deberta_classification_loss)
 
 
-class DebertaV2ForTokenClassification(DebertaV2PreTrainedModel):
-    def __init__(self, config: DebertaV2Config) -> None:
-        super().__init__(config)
-        self.deberta = DebertaV2Model(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+class DebertaV2ForTokenClassification(TokenClassifier, DebertaV2PreTrainedModel):
+    backbone_class = DebertaV2Model
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                labels=None, output_hidden_states=None) -> TokenClassifierOutput:
-        out = self.deberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
-        logits = self.classifier(self.dropout(out.last_hidden_state))
-        return token_classification_output(logits, labels, out)
+    @staticmethod
+    def head_dropout(config) -> float:
+        return config.hidden_dropout_prob
 
 
-class DebertaV2ForQuestionAnswering(DebertaV2PreTrainedModel):
-    def __init__(self, config: DebertaV2Config) -> None:
-        super().__init__(config)
-        check_span_labels(config, type(self).__name__)
-        self.deberta = DebertaV2Model(config)
-        self.qa_outputs = nn.Linear(config.hidden_size, 2)
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                start_positions=None, end_positions=None,
-                output_hidden_states=None) -> QuestionAnsweringOutput:
-        out = self.deberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
-        logits = self.qa_outputs(out.last_hidden_state)
-        return span_output(logits, start_positions, end_positions, out)
+class DebertaV2ForQuestionAnswering(SpanClassifier, DebertaV2PreTrainedModel):
+    backbone_class = DebertaV2Model
 
 
 MODEL_CLASSES = {

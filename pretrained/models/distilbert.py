@@ -27,20 +27,16 @@ from ..layers import (
     attention_mask_4d,
     check_attention_mask,
     check_max_length,
-    check_span_labels,
     masked_lm_output,
     merge_heads,
     sequence_classification_output,
-    span_output,
-    token_classification_output,
 )
 from ..modeling import PreTrainedModel
+from .heads import SpanClassifier, TokenClassifier
 from ..outputs import (
     BaseModelOutput,
     MaskedLMOutput,
-    QuestionAnsweringOutput,
     SequenceClassifierOutput,
-    TokenClassifierOutput,
 )
 
 
@@ -229,34 +225,20 @@ class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
         return sequence_classification_output(self.config, logits, labels, out)
 
 
-class DistilBertForTokenClassification(DistilBertPreTrainedModel):
-    def __init__(self, config: DistilBertConfig) -> None:
-        super().__init__(config)
-        self.distilbert = DistilBertModel(config)
-        self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.dim, config.num_labels)
+class DistilBertForTokenClassification(TokenClassifier, DistilBertPreTrainedModel):
+    backbone_class = DistilBertModel
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                labels=None, output_hidden_states=None) -> TokenClassifierOutput:
-        out = self.distilbert(input_ids, attention_mask, None, position_ids, output_hidden_states)
-        logits = self.classifier(self.dropout(out.last_hidden_state))
-        return token_classification_output(logits, labels, out)
+    @staticmethod
+    def head_dropout(config) -> float:
+        return config.dropout
 
 
-class DistilBertForQuestionAnswering(DistilBertPreTrainedModel):
-    def __init__(self, config: DistilBertConfig) -> None:
-        super().__init__(config)
-        check_span_labels(config, type(self).__name__)
-        self.distilbert = DistilBertModel(config)
-        self.dropout = nn.Dropout(config.qa_dropout)
-        self.qa_outputs = nn.Linear(config.dim, 2)
+class DistilBertForQuestionAnswering(SpanClassifier, DistilBertPreTrainedModel):
+    backbone_class = DistilBertModel
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                start_positions=None, end_positions=None,
-                output_hidden_states=None) -> QuestionAnsweringOutput:
-        out = self.distilbert(input_ids, attention_mask, None, position_ids, output_hidden_states)
-        logits = self.qa_outputs(self.dropout(out.last_hidden_state))
-        return span_output(logits, start_positions, end_positions, out)
+    @staticmethod
+    def qa_dropout(config) -> float:
+        return config.qa_dropout
 
 
 MODEL_CLASSES = {

@@ -30,19 +30,16 @@ from ..layers import (
     attention_mask_4d,
     check_attention_mask,
     check_max_length,
-    check_span_labels,
     check_token_type_ids,
     classifier_dropout,
     masked_lm_output,
     sequence_classification_output,
-    span_output,
-    token_classification_output,
 )
 from ..modeling import PreTrainedModel
+from .heads import SpanClassifier, TokenClassifier
 from ..outputs import (
     BaseModelOutput,
     MaskedLMOutput,
-    QuestionAnsweringOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
@@ -218,33 +215,12 @@ class ElectraForSequenceClassification(ElectraPreTrainedModel):
         return sequence_classification_output(self.config, logits, labels, out)
 
 
-class ElectraForTokenClassification(ElectraPreTrainedModel):
-    def __init__(self, config: ElectraConfig) -> None:
-        super().__init__(config)
-        self.electra = ElectraModel(config)
-        self.dropout = nn.Dropout(classifier_dropout(config))
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                labels=None, output_hidden_states=None) -> TokenClassifierOutput:
-        out = self.electra(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
-        logits = self.classifier(self.dropout(out.last_hidden_state))
-        return token_classification_output(logits, labels, out)
+class ElectraForTokenClassification(TokenClassifier, ElectraPreTrainedModel):
+    backbone_class = ElectraModel
 
 
-class ElectraForQuestionAnswering(ElectraPreTrainedModel):
-    def __init__(self, config: ElectraConfig) -> None:
-        super().__init__(config)
-        check_span_labels(config, type(self).__name__)
-        self.electra = ElectraModel(config)
-        self.qa_outputs = nn.Linear(config.hidden_size, 2)
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                start_positions=None, end_positions=None,
-                output_hidden_states=None) -> QuestionAnsweringOutput:
-        out = self.electra(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
-        logits = self.qa_outputs(out.last_hidden_state)
-        return span_output(logits, start_positions, end_positions, out)
+class ElectraForQuestionAnswering(SpanClassifier, ElectraPreTrainedModel):
+    backbone_class = ElectraModel
 
 
 MODEL_CLASSES = {

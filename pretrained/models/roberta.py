@@ -28,21 +28,17 @@ from ..layers import (
     attention_mask_4d,
     check_attention_mask,
     check_max_length,
-    check_span_labels,
     check_token_type_ids,
     classifier_dropout,
     masked_lm_output,
     sequence_classification_output,
-    span_output,
-    token_classification_output,
 )
 from ..modeling import PreTrainedModel
+from .heads import SpanClassifier, TokenClassifier
 from ..outputs import (
     BaseModelOutput,
     MaskedLMOutput,
-    QuestionAnsweringOutput,
     SequenceClassifierOutput,
-    TokenClassifierOutput,
 )
 from .bert import BertConfig, BertEmbeddings, BertLayer, BertPooler
 
@@ -184,33 +180,14 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel):
         return sequence_classification_output(self.config, logits, labels, out)
 
 
-class RobertaForTokenClassification(RobertaPreTrainedModel):
-    def __init__(self, config: RobertaConfig) -> None:
-        super().__init__(config)
-        self.roberta = RobertaModel(config, add_pooling_layer=False)
-        self.dropout = nn.Dropout(classifier_dropout(config))
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                labels=None, output_hidden_states=None) -> TokenClassifierOutput:
-        out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
-        logits = self.classifier(self.dropout(out.last_hidden_state))
-        return token_classification_output(logits, labels, out)
+class RobertaForTokenClassification(TokenClassifier, RobertaPreTrainedModel):
+    backbone_class = RobertaModel
+    backbone_kwargs = {"add_pooling_layer": False}
 
 
-class RobertaForQuestionAnswering(RobertaPreTrainedModel):
-    def __init__(self, config: RobertaConfig) -> None:
-        super().__init__(config)
-        check_span_labels(config, type(self).__name__)
-        self.roberta = RobertaModel(config, add_pooling_layer=False)
-        self.qa_outputs = nn.Linear(config.hidden_size, 2)
-
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                start_positions=None, end_positions=None,
-                output_hidden_states=None) -> QuestionAnsweringOutput:
-        out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
-        logits = self.qa_outputs(out.last_hidden_state)
-        return span_output(logits, start_positions, end_positions, out)
+class RobertaForQuestionAnswering(SpanClassifier, RobertaPreTrainedModel):
+    backbone_class = RobertaModel
+    backbone_kwargs = {"add_pooling_layer": False}
 
 
 MODEL_CLASSES = {
