@@ -275,7 +275,7 @@ class GGUFFile:
         """``(tokenizers.Tokenizer, tokenizer_config dict)`` from the ``tokenizer.*`` metadata."""
         from .gguf_tokenizer import build_tokenizer
 
-        return build_tokenizer(self)
+        return build_tokenizer(self.metadata, self.path)
 
 
 # --- architectures ------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ Example::
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from tokenizers import AddedToken, Regex, decoders, pre_tokenizers, processors
 from tokenizers import Tokenizer as _Backend
@@ -30,11 +30,7 @@ from tokenizers.models import BPE
 
 from .errors import TokenizerLoadError
 
-if TYPE_CHECKING:
-    from .gguf import GGUFFile
-    from .tokenization import Tokenizer
-
-__all__ = ["build_tokenizer", "tokenizer_from_gguf"]
+__all__ = ["build_tokenizer"]
 
 _CONTROL, _USER_DEFINED = 3, 4
 
@@ -128,13 +124,13 @@ def _sentencepiece_bpe(tokens: list[str], scores: list[float] | None,
     return backend
 
 
-def build_tokenizer(f: "GGUFFile") -> tuple[_Backend, dict[str, Any]]:
-    """``(backend, tokenizer_config)`` for the tokenizer in ``f``'s metadata."""
-    md = f.metadata
+def build_tokenizer(md: Mapping[str, Any], path: Any) -> tuple[_Backend, dict[str, Any]]:
+    """``(backend, tokenizer_config)`` for the tokenizer in a GGUF file's metadata ``md``
+    (``path`` names the file in errors)."""
     kind = md.get("tokenizer.ggml.model")
     tokens = md.get("tokenizer.ggml.tokens")
     if not isinstance(tokens, list) or not tokens:
-        raise TokenizerLoadError(f"{f.path}: the GGUF file has no tokenizer "
+        raise TokenizerLoadError(f"{path}: the GGUF file has no tokenizer "
                                  "(tokenizer.ggml.tokens is missing)")
     merges = md.get("tokenizer.ggml.merges")
     if kind == "gpt2":
@@ -143,7 +139,7 @@ def build_tokenizer(f: "GGUFFile") -> tuple[_Backend, dict[str, Any]]:
         backend = _sentencepiece_bpe(tokens, md.get("tokenizer.ggml.scores"), merges)
     else:
         raise TokenizerLoadError(
-            f"{f.path}: GGUF tokenizer model {kind!r} is not supported; supported: 'gpt2' "
+            f"{path}: GGUF tokenizer model {kind!r} is not supported; supported: 'gpt2' "
             "(byte-level BPE) and 'llama' (SentencePiece BPE)")
 
     types = md.get("tokenizer.ggml.token_type") or []
@@ -183,16 +179,3 @@ def _template(config: dict[str, Any], backend: _Backend) -> processors.TemplateP
     specials = {t: backend.token_to_id(t) for t in (bos, eos) if t is not None}
     return processors.TemplateProcessing(single=single, pair=pair,
                                          special_tokens=list(specials.items()))
-
-
-def tokenizer_from_gguf(files: Any, gguf_file: str | os.PathLike, name: str,
-                        overrides: dict[str, Any]) -> "Tokenizer":
-    """``AutoTokenizer.from_pretrained(name, gguf_file=...)``: the tokenizer of a GGUF file in a
-    resolved model (:class:`pretrained.hub.ModelFiles`); ``overrides`` (``padding_side=``,
-    ``pad_token=``...) win over the file."""
-    from .gguf import gguf_path, load_gguf
-    from .tokenization import Tokenizer
-
-    backend, config = load_gguf(gguf_path(files, gguf_file)).tokenizer()
-    config.update(overrides)
-    return Tokenizer(tokenizer_object=backend, name_or_path=name, **config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,112 @@ def test_runtime_never_imports_the_reference():
             if s.startswith(("import ", "from ")):
                 mod = s.split()[1].split(".")[0]
                 assert mod not in bad, f"{path}: {s}"
+
+
+# --- the import graph -------------------------------------------------------------------------
+# Every `import` / `from ... import` in a file counts, at module level or inside a function: a
+# function-level import is still an import, only a later one. A circle through one works or
+# fails depending on which module is imported first and on call order (a half-initialised module
+# hands out AttributeErrors), and it means the two modules are one layer split across two files.
+# Only `if TYPE_CHECKING:` blocks are left out: they never run (annotations only, e.g. a mixin's
+# `self: Tokenizer`), so they cannot take part in an import. Importing `a.b.c` from outside
+# `a.b` also runs `a/b/__init__.py`, so that counts as an import of `a.b` too.
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _import_graph(root: Path) -> dict[str, set[str]]:
+    """Module name -> the package's modules it imports (``pretrained.x.y`` names)."""
+    mods: dict[str, tuple[Path, bool]] = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        is_pkg = parts[-1] == "__init__"
+        mods[".".join(parts[:-1] if is_pkg else parts)] = (path, is_pkg)
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for mod, (path, is_pkg) in mods.items():
+        tree = ast.parse(path.read_text(), str(path))
+        type_only = {id(n) for node in ast.walk(tree)
+                     if isinstance(node, ast.If) and _is_type_checking(node.test)
+                     for stmt in node.body for n in ast.walk(stmt)}
+        for node in ast.walk(tree):
+            if id(node) in type_only:
+                continue
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = mod.split(".") if is_pkg else mod.split(".")[:-1]
+                    base = base[:len(base) - node.level + 1]
+                    module = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    module = node.module or ""
+                # `from a import b` imports the module a.b when there is one, else a name of a
+                targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in mods else module
+                           for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            for target in targets:
+                if target not in mods or target == mod:
+                    continue
+                graph[mod].add(target)
+                parts = target.split(".")
+                for i in range(2, len(parts)):  # the packages above it that it runs
+                    parent = ".".join(parts[:i])
+                    if mod != parent and not mod.startswith(parent + "."):
+                        graph[mod].add(parent)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            v, children = work[-1]
+            for w in children:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    component = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        component.append(w)
+                        if w == v:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+    return found
+
+
+def test_cycle_finder_finds_cycles():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert _cycles(graph) == [["a", "b", "c"]]
+
+
+def test_no_import_cycles():
+    graph = _import_graph(ROOT / "pretrained")
+    assert "pretrained.generation.search" in graph and graph["pretrained.generation.search"]
+    assert _cycles(graph) == []

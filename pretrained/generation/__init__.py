@@ -21,7 +21,8 @@ from .logits import (
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
-from .search import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput, generate
+from .outputs import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput
+from .search import generate
 from .stopping import (
     EosTokenCriteria,
     MaxLengthCriteria,

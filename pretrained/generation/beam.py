@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 
 from .prepare import Plan
-from .search import GenerateBeamDecoderOnlyOutput, Stepper
+from .outputs import GenerateBeamDecoderOnlyOutput
+from .stepper import Stepper
 
 _MASKED = -1.0e9
 

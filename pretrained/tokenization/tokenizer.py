@@ -297,10 +297,14 @@ class Tokenizer(
             if side in overrides and overrides[side] not in ("left", "right"):
                 raise InvalidInputError(f"{side} must be 'left' or 'right', got {overrides[side]!r}")
         gguf_file = overrides.pop("gguf_file", None)
-        if gguf_file is not None:  # the tokenizer in a GGUF file's metadata (pretrained/gguf_tokenizer.py)
-            from ..gguf_tokenizer import tokenizer_from_gguf
+        if gguf_file is not None:
+            # the tokenizer in a GGUF file's metadata, built by pretrained.gguf as a `tokenizers`
+            # object and its tokenizer config (pretrained.gguf never imports tokenization)
+            from ..gguf import gguf_path, load_gguf
 
-            return tokenizer_from_gguf(files, gguf_file, str(os.fspath(name_or_path)), overrides)
+            backend, config = load_gguf(gguf_path(files, gguf_file)).tokenizer()
+            config.update(overrides)
+            return Tokenizer(tokenizer_object=backend, name_or_path=str(os.fspath(name_or_path)), **config)
         tok = cls.__new__(cls)
         _load_into(tok, files, str(os.fspath(name_or_path)), overrides)
         return tok

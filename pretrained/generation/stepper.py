@@ -1,0 +1,94 @@
+"""The model side of generation, shared by search.py (greedy, sampling) and beam.py: prefill the
+prompt, then one step per new token through the KV cache."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+
+from ..errors import InvalidInputError
+from .prepare import Plan
+
+__all__ = ["Stepper"]
+
+
+_SIGNATURES: dict[type, frozenset[str]] = {}
+
+
+def _forward_params(model: torch.nn.Module) -> frozenset[str]:
+    cls = type(model)
+    if cls not in _SIGNATURES:
+        _SIGNATURES[cls] = frozenset(inspect.signature(model.forward).parameters)
+    return _SIGNATURES[cls]
+
+
+class Stepper:
+    """Runs the model for generation: :meth:`prefill` the prompt, then :meth:`step` once per new
+    token. Attention mask and position ids are laid out once for the longest sequence and
+    sliced (views) each step."""
+
+    def __init__(self, model: torch.nn.Module, plan: Plan, rows: int) -> None:
+        params = _forward_params(model)
+        cfg = plan.cfg
+        self.model = model
+        self.cached = bool(cfg.use_cache) and "past_key_values" in params
+        self.cache = None
+        if self.cached and cfg.cache_implementation == "static":
+            from .cache import StaticCache
+
+            self.cache = StaticCache(plan.max_length)
+        self.extra: dict[str, Any] = {}
+        if "use_cache" in params:
+            self.extra["use_cache"] = self.cached
+        if "logits_to_keep" in params:
+            self.extra["logits_to_keep"] = 1
+        self.with_positions = "position_ids" in params
+        t, n, device = plan.prompt_length, plan.max_length, plan.input_ids.device
+        mask = plan.attention_mask
+        if mask is not None:
+            mask = mask.repeat_interleave(rows // mask.shape[0], dim=0)
+            self.mask: torch.Tensor | None = torch.ones(rows, n, dtype=torch.long, device=device)
+            self.mask[:, :t] = mask
+            # Left padding: each row counts positions from its first real token (padding gets 0).
+            pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        else:
+            self.mask = None
+            pos = torch.arange(t, device=device).expand(rows, t)
+        self.positions = torch.empty(rows, n, dtype=torch.long, device=device)
+        self.positions[:, :t] = pos
+        self.positions[:, t:] = pos[:, -1:] + torch.arange(1, n - t + 1, device=device)
+
+    def _run(self, ids: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        kw = dict(self.extra)
+        if self.mask is not None:
+            kw["attention_mask"] = self.mask[:, :end]
+        if self.with_positions:
+            kw["position_ids"] = self.positions[:, start:end]
+        if self.cached:
+            kw["past_key_values"] = self.cache
+        out = self.model(ids, **kw)
+        if self.cached:
+            self.cache = out.past_key_values
+        # float32 copy of the last position: processors never see the model's own buffer
+        return out.logits[:, -1].to(dtype=torch.float32, copy=True)
+
+    def prefill(self, ids: torch.Tensor) -> torch.Tensor:
+        """Logits (rows, V) for the token after the prompt ``ids`` (rows, T)."""
+        return self._run(ids, 0, ids.shape[1])
+
+    def step(self, seq: torch.Tensor) -> torch.Tensor:
+        """Logits for the token after ``seq`` (rows, L), whose last column is new."""
+        n = seq.shape[1]
+        if self.cached:
+            return self._run(seq[:, -1:], n - 1, n)
+        return self._run(seq, 0, n)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep the cache rows ``rows`` (beam search)."""
+        if self.cached:
+            if not hasattr(self.cache, "reorder"):
+                raise InvalidInputError(f"{type(self.cache).__name__} cannot be reordered for beam "
+                                        "search; pass use_cache=False")
+            self.cache.reorder(rows)
