@@ -1,6 +1,7 @@
 """The backend seam (pretrained.backends): model files are plain math, from_pretrained swaps in the
-CPU modules, and the swaps compose with LoRA, .to(), autograd, copies and torch.compile on every
-architecture, giving the plain modules' numbers."""
+CPU modules, and the swaps compose with .to(), autograd, autocast, copies and torch.compile,
+giving the plain modules' numbers. Per architecture (fast paths against the plain modules, LoRA
+over all-linear targets): tests/models/tester.py."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from pretrained.backends import accelerate, build, plain
 from pretrained.backends import linear as fast_linear
 from pretrained.backends.encoder import FusedLayerStack
 from pretrained.backends.linear import CpuLinear
-from pretrained.peft import LoraConfig, PeftModel, get_peft_model
 
 FIX = Path(__file__).parent / "fixtures" / "models"
 PKG = Path(__file__).parent.parent / "pretrained"
@@ -54,12 +54,6 @@ def inputs(model: nn.Module, rows: int = 1, length: int = 6) -> dict:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-def labels(model: nn.Module, batch: dict) -> torch.Tensor:
-    if model.config.model_type in ("gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3"):
-        return batch["input_ids"]
-    return torch.tensor([1] * batch["input_ids"].shape[0])
-
-
 def logits_of(model: nn.Module, batch: dict) -> torch.Tensor:
     with torch.no_grad():
         return model(**batch).logits
@@ -71,52 +65,6 @@ def test_model_files_are_plain_math():
     for path in sorted((PKG / "models").glob("*.py")):
         hits = [line for line in path.read_text().splitlines() if banned.search(line)]
         assert not hits, (path.name, hits)
-
-
-@pytest.mark.parametrize("arch", sorted(ARCHS))
-def test_from_pretrained_swaps_in_the_cpu_modules_and_plain_swaps_back(arch):
-    model = load(arch)
-    kinds = {type(m).__name__ for m in model.modules()}
-    assert "CpuLinear" in kinds or "CpuConv1D" in kinds
-    assert "Linear" not in kinds   # every plain nn.Linear was swapped
-    batch = inputs(model, rows=2)
-    want = logits_of(model, batch)
-    twin = copy.deepcopy(model)
-    assert plain(twin) > 0
-    assert not any(type(m).__module__.startswith("pretrained.backends") for m in twin.modules())
-    assert (logits_of(twin, batch) - want).abs().max() <= 1e-5
-    assert twin.state_dict().keys() == model.state_dict().keys()
-
-
-@pytest.mark.parametrize("arch", sorted(ARCHS))
-def test_lora_all_linear_trains_saves_reloads_and_merges(arch, tmp_path):
-    """The usual QLoRA recipe's targets on every architecture, with the fast paths on: a training
-    step, then inference equal to the plain modules', the adapter reloaded on a fresh base, and
-    merged."""
-    torch.manual_seed(0)
-    model = load(arch)
-    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
-    batch = inputs(model, rows=2)
-    peft.train()
-    loss = peft(**batch, labels=labels(model, batch)).loss
-    loss.backward()
-    trainable = [p for p in peft.parameters() if p.requires_grad]
-    assert trainable and all(p.grad is not None for p in trainable)
-    with torch.no_grad():
-        for p in trainable:
-            p.add_(torch.randn_like(p) * 0.05)   # a non-zero adapter: skipping it would show
-    peft.eval()
-    for rows in (1, 2):   # the rows kernels and the sibling groups under the adapters
-        batch = inputs(model, rows=rows)
-        got = logits_of(peft, batch)
-        reference = copy.deepcopy(peft)
-        plain(reference)
-        assert (got - logits_of(reference, batch)).abs().max() <= 1e-5
-    peft.save_pretrained(tmp_path / "adapter")
-    again = PeftModel.from_pretrained(load(arch), tmp_path / "adapter")
-    assert (logits_of(again, batch) - got).abs().max() <= 1e-5
-    merged = again.merge_and_unload()
-    assert (logits_of(merged, batch) - got).abs().max() <= 1e-4
 
 
 @needs_kernel

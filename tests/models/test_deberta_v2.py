@@ -1,0 +1,5 @@
+"""DeBERTa-v2 ('deberta-v2'): the tests every architecture gets (tester.py) on its fixtures."""
+
+from tester import model_tests
+
+globals().update(model_tests("deberta-v2"))

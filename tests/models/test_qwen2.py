@@ -1,0 +1,5 @@
+"""Qwen2 ('qwen2'): the tests every architecture gets (tester.py) on its fixtures."""
+
+from tester import model_tests
+
+globals().update(model_tests("qwen2"))

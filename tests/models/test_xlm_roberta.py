@@ -1,0 +1,5 @@
+"""XLM-RoBERTa ('xlm-roberta'): the tests every architecture gets (tester.py) on its fixtures."""
+
+from tester import model_tests
+
+globals().update(model_tests("xlm-roberta"))
