@@ -21,7 +21,7 @@ from pretrained import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenize
 from pretrained.errors import (CheckpointCorruptError, CheckpointError, ConfigError,
                                TokenizerLoadError, UnknownModelTypeError)
 from pretrained.gguf import load_gguf
-from pretrained.gguf_quants import GGML_TYPES, SUPPORTED_TYPES, dequantize
+from pretrained.gguf.dequant import GGML_TYPES, SUPPORTED_TYPES, dequantize
 
 FIX = Path(__file__).parent / "fixtures"
 GOLD = FIX / "goldens" / "gguf"

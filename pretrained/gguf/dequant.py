@@ -23,7 +23,7 @@ In a nibble block of 32 the low nibbles hold values 0..15 and the high nibbles 1
 Example::
 
     >>> import torch
-    >>> from pretrained.gguf_quants import dequantize, GGML_Q8_0
+    >>> from pretrained.gguf.dequant import dequantize, GGML_Q8_0
     >>> block = torch.tensor([0, 0x3C] + [2] * 32, dtype=torch.uint8)   # d = 1.0, q = 2
     >>> dequantize(block, GGML_Q8_0, (32,))[:3]
     tensor([2., 2., 2.])

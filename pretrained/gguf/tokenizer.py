@@ -28,7 +28,7 @@ from tokenizers import AddedToken, Regex, decoders, pre_tokenizers, processors
 from tokenizers import Tokenizer as _Backend
 from tokenizers.models import BPE
 
-from .errors import TokenizerLoadError
+from ..errors import TokenizerLoadError
 
 __all__ = ["build_tokenizer"]
 
