@@ -10,7 +10,7 @@ import torch
 
 import pretrained
 from pretrained.errors import InvalidInputError
-from pretrained.generation.cache import DynamicCache, StaticCache
+from pretrained.cache import DynamicCache, StaticCache
 
 FIX = Path(__file__).parent / "fixtures" / "models"
 # every causal-LM fixture; llama-dynamic is left out on purpose: "dynamic" RoPE rescales the

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import pretrained
 from pretrained.errors import ConfigError, InvalidInputError
-from pretrained.generation.cache import DynamicCache, StaticCache
+from pretrained.cache import DynamicCache, StaticCache
 
 FIX = Path(__file__).parent / "fixtures"
 META = json.loads((FIX / "goldens" / "decoders" / "decoders.json").read_text())["models"]

@@ -36,7 +36,7 @@ class Stepper:
         self.cached = bool(cfg.use_cache) and "past_key_values" in params
         self.cache = None
         if self.cached and cfg.cache_implementation == "static":
-            from .cache import StaticCache
+            from ..cache import StaticCache
 
             self.cache = StaticCache(plan.max_length)
         self.extra: dict[str, Any] = {}

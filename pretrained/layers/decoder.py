@@ -23,7 +23,7 @@ def prepare_decoder_inputs(model: nn.Module, input_ids, inputs_embeds, attention
     tensor for a StaticCache (see :func:`causal_mask`). Under ``torch.compile`` the checks
     that read tensor values are skipped.
     """
-    from ..generation.cache import Cache, DynamicCache
+    from ..cache import Cache, DynamicCache
 
     eager = not torch.compiler.is_compiling()
     if (input_ids is None) == (inputs_embeds is None):
@@ -40,7 +40,7 @@ def prepare_decoder_inputs(model: nn.Module, input_ids, inputs_embeds, attention
         use_cache = model.config.use_cache and not model.training
     if past_key_values is not None and not isinstance(past_key_values, Cache):
         raise InvalidInputError(
-            f"past_key_values must be a pretrained.generation.cache Cache (DynamicCache or "
+            f"past_key_values must be a pretrained.cache Cache (DynamicCache or "
             f"StaticCache), got {type(past_key_values).__name__}"
         )
     cache = past_key_values if past_key_values is not None else (DynamicCache() if use_cache else None)

@@ -38,7 +38,7 @@ from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
 
 if TYPE_CHECKING:
-    from ..generation.cache import Cache
+    from ..cache import Cache
 
 
 class GPT2Config(PretrainedConfig):

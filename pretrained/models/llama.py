@@ -46,7 +46,7 @@ from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
 
 if TYPE_CHECKING:
-    from ..generation.cache import Cache
+    from ..cache import Cache
 
 
 # --- config -----------------------------------------------------------------------------------

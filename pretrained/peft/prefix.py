@@ -147,7 +147,7 @@ class PrefixTuningModel(nn.Module):
 
     def prefix_cache(self, batch_size: int) -> Any:
         """A KV cache holding the prefix for ``batch_size`` rows."""
-        from ..generation.cache import DynamicCache
+        from ..cache import DynamicCache
 
         cfg = self.active_peft_config
         table = self.prompt_encoder["default"].table().to(_dtype_of(self.base_model))

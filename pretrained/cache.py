@@ -13,7 +13,7 @@ A model's attention layer calls ``cache.update(layer_idx, k, v)`` with the new k
 Example::
 
     >>> import torch
-    >>> from pretrained.generation.cache import DynamicCache
+    >>> from pretrained.cache import DynamicCache
     >>> cache = DynamicCache()
     >>> k, v = cache.update(0, torch.zeros(1, 2, 5, 4), torch.zeros(1, 2, 5, 4))
     >>> k, v = cache.update(0, torch.ones(1, 2, 1, 4), torch.ones(1, 2, 1, 4))
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import InvalidInputError
+from .errors import InvalidInputError
 
 __all__ = ["Cache", "DynamicCache", "StaticCache"]
 
@@ -174,7 +174,7 @@ class StaticCache(Cache):
     Example::
 
         >>> import torch
-        >>> from pretrained.generation.cache import StaticCache
+        >>> from pretrained.cache import StaticCache
         >>> cache = StaticCache(max_length=16)
         >>> k, v = cache.update(0, torch.ones(2, 3, 4, 8), torch.ones(2, 3, 4, 8))
         >>> k.shape, cache.get_seq_length(), cache.kv_length(1)
