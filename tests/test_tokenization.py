@@ -751,7 +751,7 @@ def test_template_helpers():
 def test_chat_template_module_doctest():
     import doctest
 
-    import pretrained.chat_template as module
+    import pretrained.tokenization.chat_template as module
 
     result = doctest.testmod(module)
     assert result.attempted >= 1 and result.failed == 0

@@ -1,5 +1,5 @@
 """Chat templates: choosing a tokenizer's template and rendering chats with it (in the sandbox of
-:mod:`pretrained.chat_template`)."""
+:mod:`pretrained.tokenization.chat_template`)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ class ChatTemplateMixin:
             >>> gpt.decode(ids) == gpt.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
             True
         """
-        from ..chat_template import render_chat
+        from .chat_template import render_chat
 
         template = self.get_chat_template(chat_template, tools)
         if not isinstance(messages, (list, tuple)) or len(messages) == 0:

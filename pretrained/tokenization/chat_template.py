@@ -25,7 +25,7 @@ HTML-escape (``tojson(x, ensure_ascii=False, indent=None, separators=None, sort_
 
 Example::
 
-    >>> from pretrained.chat_template import render_chat
+    >>> from pretrained.tokenization.chat_template import render_chat
     >>> render_chat([[{"role": "user", "content": "hi"}]],
     ...             "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}")
     ['<user>hi']
@@ -40,7 +40,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from .errors import TemplateError
+from ..errors import TemplateError
 
 __all__ = ["render_chat", "compile_template", "MAX_RANGE_TOTAL", "MAX_SEQUENCE_REPEAT", "MAX_OUTPUT_CHARS"]
 
