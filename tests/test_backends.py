@@ -183,3 +183,36 @@ def test_torch_compile_keeps_the_kernels_in_the_graph(arch):
     assert not any("backends" in w for w in where), where
     got = logits_of(torch.compile(model), batch)
     assert (got - want).abs().max() <= 1e-5
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rmsnorm_kernel_equals_the_module(dtype):
+    """One C call per norm: within a float32 ulp of the module's six ops (the sum of squares in
+    another order), bfloat16 rounded where the module's two bfloat16 ops round."""
+    from pretrained.backends.norms import CpuRMSNorm
+    from pretrained.layers import RMSNorm
+
+    g = torch.Generator().manual_seed(0)
+    norm = RMSNorm(200, eps=0.25)   # large enough that a dropped eps would show
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(200, generator=g))
+    norm = norm.to(dtype)
+    fast = copy.deepcopy(norm)
+    accelerate(nn.Sequential(fast))
+    assert type(fast) is CpuRMSNorm
+    for shape in ((1, 1, 200), (3, 5, 200), (64, 200)):
+        x = (torch.randn(shape, generator=g) * 3).to(dtype)
+        with torch.no_grad():
+            want, got = norm(x), fast(x)
+        if dtype == torch.float32:
+            torch.testing.assert_close(got, want, rtol=2e-7, atol=1e-6)
+        else:
+            assert (got != want).float().mean() <= 0.01
+            assert ((got.float() - want.float()).abs() <= 2 ** -7 * want.float().abs() + 1e-6).all()
+    x = torch.randn(65, 200).to(dtype)      # more rows than the kernel takes: the module's ops
+    with torch.no_grad():
+        assert torch.equal(fast(x), norm(x))
+    x = torch.randn(2, 200).to(dtype).requires_grad_()
+    fast(x).sum().backward()                # autograd: the module's ops, gradients flow
+    assert x.grad is not None and fast.weight.grad is not None

@@ -8,7 +8,8 @@ compute the same numbers faster on this machine:
   gate/up siblings found by watching their calls, ``torch.mv`` for one row, opt-in packed weights);
 - GPT-2's ``Conv1D`` -> :class:`~.linear.CpuConv1D` (opt-in packed weights);
 - :class:`~pretrained.layers.LayerStack` -> :class:`~.encoder.FusedLayerStack` (a whole
-  post-LayerNorm encoder in one C call, where its structure and a probe say it is one).
+  post-LayerNorm encoder in one C call, where its structure and a probe say it is one);
+- :class:`~pretrained.layers.RMSNorm` -> :class:`~.norms.CpuRMSNorm` (one C call per norm).
 
 The swap changes a module's class only: parameters, buffers, state_dict keys, ``isinstance``
 checks against ``nn.Linear`` and pickling are unchanged, so LoRA, prefix tuning, ``.to()``,
@@ -34,12 +35,15 @@ from torch import nn
 
 from ..layers.conv1d import Conv1D
 from ..layers.encoder import LayerStack
+from ..layers.norms import RMSNorm
 from .encoder import FusedLayerStack
 from .linear import CpuConv1D, CpuLinear
+from .norms import CpuRMSNorm
 from .packed import PackedWeights
 
 #: plain class -> its CPU class; exact types only (a subclass may compute something else)
-SWAPS: dict[type, type] = {nn.Linear: CpuLinear, Conv1D: CpuConv1D, LayerStack: FusedLayerStack}
+SWAPS: dict[type, type] = {nn.Linear: CpuLinear, Conv1D: CpuConv1D, LayerStack: FusedLayerStack,
+                           RMSNorm: CpuRMSNorm}
 _PLAIN = {fast: slow for slow, fast in SWAPS.items()}
 
 

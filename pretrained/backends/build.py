@@ -43,7 +43,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 _HERE = Path(__file__).parent
-SOURCES = tuple(_HERE / n for n in ("rows_kernel.c", "rows_bf16.c", "encoder.c"))
+SOURCES = tuple(_HERE / n for n in ("rows_kernel.c", "rows_bf16.c", "encoder.c", "norms.c"))
 HEADERS = (_HERE / "kernels.h",)
 
 _AVX2 = ["-mavx2", "-mfma"]
@@ -212,6 +212,9 @@ def load_variant(name: str) -> ctypes.CDLL:
         fn.restype = i
     for fn_name in ("encoder_f32", "encoder_bf16"):
         getattr(lib, fn_name).argtypes = [p, n, n, n, i, n, i, p, p, p, p, p, i, p, i]
+        getattr(lib, fn_name).restype = i
+    for fn_name in ("rmsnorm_f32", "rmsnorm_bf16"):
+        getattr(lib, fn_name).argtypes = [p, n, n, n, p, ctypes.c_float, p, n]
         getattr(lib, fn_name).restype = i
     lib.path = target
     lib.bf16 = bool(lib.has_bf16())
