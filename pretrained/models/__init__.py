@@ -1,1 +1,1 @@
-"""One file per architecture; see pretrained.auto.MODEL_TYPES."""
+"""One file per architecture; each registers itself (see :mod:`pretrained.auto`)."""
