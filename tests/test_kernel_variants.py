@@ -258,7 +258,8 @@ def test_the_best_variant_the_cpu_runs_is_chosen(flags, forced, want, why, monke
 def _run(code: str, **env) -> subprocess.CompletedProcess:
     """code in a fresh interpreter on this tree, with env on top of ours (a crash there is a
     failed test here)."""
-    full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    # the install-time libraries (setup.py) stay out of it unless a test names a folder for them
+    full = {**os.environ, "PYTHONPATH": str(ROOT), "TEST_PACKAGED_DIR": "/nonexistent", **env}
     for key in ("PRETRAINED_NO_KERNELS", "PRETRAINED_KERNELS"):
         if key not in env:
             full.pop(key, None)
@@ -267,8 +268,9 @@ def _run(code: str, **env) -> subprocess.CompletedProcess:
 
 
 LOAD = textwrap.dedent("""
-    import torch, torch.nn.functional as F
+    import os, pathlib, torch, torch.nn.functional as F
     from pretrained.backends import build, rows
+    build.PACKAGED = pathlib.Path(os.environ["TEST_PACKAGED_DIR"])
     print(build.available(), build.describe(), sep="\\n")
     maps = open("/proc/self/maps").read()
     print(any(".so" in line and "rows_kernel" in line for line in maps.splitlines()))
@@ -328,3 +330,29 @@ def test_pretrained_cache_does_not_move_the_kernels(tmp_path):
     assert out.returncode == 0, out.stderr
     assert Path(out.stdout.splitlines()[-1]) == xdg / "pretrained" / "kernels"
     assert not list(data.rglob("*.so"))
+
+
+@pytest.mark.skipif(not build.available(), reason="no kernels on this machine: " + build.describe())
+def test_install_time_libraries_are_used_only_when_intact_and_private(tmp_path):
+    """setup.py builds the variants into the package; they are loaded from there only with the
+    right stamp and from a folder no other user can write, else built in the user's cache."""
+    packaged, cache = tmp_path / "lib", tmp_path / "cache"
+    packaged.mkdir()
+    lib = build.library().path
+    name = build.library_name(build.choose()[0])
+    shutil.copy(lib, packaged / name)
+    shutil.copy(lib.with_suffix(".sha256"), packaged / (name[:-3] + ".sha256"))
+    code = LOAD + "print(build.library().path.parent)"
+    env = dict(TEST_PACKAGED_DIR=str(packaged), XDG_CACHE_HOME=str(cache))
+    out = _run(code, **env)
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.splitlines()[-1]) == packaged and not list(cache.rglob("*.so"))
+    (packaged / (name[:-3] + ".sha256")).write_text("0" * 64)   # damaged: not loaded
+    out = _run(code, **env)
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.splitlines()[-1]) == cache / "pretrained" / "kernels"
+    shutil.copy(lib.with_suffix(".sha256"), packaged / (name[:-3] + ".sha256"))
+    packaged.chmod(0o777)                                       # writable by others: not loaded
+    out = _run(code, **env)
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.splitlines()[-1]) == cache / "pretrained" / "kernels"

@@ -12,9 +12,11 @@ One source is compiled once per variant with explicit instruction-set flags (nev
 At run time the best variant the CPU lists in ``/proc/cpuinfo`` is chosen;
 ``PRETRAINED_KERNELS=avx2|avx512|avx512bf16|amx|off`` forces one (one the CPU can run, else the
 kernels are off and :func:`describe` says why), ``PRETRAINED_NO_KERNELS=1`` turns them off.
-A variant is built with the system C compiler (``cc -O3 -fopenmp``, a second or two) by
-``setup.sh`` (``python -m pretrained.backends.build`` builds every variant this CPU can run), else
-on the first call, into a folder only this user can write (:func:`kernels_dir`), and loaded with ctypes.
+Every variant is built with the system C compiler (``cc -O3 -fopenmp``, a second or two each)
+when the package is installed (setup.py calls :func:`build_all`; the libraries go into the
+package, :data:`PACKAGED`); where that did not happen (no compiler then, a damaged file, a
+package folder others can write), the chosen variant is built on the first call into a folder
+only this user can write (:func:`kernels_dir`). Loaded with ctypes.
 
 Trust: a shared library runs code in this process, so it is never built into or loaded from a
 folder another user can write to (the folder and each of its parents must be owned by this
@@ -45,6 +47,7 @@ logger = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
 SOURCES = tuple(_HERE / n for n in ("rows_kernel.c", "rows_bf16.c", "encoder.c", "norms.c"))
 HEADERS = (_HERE / "kernels.h",)
+PACKAGED = _HERE / "_lib"   # variants built at install (setup.py); else built into kernels_dir()
 
 _AVX2 = ["-mavx2", "-mfma"]
 _AVX512 = _AVX2 + ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq"]
@@ -162,6 +165,67 @@ def _compile(cmd: list[str], target: Path) -> None:
         os.replace(stamp, target.with_suffix(".sha256"))
 
 
+def _compiler() -> str:
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if cc is None:
+        raise KernelsUnavailable("no C compiler (cc or gcc) to build them; install one, e.g. gcc")
+    return cc
+
+
+def _command(cc: str, name: str) -> list[str]:
+    return [cc, "-O3", "-fopenmp", "-shared", "-fPIC", "-fvisibility=hidden", *VARIANTS[name][0]]
+
+
+def library_name(name: str) -> str:
+    """The file name of variant ``name`` built from these sources: keyed by the sources and the
+    variant's flags (not the compiler's path, so a library built at install is found)."""
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES + HEADERS)
+                         + " ".join(_command("cc", name)).encode()).hexdigest()[:16]
+    return f"rows_kernel-{name}-{key}.so"
+
+
+def _packaged(name: str) -> Path | None:
+    """The library built into the package when it was installed (see setup.py), where it is
+    intact and in a folder only its owner (or root) can write; else None."""
+    target = PACKAGED / library_name(name)
+    if intact(target) and unsafe_folder(PACKAGED) is None:
+        return target
+    return None
+
+
+def _built_in_cache(name: str) -> Path:
+    """Variant ``name`` in this user's kernels folder, compiled there first if needed."""
+    folder = kernels_dir()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    why = unsafe_folder(folder)
+    if why:
+        raise KernelsUnavailable(f"{why}; kernels are only loaded from a folder only you can write")
+    target = folder / library_name(name)
+    if not intact(target):
+        _compile(_command(_compiler(), name), target)
+    return target
+
+
+def build_all(folder: Path) -> list[str]:
+    """Compile every variant this compiler can build into ``folder`` (setup.py runs this at
+    install; the variants run on other CPUs too, chosen at run time); returns the ones built."""
+    folder.mkdir(parents=True, exist_ok=True)
+    built = []
+    try:
+        cc = _compiler()
+    except KernelsUnavailable:
+        return built
+    for name in VARIANTS:
+        target = folder / library_name(name)
+        try:
+            if not intact(target):
+                _compile(_command(cc, name), target)
+            built.append(name)
+        except (OSError, subprocess.SubprocessError):
+            continue   # this compiler lacks the variant's flags: it is built at first use, or not
+    return built
+
+
 class KernelsUnavailable(OSError):
     """A variant could not be built or loaded here; the message says why."""
 
@@ -173,32 +237,19 @@ def load_variant(name: str) -> ctypes.CDLL:
     variants through this; the library itself loads the chosen one)."""
     if name not in runnable():
         raise KernelsUnavailable(f"this machine cannot run the {name} variant")
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    if cc is None:
-        raise KernelsUnavailable("no C compiler (cc or gcc) to build them; install one, e.g. gcc")
-    cmd = [cc, "-O3", "-fopenmp", "-shared", "-fPIC", "-fvisibility=hidden", *VARIANTS[name][0]]
-    key = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES + HEADERS)
-                         + " ".join(cmd).encode()).hexdigest()[:16]
-    folder = kernels_dir()
-    target = folder / f"rows_kernel-{name}-{key}.so"
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        why = unsafe_folder(folder)
-        if why:
-            raise KernelsUnavailable(f"{why}; kernels are only loaded from a folder only you can write")
-        if not intact(target):
-            _compile(cmd, target)
+        target = _packaged(name) or _built_in_cache(name)
         if not intact(target):   # replaced between our write and this check
             raise KernelsUnavailable(f"{target} changed after it was built")
         lib = ctypes.CDLL(str(target))
     except subprocess.SubprocessError as e:
         detail = (getattr(e, "stderr", b"") or b"").decode(errors="replace").strip().splitlines()[-1:]
-        raise KernelsUnavailable(f"building {SOURCES[0].name} with {cc} failed "
+        raise KernelsUnavailable(f"building {SOURCES[0].name} failed "
                                  f"({'; '.join(detail) or e})") from e
     except KernelsUnavailable:
         raise
     except OSError as e:
-        raise KernelsUnavailable(f"building {SOURCES[0].name} with {cc} failed ({e})") from e
+        raise KernelsUnavailable(f"building {SOURCES[0].name} failed ({e})") from e
     lib.variant_name.restype = ctypes.c_char_p
     if lib.variant_name().decode() != name:
         raise KernelsUnavailable(f"{target} is not the {name} variant")
