@@ -16,7 +16,7 @@ if [ "${1:-}" = "--dev" ]; then
 else
   python -m pip install -q -e .
 fi
-# Build the small-batch kernels now, every instruction-set variant this CPU can run (a few
-# seconds; skipped where they cannot be built), so the first model call does not wait for the
-# compiler whichever PRETRAINED_KERNELS picks; `pretrained env` says which one is in use.
+# The install built the C kernels into the package (setup.py); load every variant this CPU can
+# run, building any it could not, so the first model call never waits for the compiler
+# whichever PRETRAINED_KERNELS picks; `pretrained env` says which one is in use.
 python -c "import sys; from pretrained.backends import build; sys.exit(build.main())" || true
