@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import *  # noqa: F401,F403  (cheap, and users catch these)
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _LAZY: dict[str, str] = {
     "AutoConfig": "auto",

@@ -61,9 +61,8 @@ def _cpu_info() -> list[tuple[str, str]]:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from . import __version__
-    from .fetch import models_cache_dir
-    from .hub import cache_dir
+    from ._version import __version__
+    from .paths import hub_cache_dir, models_cache_dir
 
     rows: list[tuple[str, str]] = [
         ("pretrained", __version__),
@@ -97,7 +96,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     models = models_cache_dir()
     fetched = sorted(p.name for p in models.iterdir() if p.is_dir() and not p.name.startswith(".")) if models.is_dir() else []
     rows += [
-        ("hub cache", str(cache_dir())),
+        ("hub cache", str(hub_cache_dir())),
         ("model cache", f"{models} (fetched: {', '.join(fetched) or 'none'})"),
         ("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE") or "unset (the hub may be asked)"),
     ]
@@ -142,7 +141,8 @@ def _chat_model(model: str, dtype: str):
     """Tokenizer and causal LM from a fetchable name, a .gguf file, or a model folder."""
     from pathlib import Path
 
-    from . import AutoModelForCausalLM, AutoTokenizer
+    from .auto import AutoModelForCausalLM
+    from .tokenization import AutoTokenizer
     from .fetch import REAL_MODELS, fetch
 
     path = Path(fetch(model, quiet=True)) if model in REAL_MODELS and not os.path.exists(model) \

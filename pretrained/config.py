@@ -20,9 +20,9 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ._version import __version__
 from .errors import ConfigError
 
-__version__ = "0.1.0"
 
 CONFIG_NAME = "config.json"
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .errors import CheckpointCorruptError, InvalidInputError, ModelNotFoundError
+from .paths import models_cache_dir  # re-exported: fetch.models_cache_dir() is public
 
 __all__ = ["Wheel", "RealModel", "REAL_MODELS", "fetch", "models_cache_dir", "MARKER"]
 
@@ -161,15 +162,6 @@ REAL_MODELS: dict[str, RealModel] = {
         ),
     ]
 }
-
-
-def models_cache_dir() -> Path:
-    """``$PRETRAINED_CACHE`` if set, else ``~/.cache/pretrained/models``."""
-    env = os.environ.get("PRETRAINED_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base).expanduser() / "pretrained" / "models"
 
 
 def _say(msg: str, quiet: bool) -> None:

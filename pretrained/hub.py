@@ -27,6 +27,7 @@ import re
 from pathlib import Path, PurePosixPath
 
 from .errors import InvalidInputError, ModelNotFoundError
+from .paths import hub_cache_dir as cache_dir  # re-exported: hub.cache_dir() is public
 
 __all__ = [
     "ModelFiles",
@@ -49,18 +50,6 @@ class InvalidRepoIdError(ModelNotFoundError, InvalidInputError):
     It is both a :class:`ModelNotFoundError` (nothing was found) and a ``ValueError`` (the id
     itself is malformed), so either ``except`` clause catches it.
     """
-
-
-def cache_dir() -> Path:
-    """The hub cache folder in use (``HF_HUB_CACHE``, else ``$HF_HOME/hub``,
-    else ``~/.cache/huggingface/hub``). Read from the environment on every call."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return Path(os.environ[var]).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"
-    )
-    return Path(home).expanduser() / "hub"
 
 
 _default_cache_dir = cache_dir  # `resolve` has an argument of the same name

@@ -180,8 +180,12 @@ def toy_auto(monkeypatch):
             loaded.append(("tokenizer", str(path), kw))
             return ToyTokenizer()
 
-    monkeypatch.setattr(pretrained, "AutoModel", AutoModel, raising=False)
-    monkeypatch.setattr(pretrained, "AutoTokenizer", AutoTokenizer, raising=False)
+    import pretrained.auto
+    import pretrained.tokenization
+
+    # where load_sentence_embedder takes them from (it never imports the top package)
+    monkeypatch.setattr(pretrained.auto, "AutoModel", AutoModel)
+    monkeypatch.setattr(pretrained.tokenization, "AutoTokenizer", AutoTokenizer)
     return loaded
 
 

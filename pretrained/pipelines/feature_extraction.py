@@ -355,7 +355,8 @@ def load_sentence_embedder(
     """Load a sentence-transformers model (folder or hub id) as a :class:`SentenceEmbedder`.
 
     Without ``modules.json`` the folder is taken as a plain encoder with mean pooling."""
-    from .. import AutoModel, AutoTokenizer
+    from ..auto import AutoModel
+    from ..tokenization import AutoTokenizer
 
     hub_kw: dict[str, Any] = {}
     if revision is not None:
