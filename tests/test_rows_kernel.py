@@ -120,8 +120,10 @@ def test_results_do_not_depend_on_the_thread_count():
 
 @pytest.mark.parametrize("env", [{"CC": "/bin/false"}, {"PRETRAINED_NO_KERNELS": "1"}])
 def test_falls_back_to_f_linear_when_no_kernel_can_be_built(env, monkeypatch, tmp_path):
-    monkeypatch.delenv("PRETRAINED_CACHE", raising=False)
+    for key in ("PRETRAINED_CACHE", "PRETRAINED_NO_KERNELS", "PRETRAINED_KERNELS"):
+        monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(build, "PACKAGED", tmp_path / "not-installed")   # none built at install
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(build, "_lib", None)
