@@ -125,13 +125,17 @@ class PreTrainedModel(nn.Module):
 
     ``tied_weights`` maps a parameter name to the one it shares storage with when
     ``config.tie_word_embeddings`` is true; ``ignore_unexpected`` lists regexes of checkpoint
-    keys that are expected to be unused (old buffers).
+    keys that are expected to be unused (old buffers). ``forward_inputs`` names the arguments
+    ``forward`` takes, so that ``generate()`` knows what it may pass (``past_key_values``,
+    ``use_cache``, ``position_ids``, ``logits_to_keep``) without inspecting signatures; a
+    causal LM declares all of its own (tests check them against ``forward``).
     """
 
     config_class: ClassVar[type[PretrainedConfig]] = PretrainedConfig
     base_model_prefix: ClassVar[str] = ""
     tied_weights: ClassVar[dict[str, str]] = {}
     ignore_unexpected: ClassVar[tuple[str, ...]] = ()
+    forward_inputs: ClassVar[frozenset[str]] = frozenset({"input_ids", "attention_mask"})
 
     def __init__(self, config: PretrainedConfig) -> None:
         super().__init__()

@@ -105,6 +105,8 @@ def test_cache_no_cache_and_static_cache_agree(name):
 class _NoCacheLM(torch.nn.Module):
     """A model whose forward has no past_key_values: generate() must re-run the sequence."""
 
+    forward_inputs = frozenset({"input_ids", "attention_mask", "position_ids"})
+
     def __init__(self, inner):
         super().__init__()
         self.inner, self.config, self.generation_config = inner, inner.config, inner.generation_config
@@ -122,6 +124,63 @@ def test_model_without_cache_interface():
     assert out.tolist() == [r[:len(c["input_ids"][0]) + 5] for r in c["sequences"]]
     t = len(c["input_ids"][0])
     assert wrapped.calls == [t, t + 1, t + 2, t + 3, t + 4]  # the whole sequence each step
+
+
+def _model_classes():
+    import importlib
+    import pkgutil
+
+    import pretrained.models
+    from pretrained.modeling import PreTrainedModel
+
+    seen = {}
+    for info in pkgutil.iter_modules(pretrained.models.__path__):
+        module = importlib.import_module(f"pretrained.models.{info.name}")
+        for obj in vars(module).values():
+            if (isinstance(obj, type) and issubclass(obj, PreTrainedModel) and obj.__module__ == module.__name__
+                    and obj.forward is not torch.nn.Module.forward):  # not the abstract bases
+                seen[obj.__qualname__] = obj
+    return sorted(seen.values(), key=lambda c: c.__qualname__)
+
+
+def test_forward_inputs_are_what_forward_takes():
+    """generate() reads a model's declared forward_inputs, not its signature: every declaration is
+    true, and the causal LMs declare every argument they take."""
+    import inspect
+
+    from pretrained.peft.prefix import PrefixTuningModel
+
+    classes = _model_classes()
+    causal = [c for c in classes if c.__name__.endswith(("ForCausalLM", "LMHeadModel"))]
+    assert {c.__name__ for c in causal} >= {"GPT2LMHeadModel", "LlamaForCausalLM", "MistralForCausalLM",
+                                           "Qwen2ForCausalLM", "Qwen3ForCausalLM", "GPTNeoXForCausalLM"}
+    for cls in [*classes, PrefixTuningModel]:
+        takes = set(inspect.signature(cls.forward).parameters) - {"self"}
+        assert cls.forward_inputs <= takes, cls.__name__
+    for cls in [*causal, PrefixTuningModel]:
+        takes = set(inspect.signature(cls.forward).parameters) - {"self"}
+        assert cls.forward_inputs == takes, cls.__name__
+
+
+def test_generate_uses_the_declared_inputs_not_the_signature():
+    model = load("gpt2-tiny")
+    ids = torch.tensor([[1, 2, 3]])
+    ref = model.generate(ids, max_new_tokens=3, do_sample=False, eos_token_id=None)
+    calls = []
+    inner = model.forward
+
+    def forward(input_ids, **kw):  # a wrapper whose signature hides the cache arguments
+        calls.append((input_ids.shape[1], sorted(kw)))
+        return inner(input_ids, **kw)
+
+    model.forward = forward
+    try:
+        out = model.generate(ids, max_new_tokens=3, do_sample=False, eos_token_id=None)
+    finally:
+        del model.forward
+    assert torch.equal(out, ref)
+    assert [n for n, _ in calls] == [3, 1, 1]  # the cache is used: one token per step
+    assert calls[0][1] == ["logits_to_keep", "past_key_values", "position_ids", "use_cache"]
 
 
 def test_cached_decode_feeds_one_token_and_keeps_one_logit():

@@ -1,8 +1,8 @@
 """generate(): greedy decoding and multinomial sampling (beam search lives in beam.py).
 
 The prompt goes through the model once (prefill), then one token per step through the KV
-cache. Models whose forward takes no ``past_key_values`` (and ``use_cache=False``) re-run the
-whole sequence each step instead; both paths give the same tokens.
+cache. Models whose ``forward_inputs`` lack ``past_key_values`` (and ``use_cache=False``) re-run
+the whole sequence each step instead; both paths give the same tokens.
 
 Example::
 

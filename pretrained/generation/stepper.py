@@ -3,7 +3,6 @@ prompt, then one step per new token through the KV cache."""
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -11,17 +10,19 @@ import torch
 from ..errors import InvalidInputError
 from .prepare import Plan
 
-__all__ = ["Stepper"]
+__all__ = ["Stepper", "forward_inputs"]
 
 
-_SIGNATURES: dict[type, frozenset[str]] = {}
+#: What a module without ``forward_inputs`` is given: the tokens and their attention mask.
+DEFAULT_FORWARD_INPUTS = frozenset({"input_ids", "attention_mask"})
 
 
-def _forward_params(model: torch.nn.Module) -> frozenset[str]:
-    cls = type(model)
-    if cls not in _SIGNATURES:
-        _SIGNATURES[cls] = frozenset(inspect.signature(model.forward).parameters)
-    return _SIGNATURES[cls]
+def forward_inputs(model: torch.nn.Module) -> frozenset[str]:
+    """The arguments ``model.forward`` takes, as its class declares them in ``forward_inputs``
+    (see :class:`pretrained.modeling.PreTrainedModel`), not read from the signature of whatever
+    ``forward`` is at the time (compiled, wrapped, or taking ``**kwargs``)."""
+    declared = getattr(model, "forward_inputs", None)
+    return declared if isinstance(declared, frozenset) else DEFAULT_FORWARD_INPUTS
 
 
 class Stepper:
@@ -30,7 +31,7 @@ class Stepper:
     sliced (views) each step."""
 
     def __init__(self, model: torch.nn.Module, plan: Plan, rows: int) -> None:
-        params = _forward_params(model)
+        params = forward_inputs(model)
         cfg = plan.cfg
         self.model = model
         self.cached = bool(cfg.use_cache) and "past_key_values" in params

@@ -210,6 +210,8 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
     """Decoder + vocabulary projection tied to the input embeddings."""
 
     tied_weights = {"lm_head.weight": "transformer.wte.weight"}
+    forward_inputs = frozenset({"input_ids", "attention_mask", "token_type_ids", "position_ids", "labels",
+                                "output_hidden_states", "past_key_values", "use_cache", "logits_to_keep"})
 
     def __init__(self, config: GPT2Config) -> None:
         super().__init__(config)

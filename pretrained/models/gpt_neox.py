@@ -205,6 +205,8 @@ class GPTNeoXForCausalLM(GPTNeoXPreTrainedModel):
     """Decoder + vocabulary projection ``embed_out`` (untied unless ``tie_word_embeddings``)."""
 
     tied_weights = {"embed_out.weight": "gpt_neox.embed_in.weight"}
+    forward_inputs = frozenset({"input_ids", "attention_mask", "position_ids", "past_key_values", "inputs_embeds",
+                                "labels", "use_cache", "output_hidden_states", "logits_to_keep"})
 
     def __init__(self, config: GPTNeoXConfig) -> None:
         super().__init__(config)

@@ -273,6 +273,8 @@ class LlamaForCausalLM(LlamaPreTrainedModel):
 
     base_model_class: ClassVar[type[LlamaModel]] = LlamaModel
     tied_weights = {"lm_head.weight": "model.embed_tokens.weight"}
+    forward_inputs = frozenset({"input_ids", "attention_mask", "position_ids", "past_key_values", "inputs_embeds",
+                                "labels", "use_cache", "output_hidden_states", "logits_to_keep"})
 
     def __init__(self, config: LlamaFamilyConfig) -> None:
         super().__init__(config)

@@ -118,6 +118,10 @@ class PrefixEncoder(nn.Module):
 class PrefixTuningModel(nn.Module):
     """A causal LM with a trained prefix; ``forward`` takes the base model's arguments."""
 
+    # what generate() may pass to forward (the prefix is the cache: no past_key_values)
+    forward_inputs = frozenset({"input_ids", "attention_mask", "labels", "token_type_ids",
+                                "output_hidden_states"})
+
     def __init__(self, model: nn.Module, config: PrefixTuningConfig) -> None:
         super().__init__()
         config.fill_from(model)
