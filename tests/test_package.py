@@ -163,3 +163,43 @@ def test_nothing_in_the_package_imports_the_top_package():
     # that importing one never depends on what __init__ resolves (or on its being finished)
     graph = _import_graph(ROOT / "pretrained")
     assert [m for m, targets in sorted(graph.items()) if "pretrained" in targets] == []
+
+
+# The layering docs/architecture.md states ("Import rules"): top-level folder -> folders it must
+# never import (at run time; `if TYPE_CHECKING:` imports are annotations only).
+_NEVER = {
+    "models": {"backends", "generation", "tokenization", "pipelines", "training", "peft", "gguf"},
+    "layers": {"models", "backends", "generation", "tokenization", "pipelines", "modeling"},
+    "backends": {"models", "generation", "tokenization", "pipelines", "modeling"},
+    "gguf": {"models", "tokenization", "generation", "pipelines", "modeling", "auto"},
+    "generation": {"models", "pipelines", "tokenization", "backends"},
+    "tokenization": {"models", "modeling", "generation", "pipelines", "backends"},
+    "cache": {"models", "layers", "generation", "modeling"},
+    "paths": {"*"},
+    "_version": {"*"},
+    "errors": {"*"},
+}
+# ... and the few that may import only what is listed
+_ONLY = {"gguf": {"errors", "hub"}, "backends": {"layers", "errors"}, "cache": {"errors"}}
+
+
+def test_import_rules():
+    graph = _import_graph(ROOT / "pretrained")
+    broken = []
+    for mod, targets in sorted(graph.items()):
+        parts = mod.split(".")
+        if len(parts) < 2 or parts[1] not in _NEVER:
+            continue
+        never = _NEVER[parts[1]]
+        for target in sorted(targets):
+            area = target.split(".")[1] if "." in target else ""
+            if area != parts[1] and ("*" in never or area in never):
+                broken.append(f"{mod} imports {target}")
+    for mod, targets in sorted(graph.items()):
+        parts = mod.split(".")
+        if len(parts) >= 2 and parts[1] in _ONLY:
+            broken += [f"{mod} imports {t}" for t in sorted(targets)
+                       if t.split(".")[1] not in _ONLY[parts[1]] | {parts[1]}]
+    # setup.py loads backends/build.py on its own, before the package is installed
+    broken += [f"pretrained.backends.build imports {t}" for t in graph["pretrained.backends.build"]]
+    assert broken == []
