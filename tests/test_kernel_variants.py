@@ -356,3 +356,17 @@ def test_install_time_libraries_are_used_only_when_intact_and_private(tmp_path):
     out = _run(code, **env)
     assert out.returncode == 0, out.stderr
     assert Path(out.stdout.splitlines()[-1]) == cache / "pretrained" / "kernels"
+
+
+def test_building_again_removes_libraries_of_older_sources(tmp_path, monkeypatch):
+    """Each source change builds new files; the old ones of that variant go, others stay."""
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setattr(build, "VARIANTS", {"avx2": build.VARIANTS["avx2"]})
+    stale = tmp_path / "rows_kernel-avx2-0123456789abcdef.so"
+    other = tmp_path / "rows_kernel-avx512-0123456789abcdef.so"
+    for path in (stale, stale.with_suffix(".sha256"), other):
+        path.write_text("old")
+    assert build.build_all(tmp_path) == ["avx2"]
+    assert build.intact(tmp_path / build.library_name("avx2"))
+    assert not stale.exists() and not stale.with_suffix(".sha256").exists() and other.exists()

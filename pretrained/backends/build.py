@@ -203,6 +203,7 @@ def _built_in_cache(name: str) -> Path:
     target = folder / library_name(name)
     if not intact(target):
         _compile(_command(_compiler(), name), target)
+        _prune(folder, name)
     return target
 
 
@@ -223,7 +224,18 @@ def build_all(folder: Path) -> list[str]:
             built.append(name)
         except (OSError, subprocess.SubprocessError):
             continue   # this compiler lacks the variant's flags: it is built at first use, or not
+        _prune(folder, name)
     return built
+
+
+def _prune(folder: Path, name: str) -> None:
+    """Remove variant ``name``'s libraries built from other sources (earlier versions): each
+    source change would otherwise leave one more behind. A process still running one keeps it
+    mapped (Linux frees the file when the last user unmaps it)."""
+    keep = library_name(name)[:-3]
+    for old in folder.glob(f"rows_kernel-{name}-*"):
+        if old.name.split(".")[0] != keep:
+            old.unlink(missing_ok=True)
 
 
 class KernelsUnavailable(OSError):
