@@ -20,10 +20,12 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from .config import CONFIG_NAME, load_json
 from .errors import (
     CheckpointCorruptError,
     CheckpointError,
     InvalidInputError,
+    ModelNotFoundError,
     ShapeMismatchError,
     UnsafeCheckpointError,
 )
@@ -213,6 +215,36 @@ def open_checkpoint(files: ModelFiles, *, use_safetensors: bool | None = None) -
     )
 
 
+class FolderWeights:
+    """A model folder's ``config.json`` and weights (safetensors, else ``pytorch_model.bin``):
+    one of the weight sources ``from_pretrained`` loads from. The other is a GGUF file
+    (:class:`pretrained.gguf.GGUFFile`), with the same two methods: ``config_dict()`` and
+    ``checkpoint()`` (what :func:`load_checkpoint_into` reads: ``keys``, ``shape``, ``get``,
+    ``path_of``, ``first_float_dtype``, ``close``)."""
+
+    def __init__(self, files: ModelFiles, use_safetensors: bool | None = None) -> None:
+        self.files, self.use_safetensors = files, use_safetensors
+
+    def config_dict(self) -> dict:
+        path = self.files.get(CONFIG_NAME)
+        if path is None:
+            raise ModelNotFoundError(f"{self.files.name!r} has no {CONFIG_NAME}; is it a model folder?")
+        return load_json(path)
+
+    def checkpoint(self) -> Checkpoint:
+        return open_checkpoint(self.files, use_safetensors=self.use_safetensors)
+
+
+def cast_to(dtype: torch.dtype, device: torch.device):
+    """The default per-tensor step of :func:`load_checkpoint_into`: floating-point tensors to
+    ``dtype`` on ``device``, others (integer buffers) to ``device`` only. A quantizing load
+    passes its own step (name, tensor) -> tensor instead."""
+    def convert(name: str, t: torch.Tensor) -> torch.Tensor:
+        return t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device=device)
+
+    return convert
+
+
 # --- assigning --------------------------------------------------------------------------------
 @dataclass
 class LoadReport:
@@ -280,12 +312,15 @@ def load_checkpoint_into(
     prefix: str,
     ignore_unexpected: tuple[str, ...] = (),
     ignore_mismatched_sizes: bool = False,
+    convert=None,
 ) -> LoadReport:
     """Stream every tensor of ``ckpt`` into ``model`` (built on meta), one at a time.
 
-    Floating-point tensors are cast to ``dtype``; integer buffers keep theirs. Weights the
-    checkpoint lacks are left on meta and listed in ``missing_keys`` for the caller to init.
+    Each tensor goes through ``convert(model_name, tensor)`` before it is assigned: by default
+    :func:`cast_to` (floating-point tensors to ``dtype``, integer buffers keep theirs). Weights
+    the checkpoint lacks are left on meta and listed in ``missing_keys`` for the caller to init.
     """
+    convert = convert or cast_to(dtype, device)
     report = LoadReport()
     slots = _slots(model)
     all_names = [n for slot in slots for n in slot]
@@ -311,11 +346,7 @@ def load_checkpoint_into(
                 "weights; fix config.json, or pass ignore_mismatched_sizes=True to "
                 "re-initialise that weight."
             )
-        t = ckpt.get(key)
-        if t.is_floating_point():
-            t = t.to(device=device, dtype=dtype)
-        else:
-            t = t.to(device=device)
+        t = convert(names[0], ckpt.get(key))
         first = _get(model, names[0])
         value = nn.Parameter(t, requires_grad=True) if isinstance(first, nn.Parameter) else t
         for n in names:

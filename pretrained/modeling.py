@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .config import PretrainedConfig, read_config_dict
+from .config import PretrainedConfig
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -33,7 +33,7 @@ from .loading import (
     LoadReport,
     load_checkpoint_into,
     materialize_missing,
-    open_checkpoint,
+    FolderWeights,
     _slots,
 )
 
@@ -263,16 +263,16 @@ class PreTrainedModel(nn.Module):
 
         files = resolve(name_or_path, revision=revision, cache_dir=cache_dir,
                         local_files_only=local_files_only, token=token)
-        gguf = None
-        if gguf_file is not None:  # GGUF: config and weights both come from the one file
+        # the weight source: a GGUF file carries config and weights; a folder has config.json and
+        # safetensors / .bin files. Both give config_dict() and checkpoint() to what follows.
+        if gguf_file is not None:
             from .gguf import gguf_path, load_gguf
 
-            gguf = load_gguf(gguf_path(files, gguf_file))
+            source = load_gguf(gguf_path(files, gguf_file))
+        else:
+            source = FolderWeights(files, use_safetensors=use_safetensors)
         if config is None:
-            data = gguf.config_dict() if gguf is not None else read_config_dict(
-                name_or_path, revision=revision, cache_dir=cache_dir,
-                local_files_only=local_files_only, token=token)
-            config = cls.config_class.from_dict(data, **config_overrides)
+            config = cls.config_class.from_dict(source.config_dict(), **config_overrides)
             config.name_or_path = str(name_or_path)
         elif config_overrides:
             raise InvalidInputError(
@@ -280,8 +280,7 @@ class PreTrainedModel(nn.Module):
                 "config object instead"
             )
         device = resolve_device(device_map)
-        ckpt = gguf.checkpoint() if gguf is not None else open_checkpoint(
-            files, use_safetensors=use_safetensors)
+        ckpt = source.checkpoint()
         try:
             want = resolve_dtype(dtype if dtype is not None else torch_dtype)
             if want is None or want == "auto":
