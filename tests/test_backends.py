@@ -216,3 +216,17 @@ def test_rmsnorm_kernel_equals_the_module(dtype):
     x = torch.randn(2, 200).to(dtype).requires_grad_()
     fast(x).sum().backward()                # autograd: the module's ops, gradients flow
     assert x.grad is not None and fast.weight.grad is not None
+
+
+def test_watching_calls_keeps_no_model_alive():
+    """The record of the last call holds its linear and input weakly: a deleted model is freed."""
+    import gc
+    import weakref
+
+    model = load("llama")
+    with torch.no_grad():
+        model(**inputs(model))
+    gone = [weakref.ref(m) for m in model.modules() if isinstance(m, CpuLinear)]
+    del model
+    gc.collect()
+    assert all(ref() is None for ref in gone)

@@ -36,7 +36,9 @@ from .rows import few_rows, rows_linear, rows_linear_many
 
 LEARN_CALLS = 4          # inference calls during which a linear may join a sibling's group
 _RUNTIME_KEYS = ("_group", "_slot", "_seen", "_packed")   # never copied or pickled
-_last: tuple | None = None   # (weakref to input, its version, linear): the latest observed call
+# the latest observed call: (weakref to its input, the input's version, weakref to the linear);
+# weak both ways, so a deleted model or input is not kept alive by this
+_last: tuple | None = None
 
 
 class LinearGroup:
@@ -100,11 +102,11 @@ def _observe(linear: CpuLinear, x: torch.Tensor) -> None:
     global _last
     d = linear.__dict__
     d["_seen"] = d.get("_seen", 0) + 1
-    prev, _last = _last, (weakref.ref(x), _version(x), linear)
+    prev, _last = _last, (weakref.ref(x), _version(x), weakref.ref(linear))
     if prev is None or prev[0]() is not x or prev[1] != _version(x):
         return
-    other = prev[2]
-    if other is linear or other.__dict__.get("_parent") != d.get("_parent") \
+    other = prev[2]()
+    if other is None or other is linear or other.__dict__.get("_parent") != d.get("_parent") \
             or other.in_features != linear.in_features or "_group" in d:
         return
     group = other.__dict__.get("_group")
