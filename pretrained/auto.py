@@ -170,13 +170,17 @@ class _AutoModel:
         _refuse_remote_code(kwargs.pop("trust_remote_code", False))
         config = kwargs.pop("config", None)
         load_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in _load_kwargs()}
+        from .modeling import check_load_options
+
         if config is None:
             hub_kw = {k: load_kw[k] for k in _HUB_KW if k in load_kw}
             data = _read_config(name_or_path, load_kw.get("gguf_file"), hub_kw)
             model_type = _model_type_of(data, str(name_or_path))
+            check_load_options(config_class(model_type), kwargs)
             config = config_class(model_type).from_dict(data, **kwargs)
             config.name_or_path = str(name_or_path)
         else:
+            check_load_options(type(config), kwargs)
             for key, value in kwargs.items():
                 setattr(config, key, value)
         model_class = cls._model_class(config.model_type)

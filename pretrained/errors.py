@@ -89,3 +89,8 @@ class InvalidInputError(PretrainedError, ValueError):
 
 class MissingDependencyError(PretrainedError, ImportError):
     """An optional dependency is needed for this feature; the message names the extra."""
+
+
+class UnsupportedOptionError(PretrainedError, ValueError):
+    """An option the reference library has that this library does not implement (yet); the
+    message says what to use instead. Never silently ignored."""

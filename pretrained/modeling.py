@@ -7,6 +7,8 @@ initialise what the checkpoint lacked -> eval mode.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import logging
 import os
 import tempfile
@@ -22,6 +24,7 @@ from .errors import (
     ConfigError,
     InvalidInputError,
     RemoteCodeError,
+    UnsupportedOptionError,
 )
 from .backends import accelerate
 from .layers import init_normal_
@@ -118,6 +121,49 @@ def _available_memory() -> int | None:
     except OSError:
         return None
     return None
+
+
+# the reference's from_pretrained options this library does not implement, with what to do
+_NOT_HERE = {
+    "load_in_8bit": "8-bit weights are not implemented yet; load in bfloat16 "
+                    "(torch_dtype=torch.bfloat16) for half the memory of float32",
+    "load_in_4bit": "4-bit weights are not implemented yet; load in bfloat16 "
+                    "(torch_dtype=torch.bfloat16) for half the memory of float32",
+    "quantization_config": "quantized loading (bitsandbytes, GPTQ, AWQ) is not implemented yet; "
+                           "load in bfloat16 (torch_dtype=torch.bfloat16), or a GGUF file with gguf_file=",
+    "max_memory": "device_map placement across devices is not implemented yet; pass "
+                  "device_map='cpu' or 'cuda:0'",
+    "offload_folder": "offloading weights to disk is not implemented yet; the weights are "
+                      "memory-mapped from safetensors files already",
+    "offload_state_dict": "offloading is not implemented yet",
+}
+# accepted: what they ask for is what this library always does
+_ALWAYS = {"low_cpu_mem_usage", "_fast_init"}
+_OTHER_NAMES = {"num_labels", "id2label", "label2id", "attn_implementation"}
+
+
+def check_load_options(config_class: type[PretrainedConfig], options: dict[str, Any]) -> None:
+    """Refuse options this library cannot honour and names it does not know, instead of storing
+    them in the config unnoticed (the reference's habit); the rest are config fields."""
+    known = set(config_class.fields()) | _OTHER_NAMES
+    for name in list(options):
+        if name in _NOT_HERE:
+            raise UnsupportedOptionError(f"{name}=: {_NOT_HERE[name]}")
+        if name in _ALWAYS:
+            options.pop(name)
+        elif name == "attn_implementation":
+            impl = options.pop(name)
+            if impl not in (None, "sdpa", "eager"):
+                raise UnsupportedOptionError(
+                    f"attn_implementation={impl!r} is not available here; pretrained runs "
+                    "PyTorch's scaled_dot_product_attention (attn_implementation='sdpa')")
+        elif name not in known:
+            params = set(inspect.signature(PreTrainedModel.from_pretrained).parameters) - {"cls"}
+            close = difflib.get_close_matches(name, sorted(known | params), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else \
+                f"; from_pretrained takes {', '.join(sorted(params - {'name_or_path', 'config_overrides'}))} " \
+                f"and {config_class.__name__} fields"
+            raise InvalidInputError(f"from_pretrained got an unknown argument {name!r}{hint}")
 
 
 class PreTrainedModel(nn.Module):
@@ -254,6 +300,7 @@ class PreTrainedModel(nn.Module):
             >>> from pretrained import AutoModel                        # doctest: +SKIP
             >>> model = AutoModel.from_pretrained("path/to/bert")       # doctest: +SKIP
         """
+        check_load_options(cls.config_class, config_overrides)
         if trust_remote_code:
             raise RemoteCodeError(
                 "trust_remote_code=True is not supported: pretrained never runs code from a "

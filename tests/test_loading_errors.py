@@ -4,6 +4,7 @@ stack trace and never a half-loaded model."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import struct
@@ -328,3 +329,37 @@ def test_bad_dtype():
 def test_wrong_head_for_model_type():
     with pytest.raises(InvalidInputError, match="no causal-lm head.*AutoModelForMaskedLM"):
         AutoModelForCausalLM.from_pretrained(FIX / "bert-tiny")
+
+
+@pytest.mark.parametrize("kwargs,error,says", [
+    (dict(load_in_8bit=True), "UnsupportedOptionError", "load_in_8bit"),
+    (dict(load_in_4bit=True), "UnsupportedOptionError", "load_in_4bit"),
+    (dict(quantization_config={"load_in_4bit": True}), "UnsupportedOptionError", "quantization_config"),
+    (dict(max_memory={"cpu": "1GB"}), "UnsupportedOptionError", "device_map"),
+    (dict(attn_implementation="flash_attention_2"), "UnsupportedOptionError", "sdpa"),
+    (dict(hiden_size=64), "InvalidInputError", "did you mean 'hidden_size'"),
+    (dict(torch_dtyp="auto"), "InvalidInputError", "did you mean 'torch_dtype'"),
+    (dict(foo_bar=1), "InvalidInputError", "unknown argument 'foo_bar'"),
+])
+@pytest.mark.parametrize("through", ["auto", "class"])
+def test_options_that_cannot_be_honoured_are_refused_not_stored(kwargs, error, says, through):
+    """The reference stores unknown names in the config and ignores options it cannot use here;
+    this library refuses them with what to do instead."""
+    import pretrained
+    from pretrained import errors
+    from pretrained.models.llama import LlamaForCausalLM
+
+    path = Path(__file__).parent / "fixtures" / "models" / "llama-gqa"
+    load = pretrained.AutoModelForCausalLM.from_pretrained if through == "auto" \
+        else LlamaForCausalLM.from_pretrained
+    with pytest.raises(getattr(errors, error), match=re.escape(says)):
+        load(path, **kwargs)
+
+
+def test_options_the_library_always_honours_are_accepted():
+    import pretrained
+
+    path = Path(__file__).parent / "fixtures" / "models" / "llama-gqa"
+    model = pretrained.AutoModelForCausalLM.from_pretrained(
+        path, low_cpu_mem_usage=True, attn_implementation="sdpa", pad_token_id=0)
+    assert model.config.pad_token_id == 0 and not hasattr(model.config, "low_cpu_mem_usage")
