@@ -171,9 +171,11 @@ class PrefixTuningModel(nn.Module):
         n = self.active_peft_config.num_virtual_tokens
         if attention_mask is not None:
             attention_mask = torch.cat([attention_mask.new_ones(b, n), attention_mask], dim=1)
-        return self.base_model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                               labels=labels, output_hidden_states=output_hidden_states,
-                               past_key_values=self.prefix_cache(b), use_cache=True)
+        # segment ids only where given: GPT-2 takes them, the Llama family and GPT-NeoX do not
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        return self.base_model(input_ids, attention_mask=attention_mask, labels=labels,
+                               output_hidden_states=output_hidden_states,
+                               past_key_values=self.prefix_cache(b), use_cache=True, **extra)
 
     def get_nb_trainable_parameters(self) -> tuple[int, int]:
         return (sum(p.numel() for p in self.parameters() if p.requires_grad),

@@ -12,7 +12,8 @@ Per architecture:
   the golden has one;
 - the backend seam: the swapped-in CPU modules give the plain modules' numbers (float32 1e-5)
   at 1 and 2 rows, and LoRA over ``target_modules="all-linear"`` trains a step, saves, reloads on
-  a fresh base and merges, with the fast paths on.
+  a fresh base and merges, with the fast paths on; decoders: prefix tuning on the fast paths
+  gives the plain modules' numbers.
 """
 
 from __future__ import annotations
@@ -180,5 +181,23 @@ def model_tests(model_type: str) -> dict:
         assert (_logits(again, batch) - got).abs().max() <= 1e-5
         merged = again.merge_and_unload()
         assert (_logits(merged, batch) - got).abs().max() <= 1e-4
+
+    if model_type in DECODERS:
+        def test_prefix_tuning_with_the_fast_paths_gives_the_plain_modules_numbers():
+            from pretrained.peft import PrefixTuningConfig
+
+            torch.manual_seed(0)
+            model = load(lora_name)
+            tuned = get_peft_model(model, PrefixTuningConfig(num_virtual_tokens=3))
+            with torch.no_grad():
+                for p in tuned.parameters():
+                    if p.requires_grad:
+                        p.normal_()   # a prefix that changes the numbers
+            tuned.eval()
+            reference = copy.deepcopy(tuned)
+            plain(reference)
+            for rows in (1, 2):
+                batch = _example(model, rows)
+                assert (_logits(tuned, batch) - _logits(reference, batch)).abs().max() <= 1e-5
 
     return {k: v for k, v in locals().items() if k.startswith("test_")}
