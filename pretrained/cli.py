@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pretrained", description="Pre-trained transformer models: tools for the command line."
     )
+    from ._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"pretrained {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 

@@ -1,6 +1,7 @@
 """Model outputs: small dataclasses that also index and unpack like the reference's tuples.
 
-``out.logits``, ``out["logits"]`` and ``out[0]`` all work; fields that are ``None`` are skipped
+``out.logits``, ``out["logits"]``, ``out[0]`` and the mapping views (``keys``, ``values``,
+``items``) all work; fields that are ``None`` are skipped
 in the tuple view, as the reference does, so ``loss, logits = model(..., labels=y)[:2]`` holds.
 """
 
@@ -20,6 +21,12 @@ class ModelOutput:
 
     def keys(self) -> list[str]:
         return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+    def values(self) -> list[Any]:
+        return [getattr(self, k) for k in self.keys()]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, getattr(self, k)) for k in self.keys()]
 
     def __getitem__(self, key: int | slice | str) -> Any:
         if isinstance(key, str):

@@ -153,3 +153,11 @@ def test_chat_with_a_bad_model_is_one_line_error(capsys, tmp_path):
     assert main(["chat", "--model", str(tmp_path / "nope"), "hi"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("pretrained chat: error:") and len(err.strip().splitlines()) == 1
+
+
+def test_version_flag(capsys):
+    from pretrained._version import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"pretrained {__version__}"

@@ -565,3 +565,18 @@ def test_smollm2_generate_gives_the_reference_continuation(smollm2):
     out = model.generate(ids, max_new_tokens=20, do_sample=False)
     assert out[0, ids.shape[1]:].tolist() == SMOL["greedy"]["new_ids"]
     assert tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True) == SMOL["greedy"]["text"]
+
+
+@pytest.mark.parametrize("name", ["llama-bpe.gguf", "llama-spm.gguf", "gpt2.gguf"])
+def test_gguf_tokenizer_takes_the_models_context_length(name):
+    """truncation=True cuts at the model's context length from the file's metadata (it used to
+    be the reference's 'very large' default, so a long prompt went through uncut)."""
+    from pretrained import AutoTokenizer
+    from pretrained.gguf import load_gguf
+
+    folder = Path(__file__).parent / "fixtures" / "models" / "gguf-tiny"
+    md = load_gguf(folder / name).metadata
+    context = md[f"{md['general.architecture']}.context_length"]
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    assert tok.model_max_length == context
+    assert len(tok("word " * (4 * context), truncation=True)["input_ids"]) == context

@@ -182,3 +182,13 @@ def test_masked_lm_from_base_checkpoint_initialises_bare_bias():
                                                                   output_loading_info=True)
     assert "cls.predictions.bias" in info["missing_keys"]
     assert torch.count_nonzero(model.cls.predictions.bias) == 0  # zero, not uninitialised memory
+
+
+def test_outputs_have_the_mapping_views():
+    from pretrained.outputs import CausalLMOutput
+
+    logits = torch.zeros(1, 2, 3)
+    out = CausalLMOutput(logits=logits)
+    assert out.keys() == ["logits"] and out.values()[0] is logits
+    assert out.items() == [("logits", logits)] and out.to_tuple() == (logits,)
+    assert dict(out.items())["logits"] is logits

@@ -167,6 +167,11 @@ def build_tokenizer(md: Mapping[str, Any], path: Any) -> tuple[_Backend, dict[st
     config["add_bos_token"], config["add_eos_token"] = bool(add_bos), bool(add_eos)
     if isinstance(md.get("tokenizer.chat_template"), str):
         config["chat_template"] = md["tokenizer.chat_template"]
+    # the model's context length, so truncation=True cuts where the model stops (without it the
+    # tokenizer's limit is the reference's "very large" default and truncation does nothing)
+    context = md.get(f"{md.get('general.architecture')}.context_length")
+    if isinstance(context, int) and context > 0:
+        config["model_max_length"] = context
     backend.post_processor = _template(config, backend)
     return backend, config
 
