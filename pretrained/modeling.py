@@ -24,6 +24,7 @@ from .errors import (
     ConfigError,
     InvalidInputError,
     RemoteCodeError,
+    ShapeMismatchError,
     UnsupportedOptionError,
 )
 from .backends import accelerate
@@ -140,6 +141,18 @@ _NOT_HERE = {
 # accepted: what they ask for is what this library always does
 _ALWAYS = {"low_cpu_mem_usage", "_fast_init"}
 _OTHER_NAMES = {"num_labels", "id2label", "label2id", "attn_implementation"}
+
+
+def _config_typo(config: PretrainedConfig) -> str | None:
+    """A key of config.json this library does not know that looks like one it does (``hiden_size``
+    for ``hidden_size``): with it, a size-mismatch error names the likely cause."""
+    fields = config.fields()
+    for key in config._extra:
+        close = difflib.get_close_matches(key, fields, n=1, cutoff=0.8)
+        if close and close[0] not in config._extra:
+            return (f"config.json has {key!r}, which {type(config).__name__} does not know: did you "
+                    f"mean {close[0]!r}? ({close[0]} was left at {getattr(config, close[0])!r})")
+    return None
 
 
 def check_load_options(config_class: type[PretrainedConfig], options: dict[str, Any]) -> None:
@@ -338,11 +351,17 @@ class PreTrainedModel(nn.Module):
             model.tie_weights()
             if device.type == "cpu":
                 cls._check_fits(model, want)
-            report = load_checkpoint_into(
-                model, ckpt, dtype=want, device=device, prefix=cls.base_model_prefix,
-                ignore_unexpected=cls.ignore_unexpected,
-                ignore_mismatched_sizes=ignore_mismatched_sizes,
-            )
+            try:
+                report = load_checkpoint_into(
+                    model, ckpt, dtype=want, device=device, prefix=cls.base_model_prefix,
+                    ignore_unexpected=cls.ignore_unexpected,
+                    ignore_mismatched_sizes=ignore_mismatched_sizes,
+                )
+            except ShapeMismatchError as e:
+                typo = _config_typo(config)
+                if typo is None:
+                    raise
+                raise ShapeMismatchError(f"{typo}; that would explain this: {e}") from None
         finally:
             ckpt.close()
         model._finish_loading(report, want, device, strict, files.name)

@@ -363,3 +363,16 @@ def test_options_the_library_always_honours_are_accepted():
     model = pretrained.AutoModelForCausalLM.from_pretrained(
         path, low_cpu_mem_usage=True, attn_implementation="sdpa", pad_token_id=0)
     assert model.config.pad_token_id == 0 and not hasattr(model.config, "low_cpu_mem_usage")
+
+
+def test_a_typo_in_config_json_is_named_when_the_sizes_do_not_match(tmp_path):
+    import pretrained
+    from pretrained.errors import ShapeMismatchError
+
+    src = Path(__file__).parent / "fixtures" / "models" / "bert-tiny"
+    shutil.copytree(src, tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["hiden_size"] = cfg.pop("hidden_size")
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ShapeMismatchError, match="'hiden_size'.*did you mean 'hidden_size'"):
+        pretrained.AutoModel.from_pretrained(tmp_path / "m")
