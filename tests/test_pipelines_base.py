@@ -201,3 +201,14 @@ def test_repr_names_what_matters(clf):
     for part in ("BertForTokenClassification", "pipe-bert-ner", "device='cpu'", "dtype=float32",
                  "batch_size=1", "aggregation_strategy='simple'"):
         assert part in text
+
+
+def test_device_map_places_the_pipeline_and_refuses_what_it_cannot():
+    path = SENTIMENT
+    clf = pipeline("text-classification", model=path, device_map="auto")
+    assert str(clf.device) == ("cuda:0" if torch.cuda.is_available() else "cpu")
+    assert clf("good")[0]["label"] in ("POSITIVE", "NEGATIVE")
+    with pytest.raises(InvalidInputError, match="not both"):
+        pipeline("text-classification", model=path, device="cpu", device_map="cpu")
+    with pytest.raises(InvalidInputError, match="per-module placement"):
+        pipeline("text-classification", model=path, device_map={"bert": "cpu", "classifier": "cpu"})

@@ -211,6 +211,7 @@ def pipeline(
     local_files_only: bool = False,
     trust_remote_code: bool = False,
     model_kwargs: dict[str, Any] | None = None,
+    device_map: Any = None,
     **kwargs: Any,
 ) -> "Pipeline":
     """Build the pipeline for ``task``.
@@ -219,7 +220,8 @@ def pipeline(
     the model was loaded from a folder that holds one). Without ``model`` the task's default model
     is used (fetched once; only tasks with a reachable default). Without ``task`` it is read from
     the checkpoint's ``architectures``. ``device``: -1/"cpu", 0/"cuda:0", a torch.device, or None
-    (the first GPU if any). ``torch_dtype``: the dtype to load (or cast) the model in. Other
+    (the first GPU if any); or ``device_map`` ("auto", "cpu", "cuda:0": the one device the whole
+    model goes to). ``torch_dtype``: the dtype to load (or cast) the model in. Other
     keyword arguments are the task's parameters (``top_k=3``, ``aggregation_strategy="simple"``)
     and apply to every call.
 
@@ -235,6 +237,12 @@ def pipeline(
 
         raise RemoteCodeError("trust_remote_code=True is not supported: pretrained never runs code from "
                               "a model repository")
+    if device_map is not None:
+        if device is not None:
+            raise InvalidInputError("pass device= or device_map=, not both")
+        from ..modeling import resolve_device
+
+        device = resolve_device(device_map)   # refuses per-module maps, names the fix
     hub = _hub_kwargs(revision, token, local_files_only)
     if task is None and model is None:
         raise InvalidInputError("pipeline() needs a task or a model (or both); known tasks: "
