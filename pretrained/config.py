@@ -43,6 +43,20 @@ _COMMON: dict[str, tuple[str, Any]] = {
     "output_hidden_states": ("bool", False),
 }
 
+MAX_LABELS = 1_000_000   # a label table this size is already ~100 MB of names
+
+
+def _check_num_labels(n: Any) -> int:
+    """A positive int within :data:`MAX_LABELS` (an untrusted ``num_labels: 1e9`` would build a
+    billion label names before any size check could run)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"num_labels must be a positive integer, got {n!r}")
+    if n > MAX_LABELS:
+        raise ConfigError(f"num_labels={n} is more than this library takes ({MAX_LABELS:,}); "
+                          "check config.json")
+    return n
+
+
 _PY_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": list, "dict": dict}
 
 
@@ -106,7 +120,8 @@ class PretrainedConfig:
             except (TypeError, ValueError):
                 raise ConfigError(f"id2label keys must be integers, got {list(id2label)!r}") from None
         else:
-            self.id2label = {i: f"LABEL_{i}" for i in range(2 if num_labels is None else num_labels)}
+            n = 2 if num_labels is None else _check_num_labels(num_labels)
+            self.id2label = {i: f"LABEL_{i}" for i in range(n)}
         if num_labels is not None and num_labels != len(self.id2label):
             self.num_labels = num_labels
         if label2id is not None and isinstance(label2id, dict):
@@ -154,8 +169,7 @@ class PretrainedConfig:
 
     @num_labels.setter
     def num_labels(self, n: int) -> None:
-        if not isinstance(n, int) or n < 1:
-            raise ConfigError(f"num_labels must be a positive integer, got {n!r}")
+        _check_num_labels(n)
         if n != len(getattr(self, "id2label", {})):
             self.id2label = {i: f"LABEL_{i}" for i in range(n)}
             self.label2id = {v: k for k, v in self.id2label.items()}

@@ -143,6 +143,36 @@ _ALWAYS = {"low_cpu_mem_usage", "_fast_init"}
 _OTHER_NAMES = {"num_labels", "id2label", "label2id", "attn_implementation"}
 
 
+MAX_LAYERS = 1000   # the deepest published transformers have a few hundred layers
+
+
+def check_config_size(config: PretrainedConfig, dtype: torch.dtype) -> None:
+    """Refuse a config whose sizes describe a model that cannot fit, from its numbers alone and
+    before any module is built (an untrusted ``num_hidden_layers: 200000`` or ``num_labels: 1e9``
+    would otherwise take gigabytes in the building). The estimate is the usual transformer's:
+    embeddings, four attention and two (or three) MLP matrices per layer, a classifier head."""
+    def size(name: str) -> int:
+        v = getattr(config, name, None)
+        return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+
+    layers, hidden = size("num_hidden_layers"), size("hidden_size")
+    if layers > MAX_LAYERS:
+        raise ConfigError(f"config says num_hidden_layers={layers}; no published model has more "
+                          f"than a few hundred layers (this library takes up to {MAX_LAYERS}); "
+                          "check config.json")
+    inter = size("intermediate_size") or size("n_inner") or size("hidden_dim") or 4 * hidden
+    params = (size("vocab_size") + size("max_position_embeddings")) * hidden \
+        + layers * (4 * hidden * hidden + 3 * hidden * inter) + config.num_labels * hidden
+    need = params * torch.tensor([], dtype=dtype).element_size()
+    have = _available_memory()
+    if have is not None and need > have:
+        raise ConfigError(
+            f"this config describes a model of about {need / 2**30:.1f} GiB in {dtype} "
+            f"({layers} layers of width {hidden}, {config.num_labels} labels), but only "
+            f"{have / 2**30:.1f} GiB of memory is available; check the sizes in config.json or "
+            "load in a smaller dtype")
+
+
 def _config_typo(config: PretrainedConfig) -> str | None:
     """A key of config.json this library does not know that looks like one it does (``hiden_size``
     for ``hidden_size``): with it, a size-mismatch error names the likely cause."""
@@ -271,6 +301,7 @@ class PreTrainedModel(nn.Module):
     def from_config(cls, config: PretrainedConfig, *, torch_dtype: Any = None) -> "PreTrainedModel":
         """A randomly initialised model with this config."""
         dtype = resolve_dtype(torch_dtype)
+        check_config_size(config, dtype if isinstance(dtype, torch.dtype) else torch.float32)
         model = cls(config)
         model.init_weights()
         if isinstance(dtype, torch.dtype):
@@ -346,6 +377,7 @@ class PreTrainedModel(nn.Module):
             if want is None or want == "auto":
                 want = resolve_dtype(config.dtype) if config.dtype not in (None, "auto") else None
                 want = want or ckpt.first_float_dtype() or torch.float32
+            check_config_size(config, want)   # before building: that alone can take GiBs
             with torch.device("meta"), _skip_torch_init():
                 model = cls(config)
             model.tie_weights()

@@ -376,3 +376,25 @@ def test_a_typo_in_config_json_is_named_when_the_sizes_do_not_match(tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ShapeMismatchError, match="'hiden_size'.*did you mean 'hidden_size'"):
         pretrained.AutoModel.from_pretrained(tmp_path / "m")
+
+
+@pytest.mark.parametrize("change,says", [
+    ({"num_hidden_layers": 200000}, "num_hidden_layers=200000"),
+    ({"num_labels": 10 ** 9, "id2label": None}, "num_labels=1000000000"),
+    ({"hidden_size": 100000, "num_attention_heads": 1}, "GiB of memory is available"),
+])
+def test_untrusted_sizes_are_refused_before_anything_is_built(tmp_path, change, says):
+    """From the config's numbers alone, before any module is built: building 200000 layers or a
+    billion label names first would take gigabytes (and minutes)."""
+    import pretrained
+    from pretrained.errors import ConfigError
+
+    src = Path(__file__).parent / "fixtures" / "models" / "bert-tiny"
+    shutil.copytree(src, tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg.update({k: v for k, v in change.items() if v is not None})
+    for k in [k for k, v in change.items() if v is None]:
+        cfg.pop(k, None)
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        pretrained.AutoModelForSequenceClassification.from_pretrained(tmp_path / "m")
