@@ -208,6 +208,13 @@ class ModelFiles:
             return None
         return self._download(filename)
 
+    def _unreachable(self, filename: str) -> str:
+        return (f"{self.repo_id!r} was not found: no local folder "
+                f"{str(Path(self.name).expanduser().absolute())!r}, no cached copy of "
+                f"{filename!r} in {str(self.repo_cache)!r}, and the hub could not be reached. "
+                "Connect to the network once (or set HF_HUB_CACHE to a cache that holds it), or "
+                "pass the path of a folder that holds config.json and the weights.")
+
     def _download(self, filename: str) -> Path | None:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import (
@@ -218,6 +225,8 @@ class ModelFiles:
             RevisionNotFoundError,
         )
 
+        if not hub_reachable():   # else huggingface_hub retries for ~25 s, logging each try
+            raise ModelNotFoundError(self._unreachable(filename))
         try:
             path = Path(
                 hf_hub_download(
@@ -230,13 +239,7 @@ class ModelFiles:
                 )
             )
         except LocalEntryNotFoundError:  # before EntryNotFoundError: it is a subclass of it
-            raise ModelNotFoundError(
-                f"{self.repo_id!r} was not found: no local folder "
-                f"{str(Path(self.name).expanduser().absolute())!r}, no cached copy of "
-                f"{filename!r} in {str(self.repo_cache)!r}, and the hub could not be reached. "
-                "Connect to the network once (or set HF_HUB_CACHE to a cache that holds it), or "
-                "pass the path of a folder that holds config.json and the weights."
-            ) from None
+            raise ModelNotFoundError(self._unreachable(filename)) from None
         except EntryNotFoundError:
             return None  # the repo exists, this file does not
         except RevisionNotFoundError:
@@ -259,6 +262,41 @@ class ModelFiles:
         if snapshot.parent.name == "snapshots" and _COMMIT_RE.fullmatch(snapshot.name):
             self.commit = snapshot.name
         return path
+
+
+HUB_CONNECT_TIMEOUT = 3.0   # seconds to reach the hub's host before saying it cannot be reached
+_reach: dict[str, tuple[bool, float]] = {}   # endpoint -> (reachable, when checked)
+
+
+def hub_reachable() -> bool:
+    """Whether the hub's host (``HF_ENDPOINT``, default huggingface.co) accepts a connection
+    within :data:`HUB_CONNECT_TIMEOUT` seconds; a failure is remembered for a minute. Name lookup
+    and connection run in a helper thread, so a resolver that hangs costs the timeout only."""
+    import socket
+    import threading
+    import time
+    from urllib.parse import urlsplit
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    known = _reach.get(endpoint)
+    if known is not None and (known[0] or time.monotonic() - known[1] < 60):
+        return known[0]
+    url = urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    result = [False]
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((url.hostname, port), timeout=HUB_CONNECT_TIMEOUT):
+                result[0] = True
+        except OSError:
+            pass
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(HUB_CONNECT_TIMEOUT + 0.5)
+    _reach[endpoint] = (result[0], time.monotonic())
+    return result[0]
 
 
 def _cached_commit(repo_cache: Path, revision: str) -> tuple[str | None, str | None]:
@@ -331,9 +369,9 @@ def resolve(
         why = "HF_HUB_OFFLINE=1 is set" if _offline_env() else "local_files_only=True"
         raise ModelNotFoundError(
             f"{name!r} was not found: no local folder {str(local.absolute())!r}; {problem} "
-            f"({why}, so the hub was not asked). Download it once while online (or unset "
-            "HF_HUB_OFFLINE), point HF_HUB_CACHE at a cache that holds it, or pass the path of "
-            "a local folder."
+            f"({why}, so the hub was not asked). Download it once while online "
+            f"({'unset HF_HUB_OFFLINE' if _offline_env() else 'without local_files_only=True'}), "
+            "point HF_HUB_CACHE at a cache that holds it, or pass the path of a local folder."
         )
     return ModelFiles(
         name,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pretrained import hub
 from pretrained.errors import InvalidInputError, ModelNotFoundError, PretrainedError
 from pretrained.hub import InvalidRepoIdError, ModelFiles, cache_dir, check_relative_filename, resolve
 
@@ -216,6 +217,7 @@ def test_broken_blob_symlink_offline(hf_cache):
 
 
 def test_broken_blob_symlink_online_downloads_again(hf_cache, monkeypatch):
+    monkeypatch.setattr(hub, "hub_reachable", lambda: True)  # a hub that answers
     import huggingface_hub
 
     repo = make_cached_repo(hf_cache, "org/model", {"model.safetensors": b"w"})
@@ -302,6 +304,7 @@ def test_bad_revision(hf_cache):
 
 # --- online (hf_hub_download replaced) --------------------------------------------------------
 def test_download_when_not_cached(hf_cache, monkeypatch):
+    monkeypatch.setattr(hub, "hub_reachable", lambda: True)  # a hub that answers
     import huggingface_hub
 
     calls = []
@@ -328,6 +331,7 @@ def _hub_error(cls):
 
 
 def test_download_errors_are_mapped(hf_cache, monkeypatch):
+    monkeypatch.setattr(hub, "hub_reachable", lambda: True)  # a hub that answers
     import huggingface_hub
     from huggingface_hub import errors
 
@@ -359,3 +363,23 @@ def test_download_errors_are_mapped(hf_cache, monkeypatch):
 
 def test_model_files_repr():
     assert "hub:org/m@main" in repr(ModelFiles("org/m", repo_id="org/m"))
+
+
+def test_an_unreachable_hub_fails_at_once_with_one_clean_message(hf_cache, monkeypatch, caplog):
+    """No network and HF_HUB_OFFLINE unset: one quick connection attempt, then the error (not
+    ~25 s of retries, each logged)."""
+    def unreachable(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(hub, "_reach", {})
+    forbid_download(monkeypatch)
+    with pytest.raises(ModelNotFoundError, match="the hub could not be reached"):
+        resolve("org/model").get("config.json")
+    assert not caplog.records
+
+
+def test_local_files_only_message_does_not_blame_hf_hub_offline(hf_cache):
+    with pytest.raises(ModelNotFoundError) as e:
+        resolve("org/model", local_files_only=True)
+    assert "local_files_only=True" in str(e.value) and "unset HF_HUB_OFFLINE" not in str(e.value)
