@@ -266,6 +266,9 @@ def load_json(path: str | os.PathLike) -> Any:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: not valid JSON (line {e.lineno}:{e.colno}: {e.msg})") from None
+    except RecursionError:   # arrays or objects nested thousands deep: no config is like that
+        raise ConfigError(f"{path}: JSON nested too deeply to be a config; the file is damaged "
+                          "or hostile") from None
     if Path(path).name == CONFIG_NAME and not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object, got a {type(data).__name__}")
     return data

@@ -346,8 +346,14 @@ def load_checkpoint_into(
                 "weights; fix config.json, or pass ignore_mismatched_sizes=True to "
                 "re-initialise that weight."
             )
-        t = convert(names[0], ckpt.get(key))
         first = _get(model, names[0])
+        t = ckpt.get(key)
+        if first.is_floating_point() and not t.is_floating_point():
+            raise CheckpointCorruptError(
+                f"{ckpt.path_of(key)}: tensor {key!r} holds {str(t.dtype).replace('torch.', '')} "
+                f"values where the model has {str(first.dtype).replace('torch.', '')} weights "
+                f"({names[0]!r}); the checkpoint is damaged or not this model's")
+        t = convert(names[0], t)
         value = nn.Parameter(t, requires_grad=True) if isinstance(first, nn.Parameter) else t
         for n in names:
             _set_tensor(model, n, value)

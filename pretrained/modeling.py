@@ -260,8 +260,8 @@ class PreTrainedModel(nn.Module):
                                     "tokenize with return_tensors='pt'")
         if input_ids.dim() == 1:
             input_ids = input_ids.unsqueeze(0)
-        if input_ids.dim() != 2 or input_ids.shape[1] == 0:
-            raise InvalidInputError(f"input_ids must have shape (batch, length>0), got "
+        if input_ids.dim() != 2 or input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+            raise InvalidInputError(f"input_ids must have shape (batch>0, length>0), got "
                                     f"{tuple(input_ids.shape)}; the input is empty")
         if input_ids.is_floating_point():
             raise InvalidInputError("input_ids must be integer token ids, got floats")

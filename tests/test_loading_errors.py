@@ -398,3 +398,39 @@ def test_untrusted_sizes_are_refused_before_anything_is_built(tmp_path, change, 
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ConfigError, match=re.escape(says)):
         pretrained.AutoModelForSequenceClassification.from_pretrained(tmp_path / "m")
+
+
+@pytest.mark.parametrize("name,auto", [("bert-tiny", "AutoModel"), ("llama-gqa", "AutoModelForCausalLM")])
+def test_an_empty_batch_is_a_named_error(name, auto):
+    import pretrained
+    from pretrained.errors import InvalidInputError
+
+    model = getattr(pretrained, auto).from_pretrained(Path(__file__).parent / "fixtures" / "models" / name)
+    with pytest.raises(InvalidInputError, match="the input is empty"):
+        model(torch.zeros(0, 4, dtype=torch.long))
+
+
+def test_integer_values_for_float_weights_are_a_named_error(tmp_path):
+    import pretrained
+    from safetensors.torch import load_file, save_file
+
+    from pretrained.errors import CheckpointCorruptError
+
+    src = Path(__file__).parent / "fixtures" / "models" / "bert-tiny"
+    shutil.copytree(src, tmp_path / "m")
+    weights = load_file(str(tmp_path / "m" / "model.safetensors"))
+    key = next(k for k in weights if k.endswith("query.weight"))
+    weights[key] = weights[key].to(torch.int64)
+    save_file(weights, str(tmp_path / "m" / "model.safetensors"))
+    with pytest.raises(CheckpointCorruptError, match=re.escape(key) + ".*int64"):
+        pretrained.AutoModel.from_pretrained(tmp_path / "m")
+
+
+def test_json_nested_thousands_deep_is_a_config_error(tmp_path):
+    from pretrained.config import load_json
+    from pretrained.errors import ConfigError
+
+    path = tmp_path / "config.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_json(path)
