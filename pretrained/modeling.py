@@ -482,11 +482,19 @@ class PreTrainedModel(nn.Module):
         shards = _shard(state, _parse_size(max_shard_size))
         with tempfile.TemporaryDirectory(dir=target, prefix=".tmp-save-") as tmp:
             tmp_dir = Path(tmp)
-            config.save_pretrained(tmp_dir)
-            gen = getattr(self, "generation_config", None)
-            # As the reference: a custom generation config survives a save.
-            extra = [gen.save_pretrained(tmp_dir).name] if gen is not None else []
-            names = _write_weights(tmp_dir, shards, safe_serialization)
+            try:
+                config.save_pretrained(tmp_dir)
+                gen = getattr(self, "generation_config", None)
+                # As the reference: a custom generation config survives a save.
+                extra = [gen.save_pretrained(tmp_dir).name] if gen is not None else []
+                names = _write_weights(tmp_dir, shards, safe_serialization)
+            except Exception as e:  # noqa: BLE001 - a full disk: OSError, or safetensors' error
+                if not isinstance(e, OSError) and type(e).__name__ != "SafetensorError":
+                    raise
+                raise CheckpointError(
+                    f"saving to {target} failed ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                    "nothing in it was changed, so an earlier save there is intact. Free disk "
+                    "space and save again") from e
             # Remove weight files of an earlier save that this one does not overwrite.
             stale = [p for p in target.iterdir() if p.is_file() and _is_weight_file(p.name)
                      and p.name not in names]

@@ -434,3 +434,41 @@ def test_json_nested_thousands_deep_is_a_config_error(tmp_path):
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ConfigError, match="nested too deeply"):
         load_json(path)
+
+
+def _disk_full(*args, **kwargs):
+    import safetensors
+
+    raise safetensors.SafetensorError("Error while serializing: IoError(No space left on device)")
+
+
+def test_a_full_disk_while_saving_is_named_and_leaves_the_earlier_save(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    import pretrained
+    from pretrained.errors import CheckpointError
+
+    model = pretrained.AutoModel.from_pretrained(Path(__file__).parent / "fixtures" / "models" / "bert-tiny")
+    model.save_pretrained(tmp_path / "out")
+    before = (tmp_path / "out" / "model.safetensors").read_bytes()
+    monkeypatch.setattr(safetensors.torch, "save_file", _disk_full)
+    with pytest.raises(CheckpointError, match="No space left on device.*earlier save there is intact"):
+        model.save_pretrained(tmp_path / "out")
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == before
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".tmp-save")]
+
+
+def test_a_full_disk_while_checkpointing_names_the_last_complete_checkpoint(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    from pretrained.errors import CheckpointError
+    from pretrained.training.checkpoint import write_atomically
+
+    write_atomically(tmp_path, 3, lambda folder: (folder / "model.safetensors").write_bytes(b"ok"))
+
+    def full(folder):
+        _disk_full()
+
+    with pytest.raises(CheckpointError, match="checkpoint-6 failed.*checkpoint-3 is the last complete"):
+        write_atomically(tmp_path, 6, full)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-3"]

@@ -87,8 +87,18 @@ def write_atomically(run_dir: str | os.PathLike, step: int, write: Callable[[Pat
     final = root / f"{PREFIX}-{step}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    write(tmp)
-    _fsync_tree(tmp)
+    try:
+        write(tmp)
+        _fsync_tree(tmp)
+    except Exception as e:  # noqa: BLE001 - a full disk raises OSError, or safetensors' own error
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(e, OSError) and type(e).__name__ != "SafetensorError":
+            raise
+        last = latest_checkpoint(root)
+        raise CheckpointError(
+            f"saving {PREFIX}-{step} failed ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+            + (f"{last} is the last complete checkpoint" if last else "no complete checkpoint was saved yet")
+            + ". Free disk space (or lower save_total_limit) and resume from it") from e
     if final.exists():  # a rerun that saves the same step again: swap, then drop the old one
         old = root / f"{TMP_PREFIX}-{step}-old"
         shutil.rmtree(old, ignore_errors=True)
