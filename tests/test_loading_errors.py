@@ -458,9 +458,7 @@ def test_a_full_disk_while_saving_is_named_and_leaves_the_earlier_save(tmp_path,
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".tmp-save")]
 
 
-def test_a_full_disk_while_checkpointing_names_the_last_complete_checkpoint(tmp_path, monkeypatch):
-    import safetensors.torch
-
+def test_a_full_disk_while_checkpointing_names_the_last_complete_checkpoint(tmp_path):
     from pretrained.errors import CheckpointError
     from pretrained.training.checkpoint import write_atomically
 

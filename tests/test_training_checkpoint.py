@@ -118,10 +118,10 @@ def test_crash_during_save_leaves_only_complete_checkpoints(tmp_path, monkeypatc
         return real_save(obj, path, *a, **k)
 
     monkeypatch.setattr(trainer_mod.torch, "save", failing_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match="disk full.*checkpoint-2 is the last complete checkpoint"):
         run(tmp_path)
     monkeypatch.setattr(trainer_mod.torch, "save", real_save)
-    assert (tmp_path / "tmp-checkpoint-4" / "model.safetensors").exists()  # half-written, hidden
+    assert not (tmp_path / "tmp-checkpoint-4").exists()   # the half-written folder was removed
     assert [p.name for p in sorted_checkpoints(tmp_path)] == ["checkpoint-2"]
     assert latest_checkpoint(tmp_path).name == "checkpoint-2"
     resumed, _ = run(tmp_path, resume=True)  # resumes from the last complete one, cleans up
