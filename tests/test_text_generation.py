@@ -108,3 +108,36 @@ def test_bad_parameters(kwargs, needle):
 def test_bad_inputs(bad):
     with pytest.raises(InvalidInputError):
         pipe()(bad, max_new_tokens=2)
+
+
+@pytest.mark.parametrize("how", ["file", "model_kwargs"])
+def test_a_gguf_file_runs_with_its_own_tokenizer(how):
+    """model= a .gguf file, or its folder with model_kwargs={'gguf_file': ...}: the model and the
+    tokenizer both come from the file (the tokenizer used to fail: the folder has none)."""
+    from pretrained import AutoModelForCausalLM, AutoTokenizer
+
+    folder = FIX / "models" / "gguf-tiny"
+    if how == "file":
+        gen = pipeline("text-generation", model=folder / "llama-bpe.gguf")
+    else:
+        gen = pipeline("text-generation", model=folder, model_kwargs={"gguf_file": "llama-bpe.gguf"})
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file="llama-bpe.gguf")
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file="llama-bpe.gguf")
+    ids = tok("hello world", return_tensors="pt")
+    want = model.generate(**ids, max_new_tokens=4, do_sample=False)[0, ids["input_ids"].shape[1]:]
+    got = gen("hello world", max_new_tokens=4, do_sample=False, return_full_text=False)
+    assert got[0]["generated_text"] == tok.decode(want, skip_special_tokens=True)
+
+
+@pytest.mark.slow
+def test_text_generation_has_the_fetched_smollm2_as_its_default(caplog):
+    """pipeline('text-generation') with no model: the real SmolLM2 the README's command fetches,
+    said in one line."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="pretrained.pipelines"):
+        gen = pipeline("text-generation")
+    assert any("SmolLM2" in r.getMessage() for r in caplog.records)
+    chat = [{"role": "user", "content": "What is the capital of France?"}]
+    out = gen(chat, max_new_tokens=12, do_sample=False)
+    assert out[0]["generated_text"][-1]["content"] == "The capital of France is Paris."

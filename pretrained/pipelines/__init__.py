@@ -93,7 +93,8 @@ for _task in (
          default_model="all-MiniLM-L6-v2"),
     Task("sentence-embeddings", f"{_P}.feature_extraction", "FeatureExtractionPipeline", "AutoModel",
          default_model="all-MiniLM-L6-v2", defaults={"pooling": "auto"}),
-    Task("text-generation", f"{_P}.text_generation", "TextGenerationPipeline", "AutoModelForCausalLM"),
+    Task("text-generation", f"{_P}.text_generation", "TextGenerationPipeline", "AutoModelForCausalLM",
+         default_model="SmolLM2-135M-Instruct-Q4_1-gguf"),
 ):
     register_task(_task)
 del _task
@@ -216,8 +217,8 @@ def pipeline(
 ) -> "Pipeline":
     """Build the pipeline for ``task``.
 
-    ``model``: a local folder, a hub id, or a loaded model (then pass ``tokenizer`` too, unless
-    the model was loaded from a folder that holds one). Without ``model`` the task's default model
+    ``model``: a local folder, a hub id, a GGUF file, or a loaded model (then pass ``tokenizer``
+    too, unless the model was loaded from a folder that holds one). Without ``model`` the task's default model
     is used (fetched once; only tasks with a reachable default). Without ``task`` it is read from
     the checkpoint's ``architectures``. ``device``: -1/"cpu", 0/"cuda:0", a torch.device, or None
     (the first GPU if any); or ``device_map`` ("auto", "cpu", "cuda:0": the one device the whole
@@ -267,9 +268,14 @@ def pipeline(
             )
         from ..fetch import fetch
 
-        logger.info("no model given for %s: using the default %s", spec.name, spec.default_model)
+        logger.warning("no model given for %s: using the default, %s (fetched once, then cached)",
+                       spec.name, spec.default_model)
         model = str(fetch(spec.default_model))
     model_kwargs = dict(model_kwargs or {})
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".gguf") \
+            and os.path.isfile(model):   # a GGUF file: its folder, and the file in it
+        model_kwargs.setdefault("gguf_file", os.path.basename(model))
+        model = os.path.dirname(os.path.abspath(model))
     if isinstance(model, (str, os.PathLike)):
         source: Any = os.fspath(model)
         model = _load_model(spec, source, device=device, torch_dtype=torch_dtype, hub=hub,
@@ -292,7 +298,9 @@ def pipeline(
     if isinstance(tokenizer, (str, os.PathLike)):
         from ..tokenization import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer, **hub)
+        gguf = {"gguf_file": model_kwargs["gguf_file"]} \
+            if "gguf_file" in model_kwargs and tokenizer == source else {}   # the file's own tokenizer
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer, **hub, **gguf)
     params = {**spec.defaults, **kwargs}
     cls = spec.pipeline_class()
     pipe = cls(model, tokenizer, device=device, torch_dtype=torch_dtype, batch_size=batch_size, **params)
