@@ -47,6 +47,8 @@ import sys
 import time
 from pathlib import Path
 
+from reference import reference_python  # benchmarks/reference.py
+
 ROOT = Path(__file__).resolve().parent.parent
 GGUF = "SmolLM2-135M-Instruct-Q4_1-gguf"
 
@@ -175,7 +177,7 @@ def make_checkpoints(workdir: Path) -> dict[str, Path]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ref-python", default="/work/refvenv/bin/python")
+    ap.add_argument("--ref-python", help="python of a venv with transformers (default: this one, if it has it)")
     ap.add_argument("--workdir", default=str(Path.home() / ".cache/pretrained/bench-generate"))
     ap.add_argument("--models", default="gpt2,smollm2")
     ap.add_argument("--dtypes", default="float32,bfloat16")
@@ -192,6 +194,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1,
                     help="fresh subprocess pairs per setting; the median round is reported")
     args = ap.parse_args()
+    if "reference" in args.libs.split(","):
+        args.ref_python = reference_python(args.ref_python)
     cmd = "python " + " ".join([os.path.relpath(__file__, ROOT), *sys.argv[1:]])
     folders = make_checkpoints(Path(args.workdir))
     batches = [int(b) for b in args.batches.split(",")]

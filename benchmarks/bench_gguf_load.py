@@ -21,12 +21,15 @@ import sys
 import time
 from pathlib import Path
 
+from reference import reference_python  # benchmarks/reference.py
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SNIPPET = """
 import json, time
 t_start = time.perf_counter()
 import torch
+
 {imp}
 t0 = time.perf_counter()
 model = AutoModelForCausalLM.from_pretrained({folder!r}, gguf_file={name!r}, dtype=torch.float32)
@@ -57,9 +60,10 @@ def run(python: str, imp: str, folder: str, name: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ref-python", default="/work/refvenv/bin/python")
+    ap.add_argument("--ref-python", help="python of a venv with transformers (default: this one, if it has it)")
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
+    args.ref_python = reference_python(args.ref_python)
     sys.path.insert(0, str(ROOT))
     from pretrained.fetch import fetch
 

@@ -40,6 +40,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from reference import reference_python  # benchmarks/reference.py
+
+
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
              intermediate_size=3072, num_labels=2)
@@ -202,8 +205,8 @@ def main() -> None:
         os.environ["BENCH_PACK_WEIGHTS"] = "1"
     if args.worker:
         return worker(args.worker, args.path, args.threads)
-    if not args.ref_python and not args.only:
-        ap.error("pass --ref-python (or --only ours)")
+    if not args.only:
+        args.ref_python = reference_python(args.ref_python)
     configs = [tuple(int(x) for x in c.split("x")) for c in args.configs.split(",")]
     dtypes = args.dtypes.split(",")
     rounds = 2 if args.quick else args.rounds
