@@ -364,6 +364,16 @@ def test_load_best_model_at_end(tmp_path):
     assert f"checkpoint-{best_step}" in kept and "checkpoint-6" in kept and len(kept) <= 2
 
 
+def test_without_a_progress_bar_each_log_is_printed(tmp_path, capsys):
+    """disable_tqdm=True (output to a log file): the logs are printed as lines, as the reference's
+    PrinterCallback does, so a long run shows its progress."""
+    trainer = Trainer(model=tiny_model(), args=args(tmp_path, max_steps=3, logging_steps=1),
+                      train_dataset=make_data(12, 9))
+    trainer.train()
+    lines = [line for line in capsys.readouterr().out.splitlines() if "'loss'" in line]
+    assert len(lines) == 3 and "'epoch'" in lines[0]
+
+
 def test_progress_bar_and_log_history(tmp_path, capsys):
     trainer = Trainer(model=tiny_model(), args=args(tmp_path, max_steps=2, disable_tqdm=False),
                       train_dataset=make_data(8, 9))

@@ -10,8 +10,8 @@ Example::
 from __future__ import annotations
 
 from .arguments import TrainingArguments
-from .callbacks import (EarlyStoppingCallback, ProgressCallback, TensorBoardCallback, TrainerCallback,
-                        TrainerControl, TrainerState)
+from .callbacks import (EarlyStoppingCallback, PrinterCallback, ProgressCallback, TensorBoardCallback,
+                        TrainerCallback, TrainerControl, TrainerState)
 from .collators import (DataCollatorForLanguageModeling, DataCollatorForTokenClassification,
                         DataCollatorWithPadding, default_data_collator)
 from .schedules import get_scheduler
@@ -19,7 +19,7 @@ from .trainer import Trainer
 from .utils import EvalPrediction, PredictionOutput, TrainOutput, set_seed
 
 __all__ = ["Trainer", "TrainingArguments", "TrainerCallback", "TrainerState", "TrainerControl",
-           "EarlyStoppingCallback", "ProgressCallback", "TensorBoardCallback",
+           "EarlyStoppingCallback", "ProgressCallback", "PrinterCallback", "TensorBoardCallback",
            "DataCollatorWithPadding", "DataCollatorForLanguageModeling",
            "DataCollatorForTokenClassification", "default_data_collator", "get_scheduler",
            "EvalPrediction", "PredictionOutput", "TrainOutput", "set_seed"]

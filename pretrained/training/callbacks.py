@@ -188,6 +188,15 @@ class ProgressCallback(TrainerCallback):
             self.bar = None
 
 
+class PrinterCallback(TrainerCallback):
+    """Without a progress bar (``disable_tqdm=True``, as when output goes to a log file): each log
+    printed as a line on the main process, flushed, so a long run shows progress in its log."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            print({k: round(v, 6) if isinstance(v, float) else v for k, v in logs.items()}, flush=True)
+
+
 class EarlyStoppingCallback(TrainerCallback):
     """Stop when ``metric_for_best_model`` has not improved by more than
     ``early_stopping_threshold`` for ``early_stopping_patience`` evaluations in a row."""
@@ -255,4 +264,5 @@ class TensorBoardCallback(TrainerCallback):
 
 
 __all__ = ["TrainerState", "TrainerControl", "TrainerCallback", "CallbackHandler",
-           "DefaultFlowCallback", "ProgressCallback", "EarlyStoppingCallback", "TensorBoardCallback"]
+           "DefaultFlowCallback", "ProgressCallback", "PrinterCallback", "EarlyStoppingCallback",
+           "TensorBoardCallback"]

@@ -33,8 +33,8 @@ from torch.utils.data import DataLoader
 from ..errors import CheckpointError, InvalidInputError
 from . import checkpoint as ckpt_io
 from .arguments import TrainingArguments
-from .callbacks import (CallbackHandler, DefaultFlowCallback, ProgressCallback, TensorBoardCallback,
-                        TrainerCallback, TrainerControl, TrainerState)
+from .callbacks import (CallbackHandler, DefaultFlowCallback, PrinterCallback, ProgressCallback,
+                        TensorBoardCallback, TrainerCallback, TrainerControl, TrainerState)
 from .collators import DataCollatorWithPadding, default_data_collator
 from .data import (EpochSampler, FilteringCollator, LABEL_ALIASES, ShardSampler, check_dataset,
                    columns_of, forward_columns, prepare_dataset)
@@ -109,8 +109,7 @@ class Trainer:
         defaults: list[Any] = [DefaultFlowCallback()]
         if "tensorboard" in args.report_to:
             defaults.append(TensorBoardCallback())
-        if not args.disable_tqdm:
-            defaults.append(ProgressCallback())
+        defaults.append(PrinterCallback() if args.disable_tqdm else ProgressCallback())
         self.callback_handler = CallbackHandler(defaults + list(callbacks or []))
         if args.gradient_checkpointing:
             enable_gradient_checkpointing(self.model)
