@@ -580,3 +580,24 @@ def test_gguf_tokenizer_takes_the_models_context_length(name):
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     assert tok.model_max_length == context
     assert len(tok("word " * (4 * context), truncation=True)["input_ids"]) == context
+
+
+def test_arrays_nested_thousands_deep_are_a_named_error(tmp_path):
+    """An array of arrays of ... 5000 deep (RecursionError before) is refused by name."""
+    from pretrained.errors import CheckpointCorruptError
+
+    head = struct.pack("<IQ", 9, 1) * 5000 + struct.pack("<IQ", 4, 0)   # 5000 one-item array levels
+    out = bytearray(b"GGUF" + struct.pack("<IQQ", 3, 0, 1))
+    out += _string("deep") + struct.pack("<I", 9) + head
+    path = tmp_path / "deep.gguf"
+    path.write_bytes(bytes(out) + b"\0" * 64)
+    with pytest.raises(CheckpointCorruptError, match="nests arrays more than"):
+        load_gguf(path)
+
+
+def test_a_merge_naming_a_token_the_vocabulary_lacks_is_a_named_error(tmp_path):
+    kv = {"general.architecture": (8, "llama"), **_tokenizer_kv(8)}
+    kv["tokenizer.ggml.merges"] = (9, (8, ["! zz"]))   # 'zz' is no token of the vocabulary
+    write_gguf(tmp_path / "m.gguf", kv, [])
+    with pytest.raises(TokenizerLoadError, match="merges do not fit its vocabulary"):
+        AutoTokenizer.from_pretrained(tmp_path, gguf_file="m.gguf")

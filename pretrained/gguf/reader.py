@@ -104,7 +104,11 @@ class _Reader:
         self.pos = pos
         return out
 
-    def value(self, vtype: int, key: str) -> Any:
+    def value(self, vtype: int, key: str, depth: int = 0) -> Any:
+        if depth > MAX_NESTING:   # llama.cpp writes one level; thousands would exhaust the stack
+            raise CheckpointCorruptError(
+                f"{self.path}: metadata {key!r} nests arrays more than {MAX_NESTING} deep; the "
+                "file is corrupt or hostile")
         if vtype in _SCALARS:
             v = self.scalar(vtype, f"metadata {key!r}")
             return bool(v) if vtype == 7 else v
@@ -120,13 +124,16 @@ class _Reader:
             if etype == 8:
                 return self.strings(count, key)
             if etype == 9:
-                return [self.value(9, key) for _ in range(count)]
+                return [self.value(9, key, depth + 1) for _ in range(count)]
             raise CheckpointCorruptError(
                 f"{self.path}: metadata {key!r} is an array of unknown type {etype}; the file "
                 "is corrupt or from a newer GGUF version")
         raise CheckpointCorruptError(
             f"{self.path}: metadata {key!r} has unknown value type {vtype}; the file is corrupt "
             "or from a newer GGUF version")
+
+
+MAX_NESTING = 16   # arrays of arrays in metadata (llama.cpp's files nest at most one level)
 
 
 class GGUFFile:

@@ -67,8 +67,8 @@ def _byte_level(tokens: list[str], merges: list[str] | None, pre: Any) -> _Backe
         # a token outside the byte alphabet (rare: an added token) is respelled byte by byte
         key = tok if set(tok) <= alphabet else "".join(spell[b] for b in tok.encode("utf-8"))
         vocab[key] = i
-    backend = _Backend(BPE(vocab=vocab, merges=_split_merges(merges or []), dropout=None,
-                           continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))
+    backend = _Backend(_bpe(vocab=vocab, merges=_split_merges(merges or []), dropout=None,
+                            continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))
     split = _SPLITS.get(pre) if isinstance(pre, str) else None
     if split is None:
         backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -78,6 +78,16 @@ def _byte_level(tokens: list[str], merges: list[str] | None, pre: Any) -> _Backe
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     backend.decoder = decoders.ByteLevel()
     return backend
+
+
+def _bpe(**kwargs: Any) -> Any:
+    """``tokenizers``' BPE model, whose bare Exception for a merge that names a token the
+    vocabulary lacks becomes a named error."""
+    try:
+        return BPE(**kwargs)
+    except Exception as e:  # noqa: BLE001 - tokenizers raises a plain Exception here
+        raise TokenizerLoadError(f"the GGUF tokenizer's merges do not fit its vocabulary ({e}); "
+                                 "the file is damaged or was written wrongly") from None
 
 
 def _split_merges(merges: list[str]) -> list[tuple[str, str]]:
@@ -115,8 +125,8 @@ def _sentencepiece_bpe(tokens: list[str], scores: list[float] | None,
     else:
         raise TokenizerLoadError("the GGUF SentencePiece tokenizer has neither merges nor one "
                                  "score per token (tokenizer.ggml.scores)")
-    backend = _Backend(BPE(vocab=vocab, merges=pairs, fuse_unk=True, byte_fallback=True,
-                           dropout=None))
+    backend = _Backend(_bpe(vocab=vocab, merges=pairs, fuse_unk=True, byte_fallback=True,
+                            dropout=None))
     backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first",
                                                      split=False)
     backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
