@@ -3,7 +3,7 @@
 ::
 
     pretrained env                              versions, CPU/GPU, caches, offline mode
-    pretrained fetch NAME                       fetch a pinned real checkpoint; prints its path
+    pretrained fetch NAME [--force]             fetch a pinned real checkpoint; prints its path
     pretrained fetch --list                     the real checkpoints that can be fetched
     pretrained similarity S1 S2 [...] [--model PATH_OR_NAME]
                                                 cosine similarity matrix of sentence embeddings
@@ -115,7 +115,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             w = m.sources[0]
             print(f"{name:<{width}}  {m.upstream}: {m.description} [{', '.join(x.spec for x in w)}]")
         return 0
-    print(fetch(args.name, cache_root=args.cache_dir, quiet=args.quiet))
+    print(fetch(args.name, cache_root=args.cache_dir, quiet=args.quiet, force=args.force))
     return 0
 
 
@@ -216,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the checkpoints that can be fetched")
     p.add_argument("--cache-dir", help="cache folder (default: $PRETRAINED_CACHE or ~/.cache/pretrained/models)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the path")
+    p.add_argument("--force", action="store_true", help="fetch again even if a cached copy checks out")
     p.set_defaults(func=cmd_fetch)
 
     p = sub.add_parser("similarity", help="cosine similarity matrix of sentence embeddings")

