@@ -232,3 +232,48 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     a = torch.load(tmp_path / "run" / "final.pt", weights_only=True)
     b = torch.load(tmp_path / "full" / "final.pt", weights_only=True)
     assert max(float((a[k] - b[k]).abs().max()) for k in a) == 0.0
+
+
+def test_a_kill_while_rotating_leaves_no_half_deleted_checkpoint(tmp_path, monkeypatch):
+    """Rotation renames a checkpoint before deleting it: killed midway, what is left is a tmp-*
+    folder the next start removes, never a damaged folder under a checkpoint's name."""
+    import pretrained.training.checkpoint as ck
+
+    for step in (2, 4, 6):
+        ck.write_atomically(tmp_path, step, lambda f: (f / "model.safetensors").write_bytes(b"w"))
+
+    def killed(path, *a, **k):
+        raise KeyboardInterrupt   # the process dies before the files are gone
+
+    monkeypatch.setattr(ck.shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ck.rotate_checkpoints(tmp_path, limit=2)
+    monkeypatch.undo()
+    assert [p.name for p in ck.sorted_checkpoints(tmp_path)] == ["checkpoint-4", "checkpoint-6"]
+    assert ck.remove_temp_checkpoints(tmp_path) == ["tmp-checkpoint-2-deleting"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4", "checkpoint-6"]
+
+
+def test_a_kill_while_saving_the_same_step_again_keeps_the_complete_copy(tmp_path, monkeypatch):
+    """Re-saving step 4 moves the old checkpoint-4 aside, then moves the new one in: killed in
+    between, the next start puts the old, complete one back instead of deleting both."""
+    import pretrained.training.checkpoint as ck
+
+    ck.write_atomically(tmp_path, 4, lambda f: (f / "model.safetensors").write_bytes(b"old"))
+    real = ck.os.replace
+    calls = []
+
+    def killed_after_first(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(ck.os, "replace", killed_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        ck.write_atomically(tmp_path, 4, lambda f: (f / "model.safetensors").write_bytes(b"new"))
+    monkeypatch.undo()
+    assert not (tmp_path / "checkpoint-4").exists()   # both copies are in temporary names now
+    ck.remove_temp_checkpoints(tmp_path)
+    assert (tmp_path / "checkpoint-4" / "model.safetensors").read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4"]

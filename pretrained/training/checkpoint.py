@@ -8,7 +8,8 @@ multi-process runs), ``scaler.pt`` with fp16, and ``trainer_state.json``.
 Everything is written into ``tmp-checkpoint-<step>/`` first and renamed in one step, so a crash
 part-way leaves only complete ``checkpoint-*`` folders; leftover ``tmp-checkpoint-*`` folders are
 deleted when the next run starts. Old checkpoints are rotated out only after the new one is in
-place. All ``.pt``/``.pth`` files hold plain tensors and numbers and are read back with
+place, each renamed to ``tmp-checkpoint-*`` before it is deleted; a re-save of a step moves the
+old copy aside and, if killed before the new one is in, the next start puts the old one back. All ``.pt``/``.pth`` files hold plain tensors and numbers and are read back with
 ``torch.load(weights_only=True)``.
 
 Example::
@@ -48,6 +49,7 @@ SCALER_NAME = "scaler.pt"
 TRAINER_STATE_NAME = "trainer_state.json"
 ARGS_NAME = "training_args.json"
 _STEP = re.compile(rf"^{PREFIX}-(\d+)$")
+_ASIDE = re.compile(rf"^{TMP_PREFIX}-(\d+)-old$")   # a complete checkpoint moved aside by a re-save
 
 
 # --- finding ----------------------------------------------------------------------------------
@@ -66,10 +68,17 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 
 
 def remove_temp_checkpoints(run_dir: str | os.PathLike) -> list[str]:
-    """Delete ``tmp-checkpoint-*`` folders left by a crash during a save; returns their names."""
+    """Clean up after a crash: a complete checkpoint moved aside by a re-save of its step
+    (``tmp-checkpoint-<step>-old``) goes back under its name when the new one never arrived;
+    every other ``tmp-checkpoint-*`` (an unfinished save, a half-deleted rotated checkpoint) is
+    deleted. Returns the names deleted."""
     root = Path(run_dir)
     if not root.is_dir():
         return []
+    for p in root.iterdir():
+        m = _ASIDE.match(p.name)
+        if p.is_dir() and m and not (root / f"{PREFIX}-{m.group(1)}").exists():
+            os.replace(p, root / f"{PREFIX}-{m.group(1)}")   # the only complete copy: keep it
     removed = []
     for p in root.iterdir():
         if p.is_dir() and p.name.startswith(TMP_PREFIX):
@@ -148,7 +157,11 @@ def rotate_checkpoints(run_dir: str | os.PathLike, limit: int | None, best: str 
     n_delete = max(0, len(ckpts) - max(limit, len(keep)))
     removed = deletable[:n_delete]
     for p in removed:
-        shutil.rmtree(p, ignore_errors=True)
+        # renamed first (one atomic step), then deleted: a kill midway leaves a tmp-* folder
+        # that the next start removes, never a half-deleted folder under a checkpoint's name
+        doomed = p.with_name(f"{TMP_PREFIX}-{p.name[len(PREFIX) + 1:]}-deleting")
+        os.replace(p, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
     return removed
 
 
