@@ -700,6 +700,12 @@ def test_sandbox_blocks_escapes(template):
         "{{ [1] * 100000000 }}",
         "{{ 2 ** 100000000 }}",
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        # a value doubled 60 times through namespace with ~ or + (memory ran out before)
+        "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+        "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+        "{% set ns = namespace(s=[1]) %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+        # loops over long text nested in each other (spun for hours before)
+        "{% set t = 'x' * 100000 %}{% for a in t %}{% for b in t %}{% endfor %}{% endfor %}",
     ],
 )
 def test_sandbox_limits_resources(template):

@@ -9,11 +9,12 @@ on, like the reference), plus these extra limits:
 * ``range()`` is capped per call (100 000 items) and per render (1 000 000 items in all), so nested
   loops cannot spin for hours;
 * ``'x' * n`` / ``[..] * n`` may build at most 1 000 000 items and ``a ** b`` needs ``b <= 1000``;
-* the rendered text may be at most 20 000 000 characters.
+* the rendered text may be at most 20 000 000 characters, and so may any one string or list built
+  with ``~`` or ``+`` (a value doubled in a loop stops there, not when memory runs out);
+* one render may run at most 2 000 000 lines of template code (nested loops over long text stop
+  in seconds, not hours).
 
-(Loops over long sequences nested in each other are not counted: a template can still spin for a
-long time that way, as with the reference. Nothing it does can reach Python internals, files or
-the network.)
+Nothing a template does can reach Python internals, files or the network.
 
 Every failure, including ``raise_exception(...)`` called by the template itself, surfaces as
 :class:`pretrained.errors.TemplateError`.
@@ -49,6 +50,8 @@ MAX_RANGE_TOTAL = 1_000_000
 MAX_SEQUENCE_REPEAT = 1_000_000
 MAX_POWER_EXPONENT = 1_000
 MAX_OUTPUT_CHARS = 20_000_000
+MAX_VALUE_CHARS = MAX_OUTPUT_CHARS   # one string or list built by ``~`` or ``+``
+MAX_STEPS = 2_000_000   # lines of template code one render may run (about a second)
 
 _CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
 
@@ -90,8 +93,28 @@ def _environment():
             body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
             return nodes.Scope(body).set_lineno(lineno)
 
+    class _Generator(jinja2.compiler.CodeGenerator):
+        """``a ~ b`` through :meth:`_Env.checked_join`, so a string doubled in a loop is stopped
+        at :data:`MAX_VALUE_CHARS` instead of growing until memory runs out."""
+
+        def visit_Concat(self, node, frame):
+            self.write("environment.checked_join((")
+            for arg in node.nodes:
+                self.visit(arg, frame)
+                self.write(", ")
+            self.write("))")
+
     class _Env(ImmutableSandboxedEnvironment):
-        intercepted_binops = frozenset(["*", "**"])
+        intercepted_binops = frozenset(["*", "**", "+"])
+        code_generator_class = _Generator
+
+        @staticmethod
+        def checked_join(values) -> str:
+            out = "".join(map(str, values))
+            if len(out) > MAX_VALUE_CHARS:
+                raise SecurityError(f"the template built a string of more than {MAX_VALUE_CHARS} "
+                                    "characters")
+            return out
 
         def unsafe_undefined(self, obj, attribute):
             raise SecurityError(
@@ -108,6 +131,9 @@ def _environment():
                                 f"{MAX_SEQUENCE_REPEAT} items"
                             )
                 return left * right
+            if operator == "+" and isinstance(left, (str, list, tuple)) \
+                    and isinstance(right, (str, list, tuple)) and len(left) + len(right) > MAX_VALUE_CHARS:
+                raise SecurityError(f"the template built a value of more than {MAX_VALUE_CHARS} items")
             if operator == "**":
                 if isinstance(right, (int, float)) and abs(right) > MAX_POWER_EXPONENT:
                     raise SecurityError(f"exponent {right} is larger than {MAX_POWER_EXPONENT}")
@@ -223,12 +249,43 @@ def plain_data(value: Any) -> Any:
 def _render_one(compiled, context: dict) -> str:
     parts: list[str] = []
     size = 0
-    for chunk in compiled.generate(**context):
-        size += len(chunk)
-        if size > MAX_OUTPUT_CHARS:
-            raise TemplateError(f"the chat template produced more than {MAX_OUTPUT_CHARS} characters")
-        parts.append(chunk)
+    with _step_budget():
+        for chunk in compiled.generate(**context):
+            size += len(chunk)
+            if size > MAX_OUTPUT_CHARS:
+                raise TemplateError(f"the chat template produced more than {MAX_OUTPUT_CHARS} characters")
+            parts.append(chunk)
     return "".join(parts)
+
+
+class _step_budget:
+    """Count the lines of template code a render runs (a trace function on the template's own
+    frames only, so library code runs untraced) and stop it past :data:`MAX_STEPS`: loops over
+    long strings nested in each other would otherwise spin for hours. The thread's previous
+    trace function (a debugger, coverage) is put back afterwards."""
+
+    def __enter__(self):
+        import sys
+
+        self.steps, self.previous = 0, sys.gettrace()
+        sys.settrace(self._call)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import sys
+
+        sys.settrace(self.previous)
+
+    def _call(self, frame, event, arg):
+        return self._line if frame.f_code.co_filename == "<template>" else None
+
+    def _line(self, frame, event, arg):
+        if event == "line":
+            self.steps += 1
+            if self.steps > MAX_STEPS:
+                raise TemplateError(f"the chat template ran more than {MAX_STEPS} steps; it loops "
+                                    "over too much (nested loops over long text?)")
+        return self._line
 
 
 def render_chat(
