@@ -161,6 +161,9 @@ def export_fixture(out: Path, dest: Path) -> None:
 
 
 def main() -> None:
+    # into a log file (not a terminal): each line as it is printed, and the Trainer prints its
+    # logs as lines (no progress bar there), so a run of ~10 minutes shows where it is
+    sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mode", choices=["full", "lora", "both"], default="both")
     parser.add_argument("--epochs", type=float, default=3)

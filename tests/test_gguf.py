@@ -601,3 +601,17 @@ def test_a_merge_naming_a_token_the_vocabulary_lacks_is_a_named_error(tmp_path):
     write_gguf(tmp_path / "m.gguf", kv, [])
     with pytest.raises(TokenizerLoadError, match="merges do not fit its vocabulary"):
         AutoTokenizer.from_pretrained(tmp_path, gguf_file="m.gguf")
+
+
+def test_a_gguf_claiming_a_million_blocks_is_refused_before_building(tmp_path):
+    """block_count 1e6 in the metadata: a named error from the numbers, not gigabytes of modules."""
+    from pretrained.errors import ConfigError
+
+    kv = {"general.architecture": (8, "llama"), "llama.context_length": (4, 64),
+          "llama.block_count": (4, 1_000_000), "llama.feed_forward_length": (4, 48),
+          "llama.embedding_length": (4, 32), "llama.attention.head_count": (4, 4),
+          "llama.attention.head_count_kv": (4, 4), "llama.rope.freq_base": (6, 10000.0),
+          "llama.attention.layer_norm_rms_epsilon": (6, 1e-5), **_tokenizer_kv(40)}
+    write_gguf(tmp_path / "m.gguf", kv, [])
+    with pytest.raises(ConfigError, match="num_hidden_layers=1000000"):
+        AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf")

@@ -203,3 +203,23 @@ def test_import_rules():
     # setup.py loads backends/build.py on its own, before the package is installed
     broken += [f"pretrained.backends.build imports {t}" for t in graph["pretrained.backends.build"]]
     assert broken == []
+
+
+def test_docs_stand_alone_in_a_clone():
+    """Nothing in the README or docs/ points outside the repository (../shared was the workplace's)."""
+    root = Path(__file__).resolve().parent.parent
+    for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        assert "../shared" not in path.read_text(), path.name
+
+
+def test_a_benchmark_without_the_reference_says_so_before_any_work(tmp_path):
+    """No --ref-python and no transformers here: one clear line at once, not a raw
+    FileNotFoundError halfway through a run."""
+    root = Path(__file__).resolve().parent.parent
+    code = "import transformers"
+    has_reference = subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    if has_reference:
+        pytest.skip("this python has transformers: the benchmark would run")
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_gguf_load.py")],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode != 0 and "--ref-python" in out.stderr and "Traceback" not in out.stderr

@@ -79,6 +79,8 @@ def remove_temp_checkpoints(run_dir: str | os.PathLike) -> list[str]:
         m = _ASIDE.match(p.name)
         if p.is_dir() and m and not (root / f"{PREFIX}-{m.group(1)}").exists():
             os.replace(p, root / f"{PREFIX}-{m.group(1)}")   # the only complete copy: keep it
+            logger.warning("a save of step %s was interrupted; %s-%s is the earlier complete copy, "
+                           "put back", m.group(1), PREFIX, m.group(1))
     removed = []
     for p in root.iterdir():
         if p.is_dir() and p.name.startswith(TMP_PREFIX):
