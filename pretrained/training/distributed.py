@@ -63,6 +63,18 @@ def init_distributed(device: torch.device, backend: str | None, timeout_s: int) 
 
 def _leave() -> None:
     if dist.is_available() and dist.is_initialized():
+        # objects in reference cycles (a DDP wrapper and its reducer, pending gloo work holding
+        # tensors) must go while the group and the interpreter are alive, not in finalization
+        import gc
+
+        gc.collect()
+        try:
+            # leave together: a rank that exits while another still works (rank 0 writing its
+            # files) closes sockets the other's gloo threads use, which aborted it at exit
+            # ("terminate called without an active exception", ~1 run in 8 here)
+            dist.barrier()
+        except Exception:  # noqa: BLE001 - a peer already gone: leave anyway
+            pass
         dist.destroy_process_group()
 
 
