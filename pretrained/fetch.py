@@ -353,16 +353,8 @@ def _manifest(folder: Path) -> dict[str, list]:
     out = {}
     for path in sorted(folder.rglob("*")):
         if path.is_file() and path.name != MARKER:
-            out[path.relative_to(folder).as_posix()] = [path.stat().st_size, _sha256(path)]
+            out[path.relative_to(folder).as_posix()] = [path.stat().st_size, sha256_file(path)]
     return out
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 _VERIFIED: set[str] = set()   # cache folders whose files matched their hashes in this process
@@ -380,7 +372,7 @@ def _intact(folder: Path, files: Any) -> bool:
             return False
     key = str(folder.resolve())
     if key not in _VERIFIED:
-        if any(_sha256(folder / rel) != digest for rel, (_, digest) in files.items()):
+        if any(sha256_file(folder / rel) != digest for rel, (_, digest) in files.items()):
             return False
         _VERIFIED.add(key)
     return True

@@ -37,7 +37,7 @@ from ..layers.conv1d import Conv1D
 from ..layers.encoder import LayerStack
 from ..layers.norms import RMSNorm
 from .encoder import FusedLayerStack
-from .linear import CpuConv1D, CpuLinear
+from .linear import RUNTIME_KEYS, CpuConv1D, CpuLinear
 from .norms import CpuRMSNorm
 from .packed import PackedWeights
 
@@ -70,7 +70,7 @@ def plain(model: nn.Module) -> int:
     for module in model.modules():
         if type(module) in _PLAIN:
             module.__class__ = _PLAIN[type(module)]
-            for key in ("_group", "_slot", "_seen", "_packed", "_parent"):
+            for key in (*RUNTIME_KEYS, "_parent"):
                 module.__dict__.pop(key, None)
             n += 1
     return n

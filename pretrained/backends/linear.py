@@ -35,7 +35,7 @@ from .packed import PackedWeights, packed_linear, packed_linear_ok
 from .rows import few_rows, rows_linear, rows_linear_many
 
 LEARN_CALLS = 4          # inference calls during which a linear may join a sibling's group
-_RUNTIME_KEYS = ("_group", "_slot", "_seen", "_packed")   # never copied or pickled
+RUNTIME_KEYS = ("_group", "_slot", "_seen", "_packed")   # never copied or pickled
 # the latest observed call: (weakref to its input, the input's version, weakref to the linear);
 # weak both ways, so a deleted model or input is not kept alive by this
 _last: tuple | None = None
@@ -149,7 +149,7 @@ class CpuLinear(nn.Linear):
         return F.linear(x, w, b)
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in _RUNTIME_KEYS}
+        return {k: v for k, v in self.__dict__.items() if k not in RUNTIME_KEYS}
 
 
 def _packed_cache(module: nn.Module) -> PackedWeights:
@@ -172,4 +172,4 @@ class CpuConv1D(Conv1D):
         return F.linear(x, w, self.bias)
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in _RUNTIME_KEYS}
+        return {k: v for k, v in self.__dict__.items() if k not in RUNTIME_KEYS}
