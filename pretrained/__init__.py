@@ -28,6 +28,7 @@ _LAZY: dict[str, str] = {
     "AutoModelForSequenceClassification": "auto",
     "AutoModelForTokenClassification": "auto",
     "AutoModelForQuestionAnswering": "auto",
+    "AutoModelForSeq2SeqLM": "auto",
     "AutoTokenizer": "tokenization",
     "Tokenizer": "tokenization",
     "PreTrainedTokenizerFast": "tokenization",
@@ -69,7 +70,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .auto import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM,
-                       AutoModelForQuestionAnswering, AutoModelForSequenceClassification,
+                       AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification,
                        AutoModelForTokenClassification)
     from .config import PretrainedConfig
     from .generation import GenerationConfig, TextIteratorStreamer, TextStreamer

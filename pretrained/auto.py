@@ -218,6 +218,14 @@ class AutoModelForQuestionAnswering(_AutoModel):
     head = "question-answering"
 
 
+class AutoModelForSeq2SeqLM(_AutoModel):
+    """Encoder-decoder models with a language-model head (T5, BART, Marian, ...): translation,
+    summarization; ``model.generate(**batch)`` runs the encoder once."""
+
+    head = "seq2seq-lm"
+
+
 _HEADS = {c.__name__: c for c in (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM,
                                   AutoModelForSequenceClassification,
-                                  AutoModelForTokenClassification, AutoModelForQuestionAnswering)}
+                                  AutoModelForTokenClassification, AutoModelForQuestionAnswering,
+                                  AutoModelForSeq2SeqLM)}

@@ -27,7 +27,7 @@ import torch
 
 from .errors import InvalidInputError
 
-__all__ = ["Cache", "DynamicCache", "StaticCache"]
+__all__ = ["Cache", "DynamicCache", "StaticCache", "EncoderDecoderCache"]
 
 
 class Cache:
@@ -257,3 +257,77 @@ class StaticCache(Cache):
 
     def __len__(self) -> int:
         return len(self._seen)
+
+
+class EncoderDecoderCache:
+    """The decoder cache of an encoder-decoder model: self-attention keys/values grow by one
+    token per step (:attr:`self_attention_cache`); cross-attention keys/values are projected from
+    the encoder output once, at the first step, and only read afterwards.
+
+    A layer's cross-attention asks :meth:`cross` for its keys/values and, when it gets None,
+    projects them and hands them to :meth:`set_cross`. Lengths and positions are the
+    self-attention cache's.
+
+    Example::
+
+        >>> import torch
+        >>> from pretrained.cache import EncoderDecoderCache
+        >>> cache = EncoderDecoderCache()
+        >>> cache.cross(0) is None
+        True
+        >>> cache.set_cross(0, torch.zeros(1, 2, 7, 4), torch.zeros(1, 2, 7, 4))
+        >>> cache.cross(0)[0].shape, cache.get_seq_length()
+        (torch.Size([1, 2, 7, 4]), 0)
+    """
+
+    def __init__(self, self_attention_cache: Cache | None = None) -> None:
+        self.self_attention_cache = self_attention_cache if self_attention_cache is not None \
+            else DynamicCache()
+        self._cross: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # the self-attention cache's interface, so decoder layers call ``update`` as in a decoder
+    def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.self_attention_cache.update(layer_idx, k, v)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.self_attention_cache.get_seq_length(layer_idx)
+
+    def kv_length(self, new_tokens: int) -> int:
+        return self.self_attention_cache.kv_length(new_tokens)
+
+    def position(self) -> int | torch.Tensor:
+        return self.self_attention_cache.position()
+
+    def get_max_length(self) -> int | None:
+        return self.self_attention_cache.get_max_length()
+
+    def cross(self, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The cross-attention keys/values of ``layer_idx``, or None before the first step."""
+        return self._cross.get(layer_idx)
+
+    def set_cross(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        _check(k, v)
+        self._cross[layer_idx] = (k, v)
+
+    def reorder(self, beam_idx: torch.LongTensor, *, cross: bool = True) -> None:
+        """Keep batch rows ``beam_idx``. Beam search passes ``cross=False``: its beams only
+        move within the rows of their own input, whose cross-attention keys/values are equal."""
+        self.self_attention_cache.reorder(beam_idx)
+        if cross:
+            for i, (k, v) in self._cross.items():
+                idx = beam_idx.to(k.device)
+                self._cross[i] = (k.index_select(0, idx), v.index_select(0, idx))
+
+    def crop(self, length: int) -> None:
+        self.self_attention_cache.crop(length)
+
+    def reset(self) -> None:
+        self.self_attention_cache.reset()
+        self._cross.clear()
+
+    def __len__(self) -> int:
+        return len(self.self_attention_cache)
+
+    def __repr__(self) -> str:
+        return (f"EncoderDecoderCache(layers={len(self)}, seq_length={self.get_seq_length()}, "
+                f"cross_layers={len(self._cross)})")

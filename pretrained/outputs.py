@@ -88,3 +88,26 @@ class QuestionAnsweringOutput(ModelOutput):
     start_logits: torch.Tensor | None = None
     end_logits: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class Seq2SeqModelOutput(ModelOutput):
+    """An encoder-decoder's bare output: the decoder's last states and the encoder's."""
+
+    last_hidden_state: torch.Tensor
+    past_key_values: Any = None
+    decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    encoder_last_hidden_state: torch.Tensor | None = None
+    encoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class Seq2SeqLMOutput(ModelOutput):
+    """An encoder-decoder LM head's output: ``logits`` (B, T_decoder, vocab)."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    past_key_values: Any = None
+    decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    encoder_last_hidden_state: torch.Tensor | None = None
+    encoder_hidden_states: tuple[torch.Tensor, ...] | None = None

@@ -39,9 +39,23 @@ from .init import init_normal_
 from .losses import causal_lm_loss, sequence_classification_loss, span_loss, token_loss
 from .norms import RMSNorm
 from .conv1d import Conv1D
+from .seq2seq import (
+    cross_key_values,
+    decoder_inputs,
+    encoder_cache,
+    encoder_padding_mask,
+    seq2seq_lm_loss,
+    shift_tokens_right,
+)
 from .rope import ROPE_TYPES, RotaryEmbedding, apply_rotary, rope_frequencies, standardize_rope_parameters
 
 __all__ = [
+    "cross_key_values",
+    "decoder_inputs",
+    "encoder_cache",
+    "encoder_padding_mask",
+    "seq2seq_lm_loss",
+    "shift_tokens_right",
     "ACTIVATIONS",
     "activation",
     "attention",
