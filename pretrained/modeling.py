@@ -213,7 +213,8 @@ class PreTrainedModel(nn.Module):
     """Base of every model. Subclasses set ``config_class`` and ``base_model_prefix``.
 
     ``tied_weights`` maps a parameter name to the one it shares storage with when
-    ``config.tie_word_embeddings`` is true; ``ignore_unexpected`` lists regexes of checkpoint
+    ``config.tie_word_embeddings`` is true; ``shared_weights`` the same, always tied (an
+    encoder-decoder's encoder and decoder embeddings are one matrix); ``ignore_unexpected`` lists regexes of checkpoint
     keys that are expected to be unused (old buffers). ``forward_inputs`` names the arguments
     ``forward`` takes, so that ``generate()`` knows what it may pass (``past_key_values``,
     ``use_cache``, ``position_ids``, ``logits_to_keep``) without inspecting signatures; a
@@ -223,6 +224,7 @@ class PreTrainedModel(nn.Module):
     config_class: ClassVar[type[PretrainedConfig]] = PretrainedConfig
     base_model_prefix: ClassVar[str] = ""
     tied_weights: ClassVar[dict[str, str]] = {}
+    shared_weights: ClassVar[dict[str, str]] = {}
     ignore_unexpected: ClassVar[tuple[str, ...]] = ()
     forward_inputs: ClassVar[frozenset[str]] = frozenset({"input_ids", "attention_mask"})
 
@@ -275,9 +277,10 @@ class PreTrainedModel(nn.Module):
 
     def tie_weights(self) -> None:
         """Share storage between tied parameters (output projection <-> input embeddings)."""
-        if not getattr(self.config, "tie_word_embeddings", True):
-            return
-        for target, source in self.tied_weights.items():
+        pairs = dict(self.shared_weights)
+        if getattr(self.config, "tie_word_embeddings", True):
+            pairs.update(self.tied_weights)
+        for target, source in pairs.items():
             owner_name, _, attr = target.rpartition(".")
             src = self.get_parameter(source)
             setattr(self.get_submodule(owner_name), attr, src)
@@ -421,6 +424,7 @@ class PreTrainedModel(nn.Module):
     def _finish_loading(self, report: LoadReport, dtype: torch.dtype, device: torch.device,
                         strict: bool, name: str) -> None:
         tied = set(self.tied_weights) if getattr(self.config, "tie_word_embeddings", True) else set()
+        tied |= set(self.shared_weights)
         report.missing_keys = [k for k in report.missing_keys if k not in tied]
         if strict and (report.missing_keys or report.unexpected_keys):
             raise CheckpointError(
