@@ -41,11 +41,14 @@ _LAZY: dict[str, str] = {
     "TextIteratorStreamer": "generation",
     "Trainer": "training",
     "TrainingArguments": "training",
+    "Seq2SeqTrainer": "training",
+    "Seq2SeqTrainingArguments": "training",
     "TrainerCallback": "training",
     "EarlyStoppingCallback": "training",
     "DataCollatorWithPadding": "training",
     "DataCollatorForLanguageModeling": "training",
     "DataCollatorForTokenClassification": "training",
+    "DataCollatorForSeq2Seq": "training",
     "default_data_collator": "training",
     "EvalPrediction": "training",
     "set_seed": "training",
@@ -75,9 +78,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import PretrainedConfig
     from .generation import GenerationConfig, TextIteratorStreamer, TextStreamer
     from .modeling import PreTrainedModel
-    from .training import (DataCollatorForLanguageModeling, DataCollatorForTokenClassification,
-                           DataCollatorWithPadding, EarlyStoppingCallback, EvalPrediction, Trainer,
-                           TrainerCallback, TrainingArguments, default_data_collator, set_seed)
+    from .training import (DataCollatorForLanguageModeling, DataCollatorForSeq2Seq,
+                           DataCollatorForTokenClassification, DataCollatorWithPadding,
+                           EarlyStoppingCallback, EvalPrediction, Seq2SeqTrainer,
+                           Seq2SeqTrainingArguments, Trainer, TrainerCallback, TrainingArguments,
+                           default_data_collator, set_seed)
     from .pipelines import pipeline
     from .pipelines.base import Pipeline
     from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizerFast, Tokenizer

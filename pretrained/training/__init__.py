@@ -12,14 +12,17 @@ from __future__ import annotations
 from .arguments import TrainingArguments
 from .callbacks import (EarlyStoppingCallback, PrinterCallback, ProgressCallback, TensorBoardCallback,
                         TrainerCallback, TrainerControl, TrainerState)
-from .collators import (DataCollatorForLanguageModeling, DataCollatorForTokenClassification,
-                        DataCollatorWithPadding, default_data_collator)
+from .collators import (DataCollatorForLanguageModeling, DataCollatorForSeq2Seq,
+                        DataCollatorForTokenClassification, DataCollatorWithPadding,
+                        default_data_collator)
 from .schedules import get_scheduler
+from .seq2seq import Seq2SeqTrainer, Seq2SeqTrainingArguments
 from .trainer import Trainer
 from .utils import EvalPrediction, PredictionOutput, TrainOutput, set_seed
 
-__all__ = ["Trainer", "TrainingArguments", "TrainerCallback", "TrainerState", "TrainerControl",
-           "EarlyStoppingCallback", "ProgressCallback", "PrinterCallback", "TensorBoardCallback",
-           "DataCollatorWithPadding", "DataCollatorForLanguageModeling",
-           "DataCollatorForTokenClassification", "default_data_collator", "get_scheduler",
-           "EvalPrediction", "PredictionOutput", "TrainOutput", "set_seed"]
+__all__ = ["Trainer", "TrainingArguments", "Seq2SeqTrainer", "Seq2SeqTrainingArguments",
+           "TrainerCallback", "TrainerState", "TrainerControl", "EarlyStoppingCallback",
+           "ProgressCallback", "PrinterCallback", "TensorBoardCallback", "DataCollatorWithPadding",
+           "DataCollatorForLanguageModeling", "DataCollatorForTokenClassification",
+           "DataCollatorForSeq2Seq", "default_data_collator", "get_scheduler", "EvalPrediction",
+           "PredictionOutput", "TrainOutput", "set_seed"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import os
@@ -314,24 +315,28 @@ def _has_tensorboard() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-_FIELDS = None
-_dataclass_init = TrainingArguments.__init__
+def check_argument_names(cls: type) -> type:
+    """Give a TrainingArguments dataclass (or a subclass, which gets its own generated
+    ``__init__``) the clear error naming a misspelt argument, with the closest known name."""
+    dataclass_init = cls.__init__
+    names: list[str] = []
+
+    @functools.wraps(dataclass_init)  # help() and inspect.signature show the real fields
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if not names:  # computed once, on first use: the fields of this very class
+            names.extend(f.name for f in dataclasses.fields(cls))
+        unknown = [k for k in kwargs if k not in names]
+        if unknown:
+            hints = {k: difflib.get_close_matches(k, names, n=1) for k in unknown}
+            said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "")
+                             for k, h in hints.items())
+            raise InvalidInputError(f"{cls.__name__} got unknown argument(s) {said}")
+        dataclass_init(self, *args, **kwargs)
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    return cls
 
 
-def _init(self: TrainingArguments, *args: Any, **kwargs: Any) -> None:
-    """The dataclass __init__, with a clear error naming a misspelt argument."""
-    global _FIELDS
-    if _FIELDS is None:
-        _FIELDS = [f.name for f in dataclasses.fields(TrainingArguments)]
-    unknown = [k for k in kwargs if k not in _FIELDS]
-    if unknown:
-        hints = {k: difflib.get_close_matches(k, _FIELDS, n=1) for k in unknown}
-        said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "")
-                         for k, h in hints.items())
-        raise InvalidInputError(f"TrainingArguments got unknown argument(s) {said}")
-    _dataclass_init(self, *args, **kwargs)
+check_argument_names(TrainingArguments)
 
-
-TrainingArguments.__init__ = _init  # type: ignore[method-assign]
-
-__all__ = ["TrainingArguments", "STRATEGIES", "SCHEDULERS"]
+__all__ = ["TrainingArguments", "STRATEGIES", "SCHEDULERS", "check_argument_names"]

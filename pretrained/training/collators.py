@@ -7,6 +7,8 @@
   (``mlm_probability``; 80% [MASK], 10% random token, 10% unchanged; other positions -100) or,
   with ``mlm=False``, causal labels (the ids, padding -100; the model shifts them).
 * :class:`DataCollatorForTokenClassification` pads, and pads ``labels`` with -100.
+* :class:`DataCollatorForSeq2Seq` pads the inputs, pads ``labels`` (the target ids, a length of
+  their own) with -100, and adds ``decoder_input_ids`` when the model can make them.
 
 Example::
 
@@ -170,6 +172,96 @@ class DataCollatorForTokenClassification(DataCollatorWithPadding):
         return batch
 
 
+class DataCollatorForSeq2Seq(DataCollatorWithPadding):
+    """Batches for encoder-decoder models: the inputs padded as :class:`DataCollatorWithPadding`
+    does, ``labels`` padded to the longest label (their own length, not the inputs') with
+    ``label_pad_token_id`` on the tokenizer's padding side, and, when ``model`` has
+    ``prepare_decoder_input_ids_from_labels``, ``decoder_input_ids`` (the labels shifted right).
+    Making them here rather than in the model's forward lets the loader do the work.
+
+    ``padding``: True/"longest" (the longest example), "max_length" (``max_length``; labels too),
+    False/"do_not_pad" (examples must then have equal lengths).
+
+    Example::
+
+        >>> from pretrained.training.collators import DataCollatorForSeq2Seq
+        >>> class Tok: pad_token_id, padding_side = 0, "right"
+        >>> batch = DataCollatorForSeq2Seq(Tok())([{"input_ids": [5, 6], "labels": [7, 1]},
+        ...                                        {"input_ids": [8], "labels": [9, 9, 1]}])
+        >>> batch["input_ids"].tolist(), batch["labels"].tolist()
+        ([[5, 6], [8, 0]], [[7, 1, -100], [9, 9, 1]])
+    """
+
+    def __init__(self, tokenizer: Any, model: Any = None, padding: bool | str = True,
+                 max_length: int | None = None, pad_to_multiple_of: int | None = None,
+                 label_pad_token_id: int = -100, return_tensors: str = "pt") -> None:
+        super().__init__(tokenizer, padding, pad_to_multiple_of, return_tensors)
+        if padding not in (True, False, "longest", "max_length", "do_not_pad"):
+            raise InvalidInputError(f"padding={padding!r}: expected True, False, 'longest', "
+                                    "'max_length' or 'do_not_pad'")
+        if padding == "max_length" and max_length is None:
+            raise InvalidInputError("padding='max_length' needs max_length")
+        self.model = model
+        self.max_length = max_length
+        self.label_pad_token_id = label_pad_token_id
+
+    def _length(self, rows: list[Any]) -> int | None:
+        """The padded width of ``rows``: None means no padding (stack as they are)."""
+        if self.padding in (False, "do_not_pad"):
+            return None
+        n = self.max_length if self.padding == "max_length" else max(len(r) for r in rows)
+        if self.pad_to_multiple_of:
+            n = -(-n // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        return n
+
+    def __call__(self, features: list[Any]) -> dict[str, torch.Tensor]:
+        feats = [_rename_labels(f) for f in _as_dicts(features)]
+        labels = [f.pop("labels", None) for f in feats]
+        batch = self._pad_inputs(feats)
+        if any(lab is not None for lab in labels):
+            if any(lab is None for lab in labels):
+                raise InvalidInputError("some examples have labels and others do not")
+            n = self._length(labels)
+            if n is None:
+                batch["labels"] = _tensor("labels", [list(lab) if not isinstance(lab, torch.Tensor)
+                                                     else lab for lab in labels]).long()
+            else:
+                side = getattr(self.tokenizer, "padding_side", "right") or "right"
+                batch["labels"] = _pad("labels", labels, self.label_pad_token_id, side, None, length=n)
+            prepare = getattr(self.model, "prepare_decoder_input_ids_from_labels", None)
+            if prepare is not None:
+                batch["decoder_input_ids"] = prepare(labels=batch["labels"])
+        return batch
+
+    def _pad_inputs(self, feats: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        ids = [f["input_ids"] for f in feats if f.get("input_ids") is not None]
+        if len(ids) != len(feats) or self.padding in (True, "longest"):
+            return self._pad_features(feats, pad_labels=False)
+        n = self._length(ids)
+        if n is None:  # no padding: equal lengths are stacked, others are a clear error
+            batch = default_data_collator(feats)
+            if "attention_mask" not in batch:
+                batch["attention_mask"] = torch.ones_like(batch["input_ids"])
+            return batch
+        # max_length: pad every sequence field to n (the parent pads to the longest)
+        side = getattr(self.tokenizer, "padding_side", "right") or "right"
+        batch = {}
+        for key in feats[0]:
+            values = [f.get(key) for f in feats]
+            if any(v is None or isinstance(v, str) for v in values):
+                continue
+            if isinstance(values[0], (list, tuple)) or (isinstance(values[0], torch.Tensor)
+                                                        and values[0].dim() == 1):
+                pad = _PAD_VALUES.get(key, self.pad_id if key == "input_ids" else 0)
+                batch[key] = _pad(key, values, pad, side, None, length=n)
+            else:
+                batch[key] = _tensor(key, values)
+        if "attention_mask" not in batch:
+            batch["attention_mask"] = _pad("attention_mask", [[1] * len(r) for r in ids], 0, side,
+                                           None, length=n)
+        return batch
+
+
 class DataCollatorForLanguageModeling(DataCollatorWithPadding):
     """Labels for language modelling. ``mlm=True``: mask ``mlm_probability`` of the tokens
     (never special tokens or padding) BERT-style; ``mlm=False``: causal labels (padding -100).
@@ -222,4 +314,4 @@ class DataCollatorForLanguageModeling(DataCollatorWithPadding):
 
 
 __all__ = ["default_data_collator", "DataCollatorWithPadding", "DataCollatorForTokenClassification",
-           "DataCollatorForLanguageModeling"]
+           "DataCollatorForSeq2Seq", "DataCollatorForLanguageModeling"]

@@ -1,6 +1,6 @@
 """The evaluation/prediction loop of the Trainer: forward passes without gradients, the loss
 averaged over examples, predictions and labels gathered as numpy arrays (rows of different
-lengths padded with -100), then ``compute_metrics``.
+lengths padded with -100, or with the pad id for generated ids), then ``compute_metrics``.
 
 In multi-process runs each rank evaluates a contiguous shard and the shards are gathered in rank
 order, so the arrays are in dataset order and each example counts once.
@@ -45,12 +45,12 @@ def concat_padded(arrays: list[np.ndarray], pad: float = -100) -> np.ndarray:
     return np.concatenate(out, axis=0)
 
 
-def _concat_nested(items: list[Any]) -> Any:
+def _concat_nested(items: list[Any], pad: float = -100) -> Any:
     if not items:
         return None
     if isinstance(items[0], tuple):
-        return tuple(_concat_nested([it[i] for it in items]) for i in range(len(items[0])))
-    return concat_padded(items)
+        return tuple(_concat_nested([it[i] for it in items], pad) for i in range(len(items[0])))
+    return concat_padded(items, pad)
 
 
 def _to_numpy(x: Any) -> Any:
@@ -104,7 +104,9 @@ def evaluation_loop(trainer: Any, dataset: Any, prefix: str, ignore_keys: list[s
     loss_sum = sum(g[0] for g in gathered)
     n_loss = sum(g[1] for g in gathered)
     n_seen = sum(g[2] for g in gathered)
-    all_preds = _concat_nested([p for g in gathered for p in g[3]])
+    # generated ids (Seq2SeqTrainer) are padded with the pad id, so they decode as they are
+    all_preds = _concat_nested([p for g in gathered for p in g[3]],
+                               getattr(trainer, "prediction_pad_id", -100))
     all_labels = _concat_nested([lab for g in gathered for lab in g[4]])
     metrics: dict[str, Any] = {}
     if trainer.compute_metrics is not None and all_preds is not None and all_labels is not None:

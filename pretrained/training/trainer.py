@@ -12,7 +12,8 @@ Example::
     >>> data = [{"input_ids": [2, i % 40 + 5, 3], "label": i % 2} for i in range(8)]
     >>> args = TrainingArguments(output_dir="/tmp/doc-trainer", max_steps=2, save_strategy="no",
     ...                          disable_tqdm=True, per_device_train_batch_size=4)
-    >>> Trainer(model=model, args=args, train_dataset=data).train().global_step
+    >>> Trainer(model=model, args=args, train_dataset=data).train().global_step  # doctest: +ELLIPSIS
+    {'train_runtime': ...}
     2
 """
 
