@@ -285,6 +285,25 @@ class PreTrainedModel(nn.Module):
             src = self.get_parameter(source)
             setattr(self.get_submodule(owner_name), attr, src)
 
+    def _untie_stored_copies(self, checkpoint_keys: set[str]) -> None:
+        """A checkpoint that stores both sides of a tie (an untied head saved under a config that
+        says tied, as T5 v1.1 / flan-t5 saved by the reference 5.x) keeps both: each gets its
+        own parameter, as the reference does, instead of one silently overwriting the other."""
+        prefix = self.base_model_prefix + "." if self.base_model_prefix else ""
+
+        def stored(name: str) -> bool:
+            return name in checkpoint_keys or prefix + name in checkpoint_keys or (
+                bool(prefix) and name.startswith(prefix) and name[len(prefix):] in checkpoint_keys)
+
+        if not getattr(self.config, "tie_word_embeddings", True):
+            return
+        for target, source in self.tied_weights.items():
+            if stored(target) and stored(source):
+                owner_name, _, attr = target.rpartition(".")
+                param = self.get_parameter(source)
+                setattr(self.get_submodule(owner_name),
+                        attr, nn.Parameter(torch.empty_like(param), requires_grad=param.requires_grad))
+
     def _init_weights(self, module: nn.Module) -> None:
         init_normal_(module, getattr(self.config, "initializer_range", 0.02))
 
@@ -384,6 +403,7 @@ class PreTrainedModel(nn.Module):
             with torch.device("meta"), _skip_torch_init():
                 model = cls(config)
             model.tie_weights()
+            model._untie_stored_copies(set(ckpt.keys()))
             if device.type == "cpu":
                 cls._check_fits(model, want)
             try:

@@ -204,7 +204,7 @@ def make_models() -> None:
 
 
 # Areas with their own goldens module in scripts/ (golden_<area>.py, each with main()).
-AREAS = ["tokenizers", "decoders", "generation", "gguf", "encoders", "pipelines", "training", "finetuned"]
+AREAS = ["tokenizers", "seq2seq_tokenizers", "decoders", "generation", "gguf", "encoders", "pipelines", "training", "finetuned", "t5"]
 
 
 def main(argv: list[str]) -> None:

@@ -39,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "bad_words_ids": None, "num_return_sequences": 1,
     "output_scores": False, "output_logits": False, "return_dict_in_generate": False,
     "pad_token_id": None, "bos_token_id": None, "eos_token_id": None,
+    # encoder-decoder models
+    "decoder_start_token_id": None, "forced_bos_token_id": None, "forced_eos_token_id": None,
+    "encoder_no_repeat_ngram_size": 0,
 }
 
 # Reference fields this library does not implement: accepted while they hold a value that does
@@ -46,8 +49,7 @@ DEFAULTS: dict[str, Any] = {
 UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "typical_p": (None, 1.0), "epsilon_cutoff": (None, 0.0), "eta_cutoff": (None, 0.0),
     "top_h": (None,), "encoder_repetition_penalty": (None, 1.0),
-    "encoder_no_repeat_ngram_size": (None, 0), "renormalize_logits": (None, False),
-    "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
+    "renormalize_logits": (None, False),
     "remove_invalid_values": (None, False), "exponential_decay_length_penalty": (None,),
     "suppress_tokens": (None,), "begin_suppress_tokens": (None,), "sequence_bias": (None,),
     "guidance_scale": (None, 1.0), "watermarking_config": (None,), "token_healing": (None, False),
@@ -59,7 +61,8 @@ UNSUPPORTED: dict[str, tuple[Any, ...]] = {
 }
 _BOOL = ("do_sample", "use_cache", "output_scores", "output_logits", "return_dict_in_generate")
 _INT_MIN = {"max_length": 1, "max_new_tokens": 1, "min_length": 0, "min_new_tokens": 0,
-            "num_beams": 1, "num_return_sequences": 1, "no_repeat_ngram_size": 0, "top_k": 0}
+            "num_beams": 1, "num_return_sequences": 1, "no_repeat_ngram_size": 0, "top_k": 0,
+            "encoder_no_repeat_ngram_size": 0}
 MAX_STOP_STRINGS = 64
 
 
@@ -101,8 +104,9 @@ def check_value(name: str, value: Any) -> str | None:
         return None if _is_num(value) and value > 0 else "must be a number of seconds > 0"
     if name == "early_stopping":
         return None if isinstance(value, bool) or value == "never" else "must be True, False or 'never'"
-    if name in ("eos_token_id", "pad_token_id", "bos_token_id"):
-        many = name == "eos_token_id"
+    if name in ("eos_token_id", "pad_token_id", "bos_token_id", "decoder_start_token_id",
+                "forced_bos_token_id", "forced_eos_token_id"):
+        many = name in ("eos_token_id", "forced_eos_token_id")
         ids = value if many and isinstance(value, list) else [value]
         if all(_is_int(i) and i >= 0 for i in ids):
             return None
@@ -208,9 +212,14 @@ class GenerationConfig:
         """The special tokens of a model's config, as the reference uses when a checkpoint has no
         ``generation_config.json``."""
         out = cls()
-        for key in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"):
-            value = getattr(config, key, None)
-            if value is not None:
+        # Older checkpoints (BART, Marian, T5) keep generation settings in config.json itself
+        # (num_beams, max_length, no_repeat_ngram_size, forced_bos_token_id...): the reference
+        # uses them when the folder has no generation_config.json, and so do we.
+        data = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        for key in (*DEFAULTS, *UNSUPPORTED):
+            value = data.get(key)
+            unset = value == DEFAULTS[key] if key in DEFAULTS else value in UNSUPPORTED[key]
+            if value is not None and not unset:
                 setattr(out, key, value)
         return out
 

@@ -268,6 +268,67 @@ class MinNewTokensLengthLogitsProcessor(LogitsProcessor):
         return scores.masked_fill(self._mask, _NEG_INF)
 
 
+class EncoderNoRepeatNGramLogitsProcessor(LogitsProcessor):
+    """Forbid any token that would complete an n-gram of the encoder's input (padding included,
+    as the reference): a summary may not copy ``ngram_size`` tokens in a row from its source.
+    Rows of the scores are the inputs' hypotheses in order (each input's beams together)."""
+
+    def __init__(self, encoder_ngram_size: int, encoder_input_ids: torch.Tensor) -> None:
+        _positive_int("encoder_no_repeat_ngram_size", encoder_ngram_size)
+        if encoder_input_ids.dim() == 1:
+            encoder_input_ids = encoder_input_ids.unsqueeze(0)
+        self.ngram_size = encoder_ngram_size
+        self.batch_size = encoder_input_ids.shape[0]
+        n = encoder_ngram_size
+        self.grams = encoder_input_ids.unfold(1, n, 1) if encoder_input_ids.shape[1] >= n else None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        n, t = self.ngram_size, input_ids.shape[-1]
+        if self.grams is None or t < n - 1:
+            return scores
+        rows, v = scores.shape
+        grams = self.grams.to(input_ids.device).repeat_interleave(rows // self.batch_size, dim=0)
+        if n == 1:  # every token of the input is banned
+            hit = torch.ones(grams.shape[:2], dtype=torch.bool, device=input_ids.device)
+        else:
+            prefix = input_ids[:, t - n + 1:]  # the last n - 1 tokens
+            hit = (grams[..., :-1] == prefix[:, None, :]).all(dim=-1)
+        banned = _scatter_any(rows, v, grams[..., -1].clamp(max=v), hit, scores.device)
+        return scores.masked_fill(banned, _NEG_INF)
+
+
+class ForcedBOSTokenLogitsProcessor(LogitsProcessor):
+    """The first generated token is ``bos_token_id`` (mBART's target language code): at length
+    1 (the decoder start token alone) every other token is forbidden."""
+
+    def __init__(self, bos_token_id: int) -> None:
+        _positive_int("forced_bos_token_id", bos_token_id, 0)
+        self.bos_token_id = bos_token_id
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[-1] != 1:
+            return scores
+        out = torch.full_like(scores, _NEG_INF)
+        out[:, self.bos_token_id] = 0
+        return out
+
+
+class ForcedEOSTokenLogitsProcessor(LogitsProcessor):
+    """The last token allowed by ``max_length`` is an eos token (any of them)."""
+
+    def __init__(self, max_length: int, eos_token_id: int | Sequence[int] | torch.Tensor) -> None:
+        _positive_int("max_length", max_length)
+        self.max_length = max_length
+        self.eos_token_id = _eos_tensor(eos_token_id)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[-1] != self.max_length - 1:
+            return scores
+        out = torch.full_like(scores, _NEG_INF)
+        out[:, self.eos_token_id.to(scores.device)] = 0
+        return out
+
+
 def _eos_mask(mask: torch.Tensor | None, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """(V,) mask of the eos ids, built once per vocabulary size and device."""
     v = scores.shape[-1]
@@ -282,5 +343,6 @@ __all__ = [
     "LogitsProcessor", "LogitsProcessorList", "TemperatureLogitsWarper", "TopKLogitsWarper",
     "TopPLogitsWarper", "MinPLogitsWarper", "RepetitionPenaltyLogitsProcessor",
     "NoRepeatNGramLogitsProcessor", "NoBadWordsLogitsProcessor", "MinLengthLogitsProcessor",
-    "MinNewTokensLengthLogitsProcessor",
+    "MinNewTokensLengthLogitsProcessor", "EncoderNoRepeatNGramLogitsProcessor",
+    "ForcedBOSTokenLogitsProcessor", "ForcedEOSTokenLogitsProcessor",
 ]

@@ -17,7 +17,8 @@ import torch
 from ..errors import InvalidInputError
 from .config import DEFAULTS, UNSUPPORTED, GenerationConfig, check_value
 from .logits import (
-    LogitsProcessorList, MinLengthLogitsProcessor, MinPLogitsWarper,
+    EncoderNoRepeatNGramLogitsProcessor, ForcedBOSTokenLogitsProcessor,
+    ForcedEOSTokenLogitsProcessor, LogitsProcessorList, MinLengthLogitsProcessor, MinPLogitsWarper,
     NoBadWordsLogitsProcessor, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper,
 )
@@ -61,6 +62,15 @@ class Plan:
     expand: int  # rows per input: max(num_beams, num_return_sequences)
     processors: LogitsProcessorList
     criteria: StoppingCriteriaList
+    # encoder-decoder models: input_ids above are the decoder's (start token first); the
+    # encoder's inputs, or its output when the caller passed encoder_outputs
+    encoder_input_ids: torch.Tensor | None = None
+    encoder_attention_mask: torch.Tensor | None = None
+    encoder_outputs: Any = None
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return self.encoder_input_ids is not None or self.encoder_outputs is not None
 
 
 def merge_config(model: Any, generation_config: GenerationConfig | None,
@@ -180,10 +190,29 @@ def check_inputs(model: Any, inputs: Any, input_ids: Any, attention_mask: Any) -
 
 def prepare(model: Any, inputs: Any, input_ids: Any, attention_mask: Any,
             generation_config: GenerationConfig | None, logits_processor: Any, stopping_criteria: Any,
-            streamer: Any, tokenizer: Any, kwargs: dict[str, Any]) -> Plan:
+            streamer: Any, tokenizer: Any, kwargs: dict[str, Any],
+            decoder_input_ids: Any = None, encoder_outputs: Any = None) -> Plan:
     cfg, user_set, default_max = merge_config(model, generation_config, kwargs)
     check_config(cfg, user_set)
-    ids, mask = check_inputs(model, inputs, input_ids, attention_mask)
+    enc_dec = bool(getattr(model.config, "is_encoder_decoder", False))
+    if not enc_dec and (decoder_input_ids is not None or encoder_outputs is not None):
+        raise InvalidInputError(f"decoder_input_ids / encoder_outputs are for encoder-decoder models; "
+                                f"{type(model).__name__} is decoder-only: pass the prompt as input_ids")
+    encoder_ids = encoder_mask = None
+    if enc_dec:
+        if encoder_outputs is not None and inputs is None and input_ids is None:
+            states = encoder_outputs[0] if isinstance(encoder_outputs, (tuple, list)) \
+                else encoder_outputs.last_hidden_state
+            encoder_mask = attention_mask
+            b = states.shape[0]
+        else:
+            encoder_ids, encoder_mask = check_inputs(model, inputs, input_ids, attention_mask)
+            b = encoder_ids.shape[0]
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        ids = _decoder_start(cfg, user_set, decoder_input_ids, b, model.config.vocab_size, device)
+        mask = None
+    else:
+        ids, mask = check_inputs(model, inputs, input_ids, attention_mask)
     b, t = ids.shape
     vocab = model.config.vocab_size
 
@@ -194,6 +223,12 @@ def prepare(model: Any, inputs: Any, input_ids: Any, attention_mask: Any,
         if "max_length" in user_set and "max_new_tokens" in user_set:
             warn_once("generate(): both max_new_tokens and max_length are set; max_new_tokens wins")
         max_length = t + cfg.max_new_tokens
+    elif enc_dec:  # as the reference: max_length counts decoder tokens, the start token included
+        max_length = cfg.max_length
+        if default_max:
+            warn_once(f"generate(): no max_new_tokens given, so at most {cfg.max_length} tokens "
+                      "(the default); pass max_new_tokens to choose")
+        default_max = False
     elif default_max:
         warn_once(f"generate(): no max_new_tokens given, so at most {cfg.max_length} new tokens "
                   "(the default); pass max_new_tokens to choose")
@@ -235,6 +270,10 @@ def prepare(model: Any, inputs: Any, input_ids: Any, attention_mask: Any,
     if pad is not None and eos is not None and pad >= vocab:
         raise InvalidInputError(f"pad_token_id={pad} is outside this model's vocabulary [0, {vocab}); "
                                 "finished sequences are fed to the model padded with it")
+    for name in ("forced_bos_token_id", "forced_eos_token_id"):
+        value = getattr(cfg, name)
+        if value is not None and any(i >= vocab for i in (value if isinstance(value, list) else [value])):
+            raise InvalidInputError(f"{name}={value!r} is outside this model's vocabulary [0, {vocab})")
     if cfg.bad_words_ids is not None:
         too_big = sorted({i for w in cfg.bad_words_ids for i in w if i >= vocab})
         if too_big:
@@ -245,9 +284,15 @@ def prepare(model: Any, inputs: Any, input_ids: Any, attention_mask: Any,
                                 "pass tokenizer=... to generate()")
 
     # Attention mask: inferred from padding when not given (as the reference); dropped when all ones.
-    if mask is None and pad is not None and bool((ids == pad).any()) and (eos is None or pad not in eos_list):
+    if enc_dec:
+        if encoder_ids is not None and encoder_mask is None and pad is not None and \
+                bool((encoder_ids == pad).any()) and (eos is None or pad not in eos_list):
+            encoder_mask = (encoder_ids != pad).long()
+        if encoder_mask is not None and bool(encoder_mask.all()):
+            encoder_mask = None
+    elif mask is None and pad is not None and bool((ids == pad).any()) and (eos is None or pad not in eos_list):
         mask = (ids != pad).long()
-    if mask is not None and b > 1 and bool((mask[:, -1] == 0).any()):
+    if not enc_dec and mask is not None and b > 1 and bool((mask[:, -1] == 0).any()):
         warn_once("generate(): right padding detected in a decoder-only model; results will be "
                   "wrong. Tokenize with padding_side='left'")
     if mask is not None and bool(mask.all()):
@@ -266,7 +311,7 @@ def prepare(model: Any, inputs: Any, input_ids: Any, attention_mask: Any,
     if cfg.cache_implementation == "static" and not cfg.use_cache:
         warn_once("generate(): cache_implementation='static' has no effect with use_cache=False")
 
-    procs = _processors(cfg, min_length, eos, mask, expand, logits_processor)
+    procs = _processors(cfg, min_length, eos, mask, expand, logits_processor, max_length, encoder_ids)
     criteria = StoppingCriteriaList()
     if cfg.max_time is not None:
         criteria.append(MaxTimeCriteria(cfg.max_time))
@@ -278,7 +323,42 @@ def prepare(model: Any, inputs: Any, input_ids: Any, attention_mask: Any,
         criteria.append(extra)
     return Plan(cfg=cfg, input_ids=ids, attention_mask=mask, prompt_length=t, max_length=max_length,
                 eos=eos, pad=pad, num_beams=beams, do_sample=bool(cfg.do_sample), expand=expand,
-                processors=procs, criteria=criteria)
+                processors=procs, criteria=criteria, encoder_input_ids=encoder_ids,
+                encoder_attention_mask=encoder_mask,
+                encoder_outputs=encoder_outputs if encoder_ids is None and enc_dec else None)
+
+
+def _decoder_start(cfg: GenerationConfig, user_set: set[str], decoder_input_ids: Any, b: int,
+                   vocab: int, device: torch.device) -> torch.Tensor:
+    """The decoder's first tokens: ``decoder_input_ids`` (with the start token put in front
+    when missing, as the reference does), else the start token alone, (B, T_dec)."""
+    start = cfg.decoder_start_token_id if cfg.decoder_start_token_id is not None else cfg.bos_token_id
+    if start is None:
+        raise InvalidInputError("this encoder-decoder model has no decoder_start_token_id (nor "
+                                "bos_token_id) in its config or generation_config; pass "
+                                "decoder_start_token_id= (T5, Marian: the pad id; BART: the eos id)")
+    if isinstance(start, list) or not isinstance(start, int) or not 0 <= start < vocab:
+        where = "" if "decoder_start_token_id" in user_set else " (from the model's config)"
+        raise InvalidInputError(f"decoder_start_token_id={start!r}{where} must be one token id in "
+                                f"[0, {vocab})")
+    first = torch.full((b, 1), start, dtype=torch.long, device=device)
+    if decoder_input_ids is None:
+        return first
+    if not isinstance(decoder_input_ids, torch.Tensor) or decoder_input_ids.is_floating_point():
+        raise InvalidInputError("decoder_input_ids must be a tensor of token ids (B, T)")
+    dec = decoder_input_ids.to(device=device, dtype=torch.long)
+    if dec.dim() == 1:
+        dec = dec.unsqueeze(0)
+    if dec.dim() != 2 or dec.shape[0] != b:
+        raise InvalidInputError(f"decoder_input_ids has shape {tuple(decoder_input_ids.shape)}; "
+                                f"expected ({b}, T): one row per input")
+    if dec.shape[1] == 0:
+        return first
+    if int(dec.min()) < 0 or int(dec.max()) >= vocab:
+        raise InvalidInputError(f"decoder_input_ids hold ids outside this model's vocabulary [0, {vocab})")
+    if not bool((dec[:, 0] == start).all()):
+        dec = torch.cat([first, dec], dim=1)
+    return dec
 
 
 def _context_length(config: Any) -> int | None:
@@ -290,7 +370,8 @@ def _context_length(config: Any) -> int | None:
 
 
 def _processors(cfg: GenerationConfig, min_length: int, eos: torch.Tensor | None,
-                mask: torch.Tensor | None, expand: int, custom: Any) -> LogitsProcessorList:
+                mask: torch.Tensor | None, expand: int, custom: Any, max_length: int,
+                encoder_ids: torch.Tensor | None) -> LogitsProcessorList:
     """The reference's processors, in its order; the caller's processors replace a built-in one
     of the same type or come after them, before the sampling warpers."""
     procs = LogitsProcessorList()
@@ -301,12 +382,21 @@ def _processors(cfg: GenerationConfig, min_length: int, eos: torch.Tensor | None
         procs.append(RepetitionPenaltyLogitsProcessor(cfg.repetition_penalty, prompt_ignore_length=skip))
     if cfg.no_repeat_ngram_size:
         procs.append(NoRepeatNGramLogitsProcessor(cfg.no_repeat_ngram_size))
+    if cfg.encoder_no_repeat_ngram_size:
+        if encoder_ids is None:
+            raise InvalidInputError("encoder_no_repeat_ngram_size needs the encoder's input_ids "
+                                    "(an encoder-decoder model, called with input_ids)")
+        procs.append(EncoderNoRepeatNGramLogitsProcessor(cfg.encoder_no_repeat_ngram_size, encoder_ids))
     if cfg.bad_words_ids is not None:
         procs.append(NoBadWordsLogitsProcessor(cfg.bad_words_ids, eos))
     # min_new_tokens is folded into min_length (prompt + min_new_tokens), which bans the same
     # eos ids at the same steps as the reference's two processors together.
     if eos is not None and min_length and min_length > 0:
         procs.append(MinLengthLogitsProcessor(min_length, eos))
+    if cfg.forced_bos_token_id is not None:
+        procs.append(ForcedBOSTokenLogitsProcessor(cfg.forced_bos_token_id))
+    if cfg.forced_eos_token_id is not None:
+        procs.append(ForcedEOSTokenLogitsProcessor(max_length, cfg.forced_eos_token_id))
     for extra in custom or ():
         same = [i for i, p in enumerate(procs) if type(p) is type(extra)]
         if same:

@@ -41,6 +41,8 @@ def generate(
     attention_mask: torch.Tensor | None = None,
     token_type_ids: torch.Tensor | None = None,
     tokenizer: Any = None,
+    decoder_input_ids: torch.Tensor | None = None,
+    encoder_outputs: Any = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     **kwargs: Any,
@@ -74,7 +76,8 @@ def generate(
             raise InvalidInputError("pass either seed= or generator=, not both")
         with torch.no_grad():
             plan = prepare(model, inputs, input_ids, attention_mask, generation_config,
-                           logits_processor, stopping_criteria, streamer, tokenizer, kwargs)
+                           logits_processor, stopping_criteria, streamer, tokenizer, kwargs,
+                           decoder_input_ids, encoder_outputs)
         if seed is not None:
             generator = torch.Generator(device=plan.input_ids.device).manual_seed(seed)
         # inference_mode: less bookkeeping per op than no_grad (~3% of a CPU decode step)

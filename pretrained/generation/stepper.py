@@ -36,6 +36,10 @@ class Stepper:
         self.model = model
         self.cached = bool(cfg.use_cache) and "past_key_values" in params
         self.cache = None
+        self.encoder_decoder = plan.is_encoder_decoder
+        if self.encoder_decoder:
+            self._encode(plan, rows)
+            return
         if self.cached and cfg.cache_implementation == "static":
             from ..cache import StaticCache
 
@@ -61,7 +65,41 @@ class Stepper:
         self.positions[:, :t] = pos
         self.positions[:, t:] = pos[:, -1:] + torch.arange(1, n - t + 1, device=device)
 
+    def _encode(self, plan: Plan, rows: int) -> None:
+        """Encoder-decoder models: the encoder runs here, once; every decoder step reads its
+        output (and the cross-attention keys/values the first step projects from it)."""
+        if plan.cfg.cache_implementation == "static" and self.cached:
+            raise InvalidInputError("cache_implementation='static' is not supported for "
+                                    "encoder-decoder models; leave it unset")
+        from ..outputs import BaseModelOutput
+
+        mask = plan.encoder_attention_mask
+        if plan.encoder_outputs is not None:
+            out = plan.encoder_outputs
+            states = out[0] if isinstance(out, (tuple, list)) else out.last_hidden_state
+        else:
+            states = self.model.get_encoder()(plan.encoder_input_ids, attention_mask=mask).last_hidden_state
+        per_input = rows // states.shape[0]
+        if per_input > 1:  # beams / return sequences of one input read the same encoder output
+            states = states.repeat_interleave(per_input, dim=0)
+            mask = mask.repeat_interleave(per_input, dim=0) if mask is not None else None
+        self.extra = {"encoder_outputs": BaseModelOutput(last_hidden_state=states),
+                      "attention_mask": mask}
+        params = forward_inputs(self.model)
+        if "use_cache" in params:
+            self.extra["use_cache"] = self.cached
+        self.mask = None
+        self.with_positions = False
+
     def _run(self, ids: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        if self.encoder_decoder:
+            kw = dict(self.extra)
+            if self.cached:
+                kw["past_key_values"] = self.cache
+            out = self.model(decoder_input_ids=ids, **kw)
+            if self.cached:
+                self.cache = out.past_key_values
+            return out.logits[:, -1].to(dtype=torch.float32, copy=True)
         kw = dict(self.extra)
         if self.mask is not None:
             kw["attention_mask"] = self.mask[:, :end]
@@ -92,4 +130,7 @@ class Stepper:
             if not hasattr(self.cache, "reorder"):
                 raise InvalidInputError(f"{type(self.cache).__name__} cannot be reordered for beam "
                                         "search; pass use_cache=False")
-            self.cache.reorder(rows)
+            if self.encoder_decoder:  # beams stay within their input: cross keys/values stay
+                self.cache.reorder(rows, cross=False)
+            else:
+                self.cache.reorder(rows)
