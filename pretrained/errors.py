@@ -23,6 +23,7 @@ __all__ = [
     "TemplateError",
     "InvalidInputError",
     "MissingDependencyError",
+    "UnknownLanguageCodeError",
 ]
 
 
@@ -85,6 +86,11 @@ class TemplateError(TokenizerError):
 # --- use --------------------------------------------------------------------------------------
 class InvalidInputError(PretrainedError, ValueError):
     """An argument or input is invalid; the message says which and what is allowed."""
+
+
+class UnknownLanguageCodeError(InvalidInputError):
+    """A language code (``src_lang``/``tgt_lang`` of a multilingual tokenizer) that the tokenizer does
+    not have; the message lists the valid ones."""
 
 
 class MissingDependencyError(PretrainedError, ImportError):

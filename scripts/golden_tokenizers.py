@@ -92,9 +92,10 @@ def build_fixtures() -> None:
     from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
     from tokenizers.models import BPE, WordPiece
 
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
+    # only this script's folders: the folder also holds golden_seq2seq_tokenizers.py's fixtures
+    for name in FIXTURES:
+        shutil.rmtree(OUT / name, ignore_errors=True)
+    OUT.mkdir(parents=True, exist_ok=True)
     lines = corpus()
 
     # (1) BERT-style uncased WordPiece. The library's WordPieceTrainer is not deterministic (ties

@@ -12,6 +12,10 @@ Files read, in this order of preference:
   ``tokenize_chinese_chars`` from ``tokenizer_config.json``);
 * ``vocab.json`` + ``merges.txt`` -> a GPT-2 byte-level BPE tokenizer (``add_prefix_space``,
   ``add_bos_token``/``add_eos_token`` from the config; RoBERTa/BART classes get ``<s> ... </s>``);
+* a SentencePiece model (``spiece.model``: T5, Pegasus; ``sentencepiece.bpe.model``: mBART,
+  mBART-50; ``source.spm`` + ``target.spm`` + ``vocab.json``: Marian) -> a Unigram tokenizer laid
+  out as the reference's class does (:mod:`.seq2seq_conversion`, read by our own
+  :mod:`.sentencepiece_model`: the `sentencepiece` package is not needed);
 
 plus ``tokenizer_config.json``, ``special_tokens_map.json``, ``added_tokens.json`` (legacy),
 ``chat_template.jinja`` and ``chat_templates/*.jinja``.
@@ -60,6 +64,9 @@ from . import (
     loading,
     padding,
     saving,
+    sentencepiece_model,
+    seq2seq,
+    seq2seq_conversion,
     special_tokens,
     tokenizer,
     vocabulary,
@@ -124,11 +131,17 @@ from .special_tokens import (  # noqa: F401
     _to_added_token,
     _token_state,
 )
+from .seq2seq import MarianTokenizer, MBart50Tokenizer, MBartTokenizer, PegasusTokenizer, T5Tokenizer
 from .tokenizer import PreTrainedTokenizerFast, Tokenizer
 
 __all__ = [
     "AutoTokenizer",
     "BatchEncoding",
+    "MarianTokenizer",
+    "MBartTokenizer",
+    "MBart50Tokenizer",
+    "PegasusTokenizer",
+    "T5Tokenizer",
     "CharSpan",
     "PreTrainedTokenizerFast",
     "Tokenizer",
@@ -152,6 +165,9 @@ _SUBMODULES = (
     loading,
     tokenizer,
     auto_tokenizer,
+    sentencepiece_model,
+    seq2seq_conversion,
+    seq2seq,
 )
 
 

@@ -72,11 +72,26 @@ _ROBERTA_SPECIALS = {
     "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>", "unk_token": "<unk>",
     "pad_token": "<pad>", "mask_token": "<mask>",
 }  # fmt: skip
+# The encoder-decoder classes (seq2seq_conversion.py builds their tokenizers). mBART's <mask>
+# swallows the space before it (lstrip), as the reference's classes declare it.
+_MBART_MASK = {"content": "<mask>", "lstrip": True, "rstrip": False, "normalized": False, "special": True}
+_MBART50_SPECIALS = {
+    "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>", "unk_token": "<unk>", "pad_token": "<pad>",
+    "mask_token": _MBART_MASK,
+}  # fmt: skip
+_SEQ2SEQ_SPECIALS: dict[str, dict] = {
+    "T5Tokenizer": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
+    "PegasusTokenizer": {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>", "mask_token": "<mask_2>"},
+    "MBartTokenizer": {**_MBART50_SPECIALS, "bos_token": "<s>"},
+    "MBart50Tokenizer": _MBART50_SPECIALS,
+    "MarianTokenizer": {"unk_token": "<unk>", "eos_token": "</s>", "pad_token": "<pad>"},
+}
 # Special tokens the reference's classes fall back to when tokenizer_config.json does not name them.
-_DEFAULT_SPECIALS: dict[str, dict[str, str]] = {
+_DEFAULT_SPECIALS: dict[str, dict] = {
     **dict.fromkeys(_BERT_CLASSES, _BERT_SPECIALS),
     **dict.fromkeys(_GPT2_CLASSES, _GPT2_SPECIALS),
     **dict.fromkeys(_ROBERTA_CLASSES, _ROBERTA_SPECIALS),
+    **_SEQ2SEQ_SPECIALS,
 }
 # Config keys that only make sense at load time, or are private/paths: never written back.
 _CONFIG_DROP_ON_SAVE = {
@@ -84,8 +99,15 @@ _CONFIG_DROP_ON_SAVE = {
     "added_tokens_file", "init_inputs", "fast_tokenizer_files", "files_loaded", "backend", "is_local",
     "local_files_only", "device_map", "slow_tokenizer_class", "use_fast", "tokenizer_type", "revision",
     "cache_dir", "token", "trust_remote_code", "additional_special_tokens", "extra_special_tokens",
-    "added_tokens_decoder", "add_bos_token", "add_eos_token",
+    "added_tokens_decoder", "add_bos_token", "add_eos_token", "sp_model_kwargs", "unk_id",
+    "source_spm", "target_spm", "vocab", "target_vocab_file",
 }  # fmt: skip
+
+
+# tokenizer_class -> the Tokenizer subclass with that class's behaviour (language codes, Marian's
+# two vocabularies...), filled in by seq2seq.py when the package is imported; loading.py picks
+# from it (it cannot import the subclasses: they import it through tokenizer.py).
+_TOKENIZER_CLASSES: dict[str, type] = {}
 
 
 def _base_class_name(name: str | None) -> str | None:

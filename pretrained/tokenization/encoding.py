@@ -23,7 +23,53 @@ class EncodingMixin:
         self,
         text: str | Sequence[str] | Sequence[Sequence[str]] | None = None,
         text_pair: str | Sequence[str] | Sequence[Sequence[str]] | None = None,
+        text_target: str | Sequence[str] | Sequence[Sequence[str]] | None = None,
+        text_pair_target: str | Sequence[str] | Sequence[Sequence[str]] | None = None,
         *,
+        max_target_length: int | None = None,
+        **kwargs: Any,
+    ) -> BatchEncoding:
+        """Tokenize ``text`` (see :meth:`_encode_call` for every option) and/or ``text_target``.
+
+        ``text_target`` (and ``text_pair_target``) are encoded as the decoder's side of a
+        sequence-to-sequence model (Marian's target SentencePiece model, mBART's target-language
+        code) with the same padding and truncation options (``max_target_length`` replaces
+        ``max_length`` for them); their ids come back as ``labels``, padded with the pad id (data
+        collators turn those into -100). With ``text_target`` alone, the target encoding itself.
+
+        Example::
+
+            >>> t5 = AutoTokenizer.from_pretrained("tests/fixtures/tokenizers/t5")
+            >>> batch = t5(["Hello world"], text_target=["Hallo"], padding=True)
+            >>> batch["labels"], t5.decode(batch["labels"][0], skip_special_tokens=True)
+            ([[76, 54, 3, 4, 66, 163, 1]], 'Hallo')
+        """
+        if text is None and text_target is None:
+            raise InvalidInputError(
+                "no text given: pass text= (a string, a list of strings, pairs via text_pair=) and/or text_target="
+            )
+        if text_target is None:
+            if text_pair_target is not None:
+                raise InvalidInputError("text_pair_target needs text_target (the first sequence of the target pair)")
+            return self._encode_call(text, text_pair, **kwargs)
+        target_kwargs = dict(kwargs)
+        if max_target_length is not None:
+            if kwargs.get("max_length") is None and kwargs.get("truncation") is None:
+                target_kwargs["truncation"] = False  # as the reference: strategies come from max_length
+            target_kwargs["max_length"] = max_target_length
+        target = self._encode_call(text_target, text_pair_target, target=True, **target_kwargs)
+        if text is None:
+            return target
+        encoded = self._encode_call(text, text_pair, **kwargs)
+        encoded["labels"] = target["input_ids"]
+        return encoded
+
+    def _encode_call(
+        self,
+        text: str | Sequence[str] | Sequence[Sequence[str]] | None = None,
+        text_pair: str | Sequence[str] | Sequence[Sequence[str]] | None = None,
+        *,
+        target: bool = False,
         add_special_tokens: bool = True,
         padding: bool | str = False,
         truncation: bool | str | None = None,
@@ -111,6 +157,7 @@ class EncodingMixin:
             padding_side=padding_side or self.padding_side,
             is_pretokenized=is_split_into_words,
             split_special_tokens=bool(split_special_tokens),
+            target=target,
         )
 
         if return_token_type_ids is None:
@@ -183,11 +230,12 @@ class EncodingMixin:
         padding_side: str,
         is_pretokenized: bool,
         split_special_tokens: bool,
+        target: bool = False,
     ) -> list[tokenizers.Encoding]:
         if not inputs:
             return []
-        backend = self._backend
         with self._lock:
+            backend, undo = self._target_mode() if target else (self._backend, None)
             try:
                 if trunc is not None:
                     backend.enable_truncation(
@@ -216,6 +264,16 @@ class EncodingMixin:
                 backend.no_padding()
                 if backend.encode_special_tokens:
                     backend.encode_special_tokens = False
+                if undo is not None:
+                    undo()
+
+    #: Marian's target-side tokenizer (another SentencePiece model); None: the same as the source's.
+    _target_backend: tokenizers.Tokenizer | None = None
+
+    def _target_mode(self):
+        """The backend that encodes ``text_target``, and what undoes the switch (or None); called
+        under the lock. Classes with a target-side template (mBART's language code) override it."""
+        return (self._target_backend or self._backend), None
 
     def _encode_error(self, e: BaseException, inputs, is_batched, trunc, max_length, stride) -> Exception:
         labelled = []

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tokenizers import AddedToken
 from tokenizers import Tokenizer as _BackendTokenizer
 
 from ..errors import TokenizerLoadError, TokenizerNotFoundError
@@ -23,6 +24,7 @@ from .constants import (
     TOKENIZER_FILE,
     _BERT_CLASSES,
     _DEFAULT_SPECIALS,
+    _TOKENIZER_CLASSES,
     _base_class_name,
 )
 from .conversion import (
@@ -32,6 +34,19 @@ from .conversion import (
     _wordpiece_from_vocab,
 )
 from .inputs import _error_detail, _is_fatal
+from .sentencepiece_model import read_spm_model
+from .seq2seq_conversion import (
+    MARIAN_FILES,
+    SEQ2SEQ_CLASSES,
+    SPM_FILES,
+    apply_pipeline,
+    backend_from_spm,
+    check_marian_vocab,
+    complete_config,
+    marian_backend,
+    marian_language_codes,
+    precompiled_charsmap,
+)
 
 if TYPE_CHECKING:
     from .tokenizer import Tokenizer
@@ -143,14 +158,26 @@ def _load_into(tok: Tokenizer, files: Any, name: str, overrides: dict[str, Any])
         config.pop("additional_special_tokens", None)
     config.update(overrides)
     cls_name = _base_class_name(config.get("tokenizer_class"))
+    subclass = _TOKENIZER_CLASSES.get(cls_name or "")
+    if subclass is not None and type(tok) is not subclass and issubclass(subclass, type(tok)):
+        tok.__class__ = subclass  # AutoTokenizer: the class with this tokenizer's own behaviour
+    if cls_name in SEQ2SEQ_CLASSES:
+        complete_config(cls_name, config)
     specials = {
         k: config.get(k, _DEFAULT_SPECIALS.get(cls_name or "", {}).get(k)) for k in SPECIAL_TOKEN_NAMES
     }
 
     from_json = True
     tok_json = files.get(TOKENIZER_FILE)
-    if tok_json is not None:
+    spm_name = SPM_FILES.get(cls_name or "")
+    if cls_name == "MarianTokenizer":  # a slow class in the reference: never a tokenizer.json
+        backend = _load_marian(tok, files, name, config)
+        from_json = False
+    elif tok_json is not None:
         backend = _load_tokenizer_json(tok_json)
+    elif spm_name is not None and files.get(spm_name) is not None:
+        backend = backend_from_spm(cls_name, read_spm_model(files.get(spm_name)), config)
+        from_json = False
     else:
         from_json = False
         vocab_txt = files.get("vocab.txt")
@@ -161,6 +188,11 @@ def _load_into(tok: Tokenizer, files: Any, name: str, overrides: dict[str, Any])
         elif vocab_txt is not None:
             backend = _wordpiece_from_vocab(vocab_txt, config, specials)
         else:
+            if spm_name is not None:
+                raise TokenizerNotFoundError(
+                    f"{name}: {cls_name} needs tokenizer.json or its SentencePiece model {spm_name}; neither "
+                    "is there. Copy the file from the original checkpoint, or save the tokenizer again"
+                )
             spm = files.get("tokenizer.model")
             if spm is not None:
                 raise TokenizerLoadError(
@@ -181,7 +213,50 @@ def _load_into(tok: Tokenizer, files: Any, name: str, overrides: dict[str, Any])
         from_tokenizer_json=from_json,
         added_tokens_decoder=added_tokens_decoder,
     )
-    if not from_json:
+    if cls_name in SEQ2SEQ_CLASSES:
+        if from_json:  # the reference's classes rebuild their pipeline around a tokenizer.json's vocabulary
+            apply_pipeline(tok.backend_tokenizer, cls_name, precompiled_charsmap(tok.backend_tokenizer))
+    elif not from_json:
         _add_conversion_post_processor(tok, cls_name, config)
     else:
         _apply_class_settings(tok.backend_tokenizer, cls_name, config)
+    post_load = getattr(tok, "_post_load", None)
+    if post_load is not None:
+        post_load()  # class-specific: special-token templates, language codes
+
+
+def _load_marian(tok: Tokenizer, files: Any, name: str, config: dict[str, Any]) -> _BackendTokenizer:
+    """Marian's source-side tokenizer; the target side goes to ``tok._target_backend``. Both map
+    SentencePiece pieces to vocab.json's ids (target_vocab.json's with ``separate_vocabs``)."""
+    paths = {f: files.get(f) for f in MARIAN_FILES}
+    missing = [f for f, p in paths.items() if p is None]
+    if missing:
+        raise TokenizerNotFoundError(
+            f"{name}: MarianTokenizer needs source.spm, target.spm and vocab.json; missing: {', '.join(missing)}. "
+            "Copy them from the original checkpoint (they are saved by save_pretrained)"
+        )
+    separate = bool(config.get("separate_vocabs", False))
+    target_vocab_path = files.get("target_vocab.json") if separate else paths["vocab.json"]
+    if target_vocab_path is None:
+        raise TokenizerNotFoundError(
+            f"{name}: separate_vocabs=true needs target_vocab.json next to vocab.json; it is not there"
+        )
+    source_vocab = check_marian_vocab(_read_json(paths["vocab.json"], "vocab.json"), paths["vocab.json"])
+    target_vocab = check_marian_vocab(_read_json(target_vocab_path, target_vocab_path.name), target_vocab_path)
+    unk = config.get("unk_token", "<unk>")
+    unk = str(unk["content"]) if isinstance(unk, Mapping) else str(unk)
+    specials = {
+        str(v["content"]) if isinstance(v, Mapping) else str(v)
+        for k, v in config.items()
+        if k.endswith("_token") and isinstance(v, (str, Mapping))
+    }
+    codes = marian_language_codes(source_vocab) if not separate else []
+    keep = specials | set(codes)
+    backend = marian_backend(read_spm_model(paths["source.spm"]), source_vocab, unk, keep)
+    tok._target_backend = marian_backend(read_spm_model(paths["target.spm"]), target_vocab, unk, keep)
+    tok._marian_files = {k: Path(v) for k, v in {**paths, "target_vocab.json": target_vocab_path}.items()}
+    config.setdefault("model_max_length", 512)
+    # the >>xx<< target-language codes are whole tokens, never split (not special: decode keeps them)
+    if codes:
+        backend.add_tokens([AddedToken(c, normalized=False, special=False) for c in codes])
+    return backend
