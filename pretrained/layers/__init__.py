@@ -4,8 +4,9 @@ Model files import from here rather than re-implementing; a block lives here onc
 share it. :mod:`.activations` (activation functions by config name), :mod:`.attention` (masks,
 SDPA and grouped-query attention), :mod:`.rope` (rotary embeddings), :mod:`.norms` (RMSNorm),
 :mod:`.losses` (head losses), :mod:`.init` (reference initialisation), :mod:`.encoder` and
-:mod:`.decoder` (forward helpers of each family) and :mod:`.conv1d` (GPT-2's ``Conv1D``). Plain
-PyTorch math only: speed lives in :mod:`pretrained.backends`, which swaps modules after loading.
+:mod:`.decoder` (forward helpers of each family), :mod:`.seq2seq` and :mod:`.bart_blocks`
+(encoder-decoders: the contract's helpers, the BART family's blocks) and :mod:`.conv1d`
+(GPT-2's ``Conv1D``). Plain PyTorch math only: speed lives in :mod:`pretrained.backends`, which swaps modules after loading.
 Every name is re-exported here, so callers import from ``pretrained.layers``.
 """
 
@@ -39,6 +40,22 @@ from .init import init_normal_
 from .losses import causal_lm_loss, sequence_classification_loss, span_loss, token_loss
 from .norms import RMSNorm
 from .conv1d import Conv1D
+from .bart_blocks import (
+    BartArch,
+    BartAttention,
+    BartDecoderLayer,
+    BartEncoderLayer,
+    LearnedPositions,
+    Seq2SeqDecoder,
+    Seq2SeqEncoder,
+    Seq2SeqLM,
+    Seq2SeqModel,
+    Seq2SeqPreTrained,
+    SinusoidalPositions,
+    check_bart_config,
+    shift_tokens_right_wrapped,
+    sinusoidal_table,
+)
 from .seq2seq import (
     cross_key_values,
     decoder_inputs,
@@ -50,6 +67,20 @@ from .seq2seq import (
 from .rope import ROPE_TYPES, RotaryEmbedding, apply_rotary, rope_frequencies, standardize_rope_parameters
 
 __all__ = [
+    "BartArch",
+    "BartAttention",
+    "BartDecoderLayer",
+    "BartEncoderLayer",
+    "LearnedPositions",
+    "Seq2SeqDecoder",
+    "Seq2SeqEncoder",
+    "Seq2SeqLM",
+    "Seq2SeqModel",
+    "Seq2SeqPreTrained",
+    "SinusoidalPositions",
+    "check_bart_config",
+    "shift_tokens_right_wrapped",
+    "sinusoidal_table",
     "cross_key_values",
     "decoder_inputs",
     "encoder_cache",
