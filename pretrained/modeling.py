@@ -304,6 +304,20 @@ class PreTrainedModel(nn.Module):
                 setattr(self.get_submodule(owner_name),
                         attr, nn.Parameter(torch.empty_like(param), requires_grad=param.requires_grad))
 
+    def _retie_equal_copies(self) -> None:
+        """Tie again what :meth:`_untie_stored_copies` split but the checkpoint holds equal (a
+        ``.bin`` stores every name of a tied tensor; BART/Marian files hold ``shared``, both
+        ``embed_tokens`` and ``lm_head`` alike): the reference ties those, so fine-tuning
+        keeps them one matrix."""
+        if not getattr(self.config, "tie_word_embeddings", True):
+            return
+        for target, source in self.tied_weights.items():
+            src, tgt = self.get_parameter(source), self.get_parameter(target)
+            if tgt is not src and tgt.device.type != "meta" and src.device.type != "meta" \
+                    and tgt.shape == src.shape and torch.equal(tgt, src):
+                owner_name, _, attr = target.rpartition(".")
+                setattr(self.get_submodule(owner_name), attr, src)
+
     def _init_weights(self, module: nn.Module) -> None:
         init_normal_(module, getattr(self.config, "initializer_range", 0.02))
 
@@ -419,6 +433,7 @@ class PreTrainedModel(nn.Module):
                 raise ShapeMismatchError(f"{typo}; that would explain this: {e}") from None
         finally:
             ckpt.close()
+        model._retie_equal_copies()
         model._finish_loading(report, want, device, strict, files.name)
         config.dtype = str(want).replace("torch.", "")
         model.eval()

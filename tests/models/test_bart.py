@@ -46,3 +46,27 @@ def test_the_config_defaults_are_the_references():
     assert cfg.num_labels == 3 and (cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id) == (1, 0, 2)
     assert cfg.decoder_start_token_id == 2 and cfg.forced_eos_token_id == 2 and cfg.is_encoder_decoder
     assert BartConfig(num_labels=5).num_labels == 5
+
+
+def test_a_file_storing_every_name_of_the_tie_loads_tied(tmp_path):
+    """Old BART/Marian files (and every .bin) store shared, both embed_tokens and lm_head alike:
+    loaded as one matrix, as the reference does; a head whose values differ stays apart."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    from tester import FIX
+
+    shutil.copytree(FIX / "models" / "bart-tiny-lm", tmp_path, dirs_exist_ok=True)
+    tensors = load_file(str(tmp_path / "model.safetensors"))
+    w = tensors["model.shared.weight"]
+    for key in ("lm_head.weight", "model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight"):
+        tensors[key] = w.clone()
+    save_file(tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    model = BartForConditionalGeneration.from_pretrained(tmp_path)
+    assert model.lm_head.weight is model.model.shared.weight is model.model.decoder.embed_tokens.weight
+    tensors["lm_head.weight"] = w + 1
+    save_file(tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    model = BartForConditionalGeneration.from_pretrained(tmp_path)
+    assert model.lm_head.weight is not model.model.shared.weight
+    assert torch.equal(model.lm_head.weight, w + 1)
+    assert model.model.encoder.embed_tokens.weight is model.model.shared.weight
