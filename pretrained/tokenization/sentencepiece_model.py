@@ -29,6 +29,7 @@ class SpmModel:
 
     Example::
 
+        >>> from pretrained.tokenization.sentencepiece_model import UNIGRAM, read_spm_model
         >>> m = read_spm_model("tests/fixtures/tokenizers/t5_spm/spiece.model")
         >>> m.pieces[:3], m.model_type == UNIGRAM, (m.pad_id, m.eos_id, m.unk_id, m.bos_id)
         ([('<pad>', 0.0, 3), ('</s>', 0.0, 3), ('<unk>', 0.0, 2)], True, (0, 1, 2, -1))

@@ -186,7 +186,8 @@ class MarianTokenizer(Tokenizer):
 
     @property
     def supported_language_codes(self) -> list[str]:
-        return [] if self.separate_vocabs else marian_language_codes(self.get_vocab())
+        vocab = self.get_vocab()
+        return [] if self.separate_vocabs else sorted(marian_language_codes(vocab), key=vocab.__getitem__)
 
     def _post_load(self) -> None:
         specials = [t for t in [*self._special.values(), *self._extra] if t is not None]
@@ -194,12 +195,35 @@ class MarianTokenizer(Tokenizer):
         for backend in (self._backend, self._target_backend):
             backend.post_processor = template([], [(self.eos_token, self.eos_token_id)], pair_eos=False)
 
+    def _fix_encodings(self, inputs: list, encodings: list, is_pretokenized: bool, target: bool) -> list:
+        # SentencePiece gives an unknown stretch of text as a piece of its own, which the reference
+        # then looks up in vocab.json: a character only the other side's model knows gets its id
+        if is_pretokenized:
+            return encodings
+        unk = self.unk_token_id
+        if not any(unk in enc.ids for enc in encodings):
+            return encodings
+        vocab = self.get_tgt_vocab() if target else self.get_vocab()
+        out = []
+        for item, enc in zip(inputs, encodings, strict=True):
+            texts = item if isinstance(item, tuple) else (item,)
+            out.append(_UnknownPieces(enc, texts, vocab, unk) if unk in enc.ids else enc)
+        return out
+
     def get_vocab(self) -> dict[str, int]:
         """vocab.json (the source side) and the added tokens."""
-        return {marian_token(t): i for t, i in self._backend.get_vocab(with_added_tokens=True).items()}
+        return dict(self._vocab_of(self._backend))
 
     def get_tgt_vocab(self) -> dict[str, int]:
-        return {marian_token(t): i for t, i in self._target_backend.get_vocab(with_added_tokens=True).items()}
+        return dict(self._vocab_of(self._target_backend))
+
+    def _vocab_of(self, backend: Any) -> dict[str, int]:
+        # cached per backend and size: looked up for every encoding with an unknown piece
+        key = (id(backend), backend.get_vocab_size(with_added_tokens=True))
+        cache = self.__dict__.setdefault("_vocab_cache", {})
+        if key not in cache:
+            cache[key] = {marian_token(t): i for t, i in backend.get_vocab(with_added_tokens=True).items()}
+        return cache[key]
 
     def _token_to_id(self, token: str) -> int | None:
         idx = self._backend.token_to_id(token)
@@ -213,10 +237,19 @@ class MarianTokenizer(Tokenizer):
         return self._backend if use_source else self._target_backend
 
     def convert_ids_to_tokens(self, ids: Any, skip_special_tokens: bool = False) -> Any:
-        out = super().convert_ids_to_tokens(ids, skip_special_tokens)
-        if isinstance(out, list):
-            return [marian_token(t) if t is not None else None for t in out]
-        return marian_token(out) if out is not None else None
+        """Id(s) -> vocab.json token(s) (target_vocab.json's with ``separate_vocabs``, as the reference)."""
+        backend = self._decode_side(None)
+        ids = _to_python_ids(ids)
+        if isinstance(ids, int):
+            token = backend.id_to_token(ids) if ids >= 0 else None
+            return None if token is None else marian_token(token)
+        skip = set(self.all_special_ids) if skip_special_tokens else set()
+        out = []
+        for i in (int(i) for i in ids):
+            if i not in skip:
+                token = backend.id_to_token(i) if i >= 0 else None
+                out.append(None if token is None else marian_token(token))
+        return out
 
     def decode(self, token_ids: Any, skip_special_tokens: bool = False, clean_up_tokenization_spaces=None,
                use_source_tokenizer: bool | None = None, **kwargs: Any) -> str | list[str]:  # fmt: skip
@@ -270,6 +303,25 @@ class MarianTokenizer(Tokenizer):
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
                                              encoding="utf-8")  # fmt: skip
         return tuple(w for w in written if not w.endswith("tokenizer.json")) + tuple(str(directory / f) for f in files)
+
+
+class _UnknownPieces:
+    """A `tokenizers` Encoding whose <unk> ids are replaced by the vocabulary id of the text they
+    cover, where the vocabulary has that text (everything else is the Encoding's own)."""
+
+    def __init__(self, enc: Any, texts: tuple[str, ...], vocab: dict[str, int], unk: int) -> None:
+        self._enc = enc
+        ids = list(enc.ids)
+        for i, (token_id, special, seq, (start, end)) in enumerate(
+            zip(ids, enc.special_tokens_mask, enc.sequence_ids, enc.offsets, strict=True)
+        ):
+            if token_id == unk and not special and seq is not None and seq < len(texts):
+                ids[i] = vocab.get(texts[seq][start:end], unk)
+        self.ids = ids
+        self.overflowing = [_UnknownPieces(o, texts, vocab, unk) for o in enc.overflowing]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._enc, name)
 
 
 for _cls in (T5Tokenizer, PegasusTokenizer, MBartTokenizer, MBart50Tokenizer, MarianTokenizer):

@@ -206,7 +206,8 @@ def marian_backend(spm: SpmModel, vocab: Mapping[str, int], unk: str, keep: set[
     The reference (a slow tokenizer) segments with SentencePiece and then looks each piece up in
     vocab.json. Here the pieces of ``spm`` carry their scores; the entries ``keep`` (special tokens,
     language codes: added tokens, matched before the model) keep their text; every other entry is
-    made unreachable, as it is for SentencePiece."""
+    made unreachable, as it is for SentencePiece (MarianTokenizer looks the text of unknown pieces
+    up in vocab.json afterwards, as the reference does)."""
     if unk not in vocab:
         raise TokenizerLoadError(f"the unknown token {unk!r} is not in the Marian vocabulary (vocab.json)")
     scores = {p: s for p, s, kind in spm.pieces if kind in (NORMAL, USER_DEFINED)}
