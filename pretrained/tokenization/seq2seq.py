@@ -217,6 +217,11 @@ class MarianTokenizer(Tokenizer):
     def get_tgt_vocab(self) -> dict[str, int]:
         return dict(self._vocab_of(self._target_backend))
 
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_vocab_cache", None)  # keyed by id(backend): meaningless in a copy
+        return state
+
     def _vocab_of(self, backend: Any) -> dict[str, int]:
         # cached per backend and size: looked up for every encoding with an unknown piece
         key = (id(backend), backend.get_vocab_size(with_added_tokens=True))
