@@ -18,7 +18,7 @@ tests/fixtures/goldens/seq2seq/<name>.safetensors:
   label.labels   labels (-100 in a padded row) for the losses in seq2seq.json
   bf16.*         the reference's bfloat16 outputs
 and in seq2seq.json the class, the losses (labels only: decoder inputs made from them; labels
-with decoder_input_ids) and the round trip: our save_pretrained read back by the reference (max
+with decoder_input_ids), generate()'s tokens (greedy, 3 beams) and the round trip: our save_pretrained read back by the reference (max
 abs diff of its outputs against the goldens). Goldens come from transformers 5.x.
 """
 
@@ -72,6 +72,7 @@ BASE = {"BartConfig": "BartModel", "MarianConfig": "MarianModel", "MBartConfig":
 AUTO = {"ForConditionalGeneration": "AutoModelForSeq2SeqLM", "MTModel": "AutoModelForSeq2SeqLM",
         "ForSequenceClassification": "AutoModelForSequenceClassification",
         "ForQuestionAnswering": "AutoModelForQuestionAnswering"}
+GENERATE = {"greedy": {}, "beams": {"num_beams": 3}}   # generate() cases, 8 new tokens
 OUTPUT_KEYS = ("logits", "start_logits", "end_logits", "encoder_last_hidden_state")
 SINUSOIDAL = re.compile(r"embed_positions\.weight$")
 
@@ -173,6 +174,8 @@ def build(name: str) -> dict:
             meta["losses"]["labels_only"] = float(loaded(**enc, labels=labels).loss)
             meta["losses"]["labels_with_decoder_input_ids"] = float(loaded(**inputs, labels=labels).loss)
             meta["decoder_input_ids_from_labels"] = loaded.prepare_decoder_input_ids_from_labels(labels).tolist()
+            meta["generate"] = {case: loaded.generate(**enc, max_new_tokens=8, do_sample=False, **kw).tolist()
+                                for case, kw in GENERATE.items()}
     elif cls_name.endswith("ForSequenceClassification"):
         labels = torch.tensor([0, 2, 1])
         tensors["label.labels"] = labels

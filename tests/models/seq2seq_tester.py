@@ -8,8 +8,9 @@ the plain modules, LoRA all-linear):
 - the encoder's output, the bare model's decoder output, a decoder attention mask and both losses
   (labels alone; labels with decoder inputs) against the reference;
 - the generate() contract: get_encoder(), encoder_outputs as an output or a tuple, an
-  EncoderDecoderCache decoded one token at a time equals the full forward, and the cross-attention
-  keys/values are projected once per generation;
+  EncoderDecoderCache decoded one token at a time equals the full forward, the cross-attention
+  keys/values are projected once per generation, and generate() (greedy, beams) gives the
+  reference's tokens;
 - named errors for inputs the model cannot take.
 """
 
@@ -196,6 +197,16 @@ def seq2seq_tests(model_type: str) -> dict:
             full = model(**inputs, output_hidden_states=True)
             assert len(full.decoder_hidden_states) == model.config.decoder_layers + 1
             assert torch.equal(full.decoder_hidden_states[-1], model.model(**inputs).last_hidden_state)
+
+    @pytest.mark.parametrize("name", lms)
+    @pytest.mark.parametrize("case", ["greedy", "beams"])
+    def test_generate_gives_the_references_tokens(name, case):
+        g = golden(name)
+        model = load(name)
+        kw = {"num_beams": 3} if case == "beams" else {}
+        out = model.generate(input_ids=g["input.input_ids"], attention_mask=g["input.attention_mask"],
+                             max_new_tokens=8, do_sample=False, **kw)
+        assert out.tolist() == META[name]["generate"][case]
 
     @pytest.mark.parametrize("name", lms)
     @pytest.mark.parametrize("prefill", [1, 3])
