@@ -44,6 +44,7 @@ DEFAULT_TARGETS = {
     "electra": ["query", "value"], "distilbert": ["q_lin", "v_lin"], "deberta-v2": ["query_proj", "value_proj"],
     "gpt2": ["c_attn"], "gpt_neox": ["query_key_value"], "llama": ["q_proj", "v_proj"],
     "mistral": ["q_proj", "v_proj"], "qwen2": ["q_proj", "v_proj"], "qwen3": ["q_proj", "v_proj"],
+    "bart": ["q_proj", "v_proj"],   # PEFT has no default for marian, mbart, pegasus either
 }
 # Heads a classification task trains fully (PEFT adds them to modules_to_save).
 TASK_HEADS = {"SEQ_CLS": ["classifier", "score"], "TOKEN_CLS": ["classifier", "score"],

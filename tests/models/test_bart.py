@@ -70,3 +70,11 @@ def test_a_file_storing_every_name_of_the_tie_loads_tied(tmp_path):
     assert model.lm_head.weight is not model.model.shared.weight
     assert torch.equal(model.lm_head.weight, w + 1)
     assert model.model.encoder.embed_tokens.weight is model.model.shared.weight
+
+
+def test_lora_without_targets_takes_peft_defaults_for_bart():
+    from pretrained.peft import LoraConfig, get_peft_model
+
+    peft = get_peft_model(load("bart-tiny-lm"), LoraConfig(r=2))
+    wrapped = {n.rsplit(".", 1)[-1] for n, m in peft.named_modules() if type(m).__name__ == "LoraLinear"}
+    assert wrapped == {"q_proj", "v_proj"}
