@@ -223,12 +223,6 @@ def prepare(model: Any, inputs: Any, input_ids: Any, attention_mask: Any,
         if "max_length" in user_set and "max_new_tokens" in user_set:
             warn_once("generate(): both max_new_tokens and max_length are set; max_new_tokens wins")
         max_length = t + cfg.max_new_tokens
-    elif enc_dec:  # as the reference: max_length counts decoder tokens, the start token included
-        max_length = cfg.max_length
-        if default_max:
-            warn_once(f"generate(): no max_new_tokens given, so at most {cfg.max_length} tokens "
-                      "(the default); pass max_new_tokens to choose")
-        default_max = False
     elif default_max:
         warn_once(f"generate(): no max_new_tokens given, so at most {cfg.max_length} new tokens "
                   "(the default); pass max_new_tokens to choose")

@@ -16,6 +16,10 @@ feature-extraction       token embeddings ``[1, T, H]`` per input             (t
 sentence-embeddings      one pooled, normalised vector per input              (the encoder)
                          [sentence-similarity]
 text-generation          generated text                                       causal-lm
+summarization            a summary of each text                               seq2seq-lm
+translation              a translation of each text                           seq2seq-lm
+                         [translation_xx_to_yy: the pair, e.g. translation_en_to_fr]
+text2text-generation     the generated text for each input                    seq2seq-lm
 =======================  ===================================================  ====================
 
 Example::
@@ -30,6 +34,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +100,10 @@ for _task in (
          default_model="all-MiniLM-L6-v2", defaults={"pooling": "auto"}),
     Task("text-generation", f"{_P}.text_generation", "TextGenerationPipeline", "AutoModelForCausalLM",
          default_model="SmolLM2-135M-Instruct-Q4_1-gguf"),
+    Task("summarization", f"{_P}.text2text", "SummarizationPipeline", "AutoModelForSeq2SeqLM"),
+    Task("translation", f"{_P}.text2text", "TranslationPipeline", "AutoModelForSeq2SeqLM"),
+    Task("text2text-generation", f"{_P}.text2text", "Text2TextGenerationPipeline",
+         "AutoModelForSeq2SeqLM"),
 ):
     register_task(_task)
 del _task
@@ -105,10 +114,14 @@ _ARCH_TASKS = (
     ("ForTokenClassification", "token-classification"),
     ("ForQuestionAnswering", "question-answering"),
     ("ForMaskedLM", "fill-mask"),
+    ("ForConditionalGeneration", "text2text-generation"),
     ("ForCausalLM", "text-generation"),
     ("LMHeadModel", "text-generation"),
     ("Model", "feature-extraction"),
 )
+
+
+_TRANSLATION_PAIR = re.compile(r"^translation_[A-Za-z0-9-]+_to_[A-Za-z0-9-]+$")
 
 
 def supported_tasks() -> list[str]:
@@ -121,6 +134,8 @@ def check_task(task: str) -> Task:
     if not isinstance(task, str):
         raise InvalidInputError(f"task must be a string, got {type(task).__name__}")
     name = TASK_ALIASES.get(task, task)
+    if name not in TASKS and _TRANSLATION_PAIR.match(name):
+        return TASKS["translation"]  # the pair is read by the pipeline (its task name)
     if name not in TASKS:
         raise InvalidInputError(f"unknown task {task!r}; known tasks: {', '.join(supported_tasks())}")
     return TASKS[name]
@@ -303,6 +318,8 @@ def pipeline(
         tokenizer = AutoTokenizer.from_pretrained(tokenizer, **hub, **gguf)
     params = {**spec.defaults, **kwargs}
     cls = spec.pipeline_class()
+    if spec.auto_class == "AutoModelForSeq2SeqLM":  # the task name may carry a language pair
+        params["task"] = task
     pipe = cls(model, tokenizer, device=device, torch_dtype=torch_dtype, batch_size=batch_size, **params)
     if spec.name != cls.task:
         pipe.task = spec.name  # e.g. sentence-embeddings, run by the feature-extraction class

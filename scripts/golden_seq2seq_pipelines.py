@@ -1,0 +1,119 @@
+"""Goldens for the summarization and translation pipelines, from transformers 4.57.6 (the last
+release with them; 5.x removed both).
+
+    python -m venv /tmp/ref4 && /tmp/ref4/bin/pip install torch==2.13.0 transformers==4.57.6 sentencepiece
+    /tmp/ref4/bin/python scripts/golden_seq2seq_pipelines.py
+
+Builds tiny random encoder-decoders with a real tokenizer of tests/fixtures/tokenizers/ (T5 with
+the ``task_specific_params`` t5-small ships: prefixes, beams, lengths; Marian and BART when the
+reference and our fixtures have them), saves each with its tokenizer under
+tests/fixtures/models/<name>/ and records in tests/fixtures/goldens/seq2seq_pipelines.json every
+case of CASES: the task, the call's inputs and keyword arguments, and the reference's output.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+import transformers
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX = ROOT / "tests" / "fixtures"
+OUT = FIX / "goldens" / "seq2seq_pipelines.json"
+
+assert transformers.__version__.startswith("4.57"), "run under transformers 4.57.x (see the doc)"
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog near the river bank.",
+    "Debian is a free operating system, developed by thousands of volunteers.",
+    "This package provides a small library for parsing configuration files.",
+]
+LONG = " ".join(TEXTS * 12)
+
+T5_TASK_PARAMS = {  # as google-t5/t5-small's config.json has them (lengths shortened)
+    "summarization": {"early_stopping": True, "length_penalty": 2.0, "max_length": 24,
+                      "min_length": 6, "no_repeat_ngram_size": 3, "num_beams": 4,
+                      "prefix": "summarize: "},
+    "translation_en_to_fr": {"early_stopping": True, "max_length": 20, "num_beams": 3,
+                             "prefix": "translate English to French: "},
+}
+
+# name -> (model maker, tokenizer folder under tests/fixtures/tokenizers)
+CASES = {
+    "t5": [
+        ("summarization", TEXTS[0], {}),
+        ("summarization", TEXTS[1], {"min_length": 4, "max_length": 12, "num_beams": 2,
+                                     "no_repeat_ngram_size": 2}),
+        ("summarization", TEXTS, {"batch_size": 2}),
+        ("summarization", TEXTS[:2], {"return_tensors": True}),
+        ("summarization", TEXTS[2], {"num_beams": 3, "num_return_sequences": 2, "max_new_tokens": 7}),
+        ("summarization", LONG, {"truncation": True, "max_length": 10}),
+        ("translation_en_to_fr", TEXTS[0], {}),
+        ("translation_en_to_fr", TEXTS, {"batch_size": 8}),
+        ("translation_en_to_fr", TEXTS[1], {"do_sample": False, "num_beams": 1, "max_length": 9,
+                                            "clean_up_tokenization_spaces": True}),
+        ("translation", TEXTS[2], {}),
+    ],
+}
+
+
+def make_t5(folder: Path) -> None:
+    tok = transformers.T5TokenizerFast(vocab_file=str(FIX / "tokenizers" / "t5_spm" / "spiece.model"),
+                                      add_prefix_space=True)  # as t5-small's tokenizer.json
+    torch.manual_seed(7)
+    config = transformers.T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=48, num_layers=2,
+                                   num_heads=4, relative_attention_num_buckets=8,
+                                   relative_attention_max_distance=16,
+                                   task_specific_params=T5_TASK_PARAMS, n_positions=64,
+                                   decoder_start_token_id=0)
+    model = transformers.T5ForConditionalGeneration(config).eval()
+    model.save_pretrained(folder)
+    tok.model_max_length = 64
+    tok.save_pretrained(folder)
+
+
+MAKERS = {"t5": ("t5-pipeline-tiny", make_t5)}
+
+
+def jsonable(x):
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    return x
+
+
+def main() -> None:
+    out = {"transformers": transformers.__version__, "models": {}}
+    for key, (name, make) in MAKERS.items():
+        folder = FIX / "models" / name
+        if folder.exists():
+            shutil.rmtree(folder)
+        make(folder)
+        records = []
+        for task, inputs, kwargs in CASES[key]:
+            pipe = transformers.pipeline(task, model=str(folder))
+            # Ours obeys a max_length from the call or the task's parameters; the reference lets
+            # its default max_new_tokens=256 win unless told max_new_tokens=None (see
+            # pretrained/pipelines/text2text.py): that is what it is told here.
+            ref_kwargs = dict(kwargs)
+            params = pipe.model.config.task_specific_params or {}
+            task_max = (params.get(pipe.task) or {}).get("max_length") is not None
+            if "max_new_tokens" not in kwargs and ("max_length" in kwargs or task_max):
+                ref_kwargs["max_new_tokens"] = None
+            result = pipe(inputs, **ref_kwargs)
+            records.append({"task": task, "inputs": inputs, "kwargs": kwargs,
+                            "output": jsonable(result)})
+            print(name, task, kwargs, str(jsonable(result))[:100], file=sys.stderr)
+        out["models"][name] = records
+    OUT.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Summarization and translation pipelines against the reference 4.57.6's outputs
+(scripts/golden_seq2seq_pipelines.py), and their errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from pretrained import pipeline
+from pretrained.errors import InvalidInputError
+from pretrained.pipelines.text2text import SummarizationPipeline, TranslationPipeline
+
+FIX = Path(__file__).resolve().parent / "fixtures"
+GOLDEN = json.loads((FIX / "goldens" / "seq2seq_pipelines.json").read_text())
+CASES = [(name, i, case) for name, cases in GOLDEN["models"].items() for i, case in enumerate(cases)]
+
+
+def _plain(x):
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_plain(v) for v in x]
+    return x
+
+
+@pytest.mark.parametrize("name,index,case", CASES, ids=[f"{n}-{i}-{c['task']}" for n, i, c in CASES])
+def test_outputs_equal_the_reference(name, index, case):
+    pipe = pipeline(case["task"], model=str(FIX / "models" / name))
+    assert _plain(pipe(case["inputs"], **case["kwargs"])) == case["output"]
+
+
+@pytest.fixture(scope="module")
+def summarizer():
+    return pipeline("summarization", model=str(FIX / "models" / "t5-pipeline-tiny"))
+
+
+def test_task_names_and_the_model_settings(summarizer):
+    assert isinstance(summarizer, SummarizationPipeline) and summarizer.prefix == "summarize: "
+    cfg = summarizer.generation_config
+    assert (cfg.num_beams, cfg.max_length, cfg.max_new_tokens, cfg.no_repeat_ngram_size) == (4, 24, None, 3)
+    tr = pipeline("translation_en_to_fr", model=str(FIX / "models" / "t5-pipeline-tiny"))
+    assert isinstance(tr, TranslationPipeline) and tr.task == "translation_en_to_fr"
+    assert tr.prefix == "translate English to French: " and tr.generation_config.num_beams == 3
+    assert pipeline("translation", model=str(FIX / "models" / "t5-pipeline-tiny")).task == "translation_en_to_fr"
+    assert "summarization" in repr(summarizer)
+
+
+def test_bad_input_gets_named_errors(summarizer):
+    with pytest.raises(InvalidInputError, match="empty text"):
+        summarizer("   ")
+    with pytest.raises(InvalidInputError, match="below min_length"):
+        summarizer("Some text to summarize here.", max_length=3, min_length=8)
+    with pytest.raises(InvalidInputError, match="must be a string"):
+        summarizer([3])
+    with pytest.raises(InvalidInputError, match="translation only"):
+        summarizer("text", src_lang="en")
+    with pytest.raises(InvalidInputError, match="unknown task"):
+        pipeline("translation_en_fr", model=str(FIX / "models" / "t5-pipeline-tiny"))
+    with pytest.raises(InvalidInputError, match="encoder-decoder"):
+        from pretrained.models.gpt2 import GPT2Config, GPT2LMHeadModel
+
+        SummarizationPipeline(GPT2LMHeadModel.from_config(GPT2Config(n_layer=1, n_embd=8, n_head=2)),
+                              summarizer.tokenizer)
+
+
+def test_an_input_over_the_position_table_needs_truncation(summarizer):
+    summarizer.model.config.max_position_embeddings = 16   # as BART/Marian have one
+    try:
+        with pytest.raises(InvalidInputError, match="truncation=True"):
+            summarizer("word " * 40)
+        assert summarizer("word " * 40, truncation=True, max_length=8, num_beams=1)
+    finally:
+        del summarizer.model.config.max_position_embeddings
