@@ -28,7 +28,7 @@ from tester import FIX, _max_diff, fixtures, load, names_for
 
 from pretrained import auto
 from pretrained.backends import plain
-from pretrained.cache import DynamicCache, EncoderDecoderCache
+from pretrained.cache import DynamicCache, EncoderDecoderCache, StaticCache
 from pretrained.errors import InvalidInputError
 from pretrained.outputs import BaseModelOutput
 from pretrained.peft import LoraConfig, PeftModel, get_peft_model
@@ -210,7 +210,8 @@ def seq2seq_tests(model_type: str) -> dict:
 
     @pytest.mark.parametrize("name", lms)
     @pytest.mark.parametrize("prefill", [1, 3])
-    def test_cached_decode_equals_the_full_forward(name, prefill):
+    @pytest.mark.parametrize("static", [False, True])
+    def test_cached_decode_equals_the_full_forward(name, prefill, static):
         g = golden(name)
         model = load(name)
         inputs = inputs_of(g)
@@ -218,7 +219,7 @@ def seq2seq_tests(model_type: str) -> dict:
         with torch.no_grad():
             full = model(**inputs, decoder_input_ids=dec, use_cache=False).logits
             encoded = model.get_encoder()(inputs["input_ids"], attention_mask=inputs["attention_mask"])
-            cache = EncoderDecoderCache()
+            cache = EncoderDecoderCache(StaticCache(dec.shape[1] + 2) if static else None)
             steps = [dec[:, :prefill]] + [dec[:, i:i + 1] for i in range(prefill, dec.shape[1])]
             got, seen = [], 0
             for step in steps:
