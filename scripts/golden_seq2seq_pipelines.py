@@ -58,6 +58,20 @@ CASES = {
                                             "clean_up_tokenization_spaces": True}),
         ("translation", TEXTS[2], {}),
     ],
+    "marian": [
+        ("translation_en_to_fr", TEXTS[0], {}),
+        ("translation_en_to_fr", TEXTS, {"batch_size": 4, "max_length": 16}),
+        ("translation_en_to_fr", TEXTS[1], {"num_beams": 2, "num_return_sequences": 2,
+                                            "max_new_tokens": 6, "return_tensors": True}),
+        ("translation_en_to_fr", LONG, {"truncation": True, "num_beams": 1, "max_new_tokens": 5}),
+    ],
+    "bart": [
+        ("summarization", TEXTS[0], {}),
+        ("summarization", TEXTS, {"batch_size": 2}),
+        ("summarization", TEXTS[2], {"min_length": 3, "max_length": 9, "num_beams": 3,
+                                     "no_repeat_ngram_size": 2, "encoder_no_repeat_ngram_size": 3}),
+        ("summarization", LONG, {"truncation": True, "max_length": 8}),
+    ],
 }
 
 
@@ -76,7 +90,45 @@ def make_t5(folder: Path) -> None:
     tok.save_pretrained(folder)
 
 
-MAKERS = {"t5": ("t5-pipeline-tiny", make_t5)}
+def make_marian(folder: Path) -> None:
+    src = FIX / "tokenizers" / "marian"
+    tok = transformers.MarianTokenizer(str(src / "source.spm"), str(src / "target.spm"),
+                                       str(src / "vocab.json"), model_max_length=64)
+    torch.manual_seed(8)
+    config = transformers.MarianConfig(
+        vocab_size=len(tok), d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=48,
+        decoder_ffn_dim=48, max_position_embeddings=64, pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id)
+    transformers.MarianMTModel(config).eval().save_pretrained(folder)
+    transformers.GenerationConfig(  # as Helsinki-NLP/opus-mt-en-fr ships it (lengths shortened)
+        bad_words_ids=[[tok.pad_token_id]], decoder_start_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id, forced_eos_token_id=tok.eos_token_id, max_length=24,
+        num_beams=3, pad_token_id=tok.pad_token_id).save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
+def make_bart(folder: Path) -> None:
+    tok = transformers.BartTokenizerFast(tokenizer_file=str(FIX / "tokenizers" / "bart" / "tokenizer.json"),
+                                         model_max_length=64)
+    torch.manual_seed(9)
+    config = transformers.BartConfig(
+        vocab_size=len(tok), d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=48,
+        decoder_ffn_dim=48, max_position_embeddings=64, pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.eos_token_id, forced_eos_token_id=tok.eos_token_id)
+    transformers.BartForConditionalGeneration(config).eval().save_pretrained(folder)
+    transformers.GenerationConfig(  # as facebook/bart-large-cnn ships it (lengths shortened)
+        bos_token_id=tok.bos_token_id, decoder_start_token_id=tok.eos_token_id,
+        early_stopping=True, eos_token_id=tok.eos_token_id, forced_bos_token_id=tok.bos_token_id,
+        forced_eos_token_id=tok.eos_token_id, length_penalty=2.0, max_length=22, min_length=5,
+        no_repeat_ngram_size=3, num_beams=4, pad_token_id=tok.pad_token_id).save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
+MAKERS = {"t5": ("t5-pipeline-tiny", make_t5), "marian": ("marian-pipeline-tiny", make_marian),
+          "bart": ("bart-pipeline-tiny", make_bart)}
 
 
 def jsonable(x):
