@@ -76,3 +76,33 @@ def test_an_input_over_the_position_table_needs_truncation(summarizer):
         assert summarizer("word " * 40, truncation=True, max_length=8, num_beams=1)
     finally:
         del summarizer.model.config.max_position_embeddings
+
+
+@pytest.fixture(scope="module")
+def mbart_translator():
+    from pretrained import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(FIX / "tokenizers" / "mbart")
+    cfg = AutoConfig.from_pretrained(FIX / "models" / "mbart-tiny-lm")
+    cfg.vocab_size = len(tok)
+    torch.manual_seed(0)
+    model = AutoModelForSeq2SeqLM.from_config(cfg)
+    return model, tok
+
+
+def test_a_multilingual_model_takes_the_pair_and_forces_the_target_code(mbart_translator):
+    model, tok = mbart_translator
+    fr = tok.convert_tokens_to_ids("fr_XX")
+    pipe = pipeline("translation", model=model, tokenizer=tok)
+    out = pipe("A small text editor.", src_lang="en_XX", tgt_lang="fr_XX", return_tensors=True,
+               num_beams=1, max_new_tokens=4)
+    ids = out[0]["translation_token_ids"].tolist()
+    assert ids[1] == fr                        # right after the decoder start token
+    assert tok.src_lang == "en_XX"
+    named = pipeline("translation_en_to_fr", model=model, tokenizer=tok)  # 'fr' -> its one code
+    assert named("Hello.", return_tensors=True, num_beams=1, max_new_tokens=3)[0][
+        "translation_token_ids"].tolist()[1] == fr
+    with pytest.raises(InvalidInputError, match="src_lang= and tgt_lang="):
+        pipe("A small text editor.")
+    with pytest.raises(InvalidInputError, match="not a language code"):
+        pipe("A small text editor.", src_lang="en_XX", tgt_lang="xx_YY")
