@@ -5,7 +5,8 @@ their own longest length, on the tokenizer's side; decoder inputs = labels shift
 the start token, -100 read as padding). The trainer tests use a stand-in encoder-decoder that
 keeps the model contract of ``pretrained.layers.seq2seq`` and whose ``generate`` is a known
 function of its input (start token, the input's tokens, eos), so the predictions that reach
-``compute_metrics`` can be written out exactly.
+``compute_metrics`` can be written out exactly; the last tests run the real (tiny, random) T5 and
+Marian: their decoder inputs from the collator, and a copy task learnt and generated back.
 """
 
 from types import SimpleNamespace
@@ -261,3 +262,57 @@ def test_plain_trainer_is_unchanged_by_the_prediction_pad(tmp_path):
                       data_collator=DataCollatorForSeq2Seq(Tok()))
     pred = trainer.predict(EVAL)  # the plain Trainer ignores predict_with_generate
     assert pred.predictions.ndim == 3
+
+
+# --- the real encoder-decoders (tiny, random) -------------------------------------------------
+def tiny_t5(seed=0):
+    from pretrained.models.t5 import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    return T5ForConditionalGeneration.from_config(T5Config(
+        vocab_size=16, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=4, dropout_rate=0.0,
+        relative_attention_num_buckets=8, relative_attention_max_distance=16))
+
+
+def test_collator_with_real_t5_and_marian():
+    from pretrained.models.marian import MarianConfig, MarianMTModel
+
+    batch = DataCollatorForSeq2Seq(Tok(), model=tiny_t5())(FEATURES)
+    # T5 starts decoding from its pad token (0)
+    assert batch["decoder_input_ids"].tolist() == [[0, 8, 9, 1, 0], [0, 11, 1, 0, 0], [0, 14, 15, 2, 3]]
+    marian = MarianMTModel.from_config(MarianConfig(
+        vocab_size=20, d_model=8, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, max_position_embeddings=32,
+        pad_token_id=19, decoder_start_token_id=19, eos_token_id=1))
+    batch = DataCollatorForSeq2Seq(Tok(), model=marian)(FEATURES)
+    # Marian starts from its pad token (19 here), and -100 shifted in becomes 19 too
+    assert batch["decoder_input_ids"].tolist() == [[19, 8, 9, 1, 19], [19, 11, 1, 19, 19],
+                                                   [19, 14, 15, 2, 3]]
+
+
+def test_seq2seq_trainer_with_real_t5_trains_and_generates(tmp_path):
+    data = [{"input_ids": [5 + i % 9, 1], "labels": [5 + i % 9, 1]} for i in range(36)]
+    seen = []
+
+    def exact(p):
+        seen.append(p)
+        hyps = [[t for t in row if t not in (PAD,)] for row in p.predictions]
+        refs = [[t for t in row if t != -100] for row in p.label_ids]
+        return {"exact": float(np.mean([h == r for h, r in zip(hyps, refs)]))}
+
+    model = tiny_t5()
+    trainer = Seq2SeqTrainer(model=model, args=s2s_args(tmp_path, max_steps=60, learning_rate=3e-2,
+                                                        per_device_eval_batch_size=4,
+                                                        generation_max_length=6),
+                             train_dataset=data, eval_dataset=data[:9], processing_class=Tok(),
+                             compute_metrics=exact)
+    before = trainer.evaluate()
+    trainer.train()
+    after = trainer.evaluate(num_beams=2)
+    assert after["eval_loss"] < before["eval_loss"] / 3, (before, after)
+    assert after["eval_exact"] == 1.0, seen[-1].predictions  # a copy task, learnt
+    # each batch padded to generation_max_length with the pad id: one width, start token first
+    assert seen[-1].predictions.shape == (9, 6) and (seen[-1].predictions[:, 0] == 0).all()
+    assert seen[-1].predictions[0].tolist() == [0, 5, 1, 0, 0, 0]
+    out = trainer.predict(data[:2], max_new_tokens=1)
+    assert out.predictions.tolist() == [[0, 5], [0, 6]]  # max_new_tokens + 1 wide
