@@ -124,11 +124,55 @@ def roundtrip(folder: Path, enc, dec, expected) -> float:
     return float((got - expected).abs().max())
 
 
+# the task heads: fixture -> (reference class, config extras); built on t5-tiny's shape
+HEADS = {
+    "t5-tiny-seqcls": ("T5ForSequenceClassification", {"num_labels": 3}),
+    "t5-tiny-tokcls": ("T5ForTokenClassification", {"num_labels": 4}),
+    "t5-tiny-qa": ("T5ForQuestionAnswering", {}),
+}
+
+
+def build_head(name: str, seed: int) -> dict:
+    cls_name, extra = HEADS[name]
+    torch.manual_seed(seed)
+    config = transformers.T5Config(**SHAPES["t5-tiny"], **extra)
+    model = getattr(transformers, cls_name)(config).eval()
+    folder = FIX / "models" / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    model.save_pretrained(folder)
+    model = getattr(transformers, cls_name).from_pretrained(folder).eval()
+    inputs = make_inputs(seed)
+    enc = {k: inputs[k] for k in ("input_ids", "attention_mask")}
+    tensors = {f"input.{k}": v for k, v in enc.items()}
+    meta: dict = {"class": cls_name}
+    with torch.no_grad():
+        out = model(**enc)
+        for key in ("logits", "start_logits", "end_logits"):
+            if getattr(out, key, None) is not None:
+                tensors[f"output.{key}"] = getattr(out, key)
+        if cls_name == "T5ForSequenceClassification":
+            labels = torch.tensor([0, 2, 1])
+            meta["loss"] = float(model(**enc, labels=labels).loss)
+        elif cls_name == "T5ForTokenClassification":
+            labels = (enc["input_ids"] % 4).masked_fill(enc["attention_mask"] == 0, -100)
+            meta["loss"] = float(model(**enc, labels=labels).loss)
+        else:
+            labels = torch.tensor([[1, 2], [0, 12], [3, 3]])   # 12: past the end, ignored
+            meta["loss"] = float(model(**enc, start_positions=labels[:, 0],
+                                       end_positions=labels[:, 1]).loss)
+        tensors["input.labels"] = labels
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(OUT / f"{name}.safetensors"))
+    return meta
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    meta = {"transformers": transformers.__version__, "models": {}}
+    meta = {"transformers": transformers.__version__, "models": {}, "heads": {}}
     for i, name in enumerate(SHAPES):
         meta["models"][name] = build(name, 1234 + i)
+    for i, name in enumerate(HEADS):
+        meta["heads"][name] = build_head(name, 4321 + i)
     (OUT / "t5.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 

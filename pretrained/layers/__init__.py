@@ -58,6 +58,7 @@ from .bart_blocks import (
 )
 from .seq2seq import (
     cross_key_values,
+    eos_representation,
     decoder_inputs,
     encoder_cache,
     encoder_padding_mask,
@@ -82,6 +83,7 @@ __all__ = [
     "shift_tokens_right_wrapped",
     "sinusoidal_table",
     "cross_key_values",
+    "eos_representation",
     "decoder_inputs",
     "encoder_cache",
     "encoder_padding_mask",

@@ -100,5 +100,21 @@ def encoder_padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | 
     return attention_mask[:, None, None, :].bool()
 
 
-__all__ = ["shift_tokens_right", "seq2seq_lm_loss", "decoder_inputs", "encoder_cache",
+def eos_representation(eos_token_id: int | None, input_ids: torch.Tensor | None,
+                       hidden: torch.Tensor, model_name: str) -> torch.Tensor:
+    """The decoder state at each row's last eos token (B, H): the sentence representation the
+    encoder-decoders' sequence classifiers (BART, T5) read. Every row must hold the same number
+    of eos tokens, as in the reference."""
+    if input_ids is None:
+        raise InvalidInputError(f"{model_name} needs input_ids (it pools at their eos tokens)")
+    eos = input_ids.eq(eos_token_id).to(hidden.device)
+    counts = eos.sum(1)
+    if int(counts.min()) < 1 or int(counts.max()) != int(counts.min()):
+        raise InvalidInputError(f"every row must hold the same number (>= 1) of eos tokens (id "
+                                f"{eos_token_id}), got {counts.tolist()}; tokenize with "
+                                "add_special_tokens=True")
+    return hidden[eos, :].view(hidden.shape[0], -1, hidden.shape[-1])[:, -1, :]
+
+
+__all__ = ["eos_representation", "shift_tokens_right", "seq2seq_lm_loss", "decoder_inputs", "encoder_cache",
            "cross_key_values", "encoder_padding_mask"]

@@ -32,6 +32,7 @@ from ..errors import InvalidInputError
 from ..layers import (
     BartArch,
     ClassificationHead,
+    eos_representation,
     Seq2SeqDecoder,
     Seq2SeqEncoder,
     Seq2SeqLM,
@@ -123,19 +124,6 @@ class BartForConditionalGeneration(Seq2SeqLM, BartPreTrainedModel):
     model_class = BartModel
 
 
-def _eos_representation(config: BartConfig, input_ids: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-    """The decoder state at each row's last eos token (BART's sentence representation)."""
-    if input_ids is None:
-        raise InvalidInputError("BartForSequenceClassification needs input_ids (it pools at their eos tokens)")
-    eos = input_ids.eq(config.eos_token_id).to(hidden.device)
-    counts = eos.sum(1)
-    if int(counts.min()) < 1 or int(counts.max()) != int(counts.min()):
-        raise InvalidInputError(f"every row must hold the same number (>= 1) of eos tokens (id "
-                                f"{config.eos_token_id}), got {counts.tolist()}; tokenize with "
-                                "add_special_tokens=True")
-    return hidden[eos, :].view(hidden.shape[0], -1, hidden.shape[-1])[:, -1, :]
-
-
 def _tail(out) -> dict:
     return {"decoder_hidden_states": out.decoder_hidden_states, "encoder_hidden_states": out.encoder_hidden_states,
             "encoder_last_hidden_state": out.encoder_last_hidden_state}
@@ -159,7 +147,8 @@ class BartForSequenceClassification(BartPreTrainedModel):
                 encoder_outputs=None, labels=None, output_hidden_states=None) -> Seq2SeqSequenceClassifierOutput:
         out = self.model(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
                          use_cache=False, output_hidden_states=output_hidden_states)
-        pooled = _eos_representation(self.config, input_ids, out.last_hidden_state)
+        pooled = eos_representation(self.config.eos_token_id, input_ids, out.last_hidden_state,
+                                    type(self).__name__)
         logits = self.classification_head(pooled[:, None])   # the head reads position 0
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
         return Seq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **_tail(out))

@@ -26,10 +26,14 @@ from torch import nn
 
 from ..config import PretrainedConfig
 from ..errors import ConfigError
-from ..layers import (RMSNorm, activation, check_attention_mask, cross_key_values, decoder_inputs,
-                      encoder_cache, seq2seq_lm_loss, split_heads)
+from ..layers import (ClassificationHead, RMSNorm, activation, check_attention_mask,
+                      cross_key_values, decoder_inputs, encoder_cache, eos_representation,
+                      seq2seq_lm_loss, sequence_classification_loss, shift_tokens_right, span_loss,
+                      split_heads, token_loss)
 from ..modeling import PreTrainedModel
-from ..outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+from ..outputs import (BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput,
+                       Seq2SeqQuestionAnsweringOutput, Seq2SeqSequenceClassifierOutput,
+                       TokenClassifierOutput)
 
 if TYPE_CHECKING:
     from ..cache import EncoderDecoderCache
@@ -306,6 +310,8 @@ class T5PreTrainedModel(PreTrainedModel):
     base_model_prefix = "transformer"
     shared_weights = {"encoder.embed_tokens.weight": "shared.weight",
                       "decoder.embed_tokens.weight": "shared.weight"}
+    # some old checkpoints store a relative bias for the first cross-attention, which T5 never uses
+    ignore_unexpected = (r"decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$",)
 
     def _init_weights(self, module: nn.Module) -> None:
         # the reference's Mesh-TensorFlow initialisation, scaled by initializer_factor
@@ -326,8 +332,16 @@ class T5PreTrainedModel(PreTrainedModel):
                 if hasattr(module, name):
                     nn.init.normal_(getattr(module, name).weight, std=f * c.d_model ** -0.5)
             nn.init.normal_(module.wo.weight, std=f * c.d_ff ** -0.5)
+        elif isinstance(module, ClassificationHead):
+            for lin in (module.dense, module.out_proj):
+                nn.init.normal_(lin.weight, std=f * c.d_model ** -0.5)
+                nn.init.zeros_(lin.bias)
         elif isinstance(module, nn.Linear) and module.out_features == c.vocab_size:
             nn.init.normal_(module.weight, std=f)  # the untied head (v1.1)
+        elif isinstance(module, nn.Linear):  # token classifier, span head
+            nn.init.normal_(module.weight, std=f * c.d_model ** -0.5)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.shared
@@ -432,8 +446,107 @@ class T5EncoderModel(T5PreTrainedModel):
         return self._encode(input_ids, attention_mask, None, output_hidden_states)
 
 
+def _own_decoder_inputs(config: T5Config, input_ids, decoder_input_ids):
+    """The classifiers' decoder reads the input itself, shifted right, unless told otherwise."""
+    if decoder_input_ids is not None or input_ids is None:
+        return decoder_input_ids
+    return shift_tokens_right(input_ids, config.pad_token_id, config.decoder_start_token_id)
+
+
+def _tail(out: Seq2SeqModelOutput) -> dict:
+    return {"decoder_hidden_states": out.decoder_hidden_states,
+            "encoder_last_hidden_state": out.encoder_last_hidden_state,
+            "encoder_hidden_states": out.encoder_hidden_states}
+
+
+class T5ForSequenceClassification(T5PreTrainedModel):
+    """The decoder's state at the input's last eos token -> ``classification_head``."""
+
+    forward_inputs = frozenset({"input_ids", "attention_mask", "decoder_input_ids",
+                                "decoder_attention_mask", "encoder_outputs", "labels",
+                                "output_hidden_states"})
+
+    def __init__(self, config: T5Config) -> None:
+        super().__init__(config)
+        self.transformer = T5Model(config)
+        self.shared_weights = {f"transformer.{k}": f"transformer.{v}"
+                               for k, v in T5Model.shared_weights.items()}
+        self.classification_head = ClassificationHead(config.d_model, config.num_labels,
+                                                      config.classifier_dropout, "tanh")
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.transformer.shared
+
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None,
+                decoder_attention_mask=None, encoder_outputs=None, labels=None,
+                output_hidden_states=None) -> Seq2SeqSequenceClassifierOutput:
+        out = self.transformer(input_ids, attention_mask,
+                               _own_decoder_inputs(self.config, input_ids, decoder_input_ids),
+                               decoder_attention_mask, encoder_outputs, use_cache=False,
+                               output_hidden_states=output_hidden_states)
+        pooled = eos_representation(self.config.eos_token_id, input_ids, out.last_hidden_state,
+                                    type(self).__name__)
+        logits = self.classification_head(pooled[:, None])   # the head reads position 0
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
+        return Seq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **_tail(out))
+
+
+class T5ForTokenClassification(T5PreTrainedModel):
+    """The encoder alone, a label per token (``classifier``)."""
+
+    forward_inputs = frozenset({"input_ids", "attention_mask", "labels", "output_hidden_states"})
+
+    def __init__(self, config: T5Config) -> None:
+        super().__init__(config)
+        self.transformer = T5EncoderModel(config)
+        self.shared_weights = {"transformer.encoder.embed_tokens.weight": "transformer.shared.weight"}
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.d_model, config.num_labels)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.transformer.shared
+
+    def forward(self, input_ids, attention_mask=None, labels=None,
+                output_hidden_states=None) -> TokenClassifierOutput:
+        out = self.transformer(input_ids, attention_mask, output_hidden_states)
+        logits = self.classifier(self.dropout(out.last_hidden_state))
+        loss = None if labels is None else token_loss(logits, labels)
+        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+class T5ForQuestionAnswering(T5Model):
+    """Span start/end logits over the decoder's positions (``qa_outputs``); the decoder reads the
+    input shifted right."""
+
+    forward_inputs = frozenset({"input_ids", "attention_mask", "decoder_input_ids",
+                                "decoder_attention_mask", "encoder_outputs", "start_positions",
+                                "end_positions", "output_hidden_states"})
+
+    def __init__(self, config: T5Config) -> None:
+        super().__init__(config)
+        self.qa_outputs = nn.Linear(config.d_model, config.num_labels)
+
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None,
+                decoder_attention_mask=None, encoder_outputs=None, start_positions=None,
+                end_positions=None, output_hidden_states=None) -> Seq2SeqQuestionAnsweringOutput:
+        out = super().forward(input_ids, attention_mask,
+                              _own_decoder_inputs(self.config, input_ids, decoder_input_ids),
+                              decoder_attention_mask, encoder_outputs, use_cache=False,
+                              output_hidden_states=output_hidden_states)
+        start, end = (x.squeeze(-1).contiguous()
+                      for x in self.qa_outputs(out.last_hidden_state).split(1, dim=-1))
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_loss(start, end, start_positions, end_positions)
+        return Seq2SeqQuestionAnsweringOutput(loss=loss, start_logits=start, end_logits=end,
+                                              **_tail(out))
+
+
 MODEL_CLASSES: dict[str, Any] = {
     "model": T5Model,
     "seq2seq-lm": T5ForConditionalGeneration,
     "encoder": T5EncoderModel,
+    "sequence-classification": T5ForSequenceClassification,
+    "token-classification": T5ForTokenClassification,
+    "question-answering": T5ForQuestionAnswering,
 }

@@ -227,3 +227,39 @@ def test_lora_all_linear_trains_saves_reloads_and_merges(tmp_path):
         merged = again.merge_and_unload()
         assert (merged(**batch).logits - got).abs().max() <= 1e-4
     assert peft.generate(**encoder_inputs(g), max_new_tokens=4).shape == (3, 5)
+
+
+HEADS = json.loads((FIX / "goldens" / "t5" / "t5.json").read_text())["heads"]
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_task_heads_equal_the_reference(name):
+    from pretrained import auto
+
+    g = golden(name)
+    cls = next(c for c in auto.model_module("t5").MODEL_CLASSES.values()
+               if c.__name__ == HEADS[name]["class"])
+    model = cls.from_pretrained(FIX / "models" / name)
+    enc = encoder_inputs(g)
+    with torch.no_grad():
+        out = model(**enc)
+        for key in ("logits", "start_logits", "end_logits"):
+            if f"output.{key}" in g:
+                assert (getattr(out, key) - g[f"output.{key}"]).abs().max() <= 1e-4
+        labels = g["input.labels"]
+        if "start_logits" in HEADS[name]["class"] or name.endswith("qa"):
+            loss = model(**enc, start_positions=labels[:, 0], end_positions=labels[:, 1]).loss
+        else:
+            loss = model(**enc, labels=labels).loss
+    assert abs(loss.item() - HEADS[name]["loss"]) <= 1e-4
+
+
+def test_the_sequence_classifier_needs_one_eos_count_per_row():
+    from pretrained.models.t5 import T5ForSequenceClassification
+
+    g = golden("t5-tiny-seqcls")
+    model = T5ForSequenceClassification.from_pretrained(FIX / "models" / "t5-tiny-seqcls")
+    ids = g["input.input_ids"].clone()
+    ids[0, 2] = 1   # a second eos in the first row only
+    with pytest.raises(InvalidInputError, match="same number"):
+        model(input_ids=ids, attention_mask=g["input.attention_mask"])
