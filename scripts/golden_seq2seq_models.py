@@ -1,5 +1,6 @@
 """Goldens for the BART family of encoder-decoders: BART (and a distilbart shape), Marian (shared
-and separate target vocabulary), mBART, Pegasus.
+and separate target vocabulary), mBART, Pegasus; BART's and mBART's classification and QA heads,
+and each one's decoder alone as a causal LM (XForCausalLM).
 
 Run by scripts/make_goldens.py (area "seq2seq_models") with the reference installed:
 
@@ -17,7 +18,7 @@ tests/fixtures/goldens/seq2seq/<name>.safetensors:
   decmask.*      decoder_attention_mask (a right-padded row) and the logits with it
   label.labels   labels (-100 in a padded row) for the losses in seq2seq.json
   bf16.*         the reference's bfloat16 outputs
-and in seq2seq.json the class, the losses (labels only: decoder inputs made from them; labels
+(the decoder-only XForCausalLM fixtures record their own: see build_causal), and in seq2seq.json the class, the losses (labels only: decoder inputs made from them; labels
 with decoder_input_ids), generate()'s tokens (greedy, 3 beams) and the round trip: our save_pretrained read back by the reference (max
 abs diff of its outputs against the goldens). Goldens come from transformers 5.x.
 """
@@ -66,12 +67,23 @@ FIXTURES = {
     "mbart-tiny-lm": ("MBartForConditionalGeneration", "MBartConfig", dict(_SHAPE, scale_embedding=True)),
     "pegasus-tiny-lm": ("PegasusForConditionalGeneration", "PegasusConfig",
                         dict(_SHAPE, activation_function="relu", scale_embedding=True)),
+    # mBART's copies of BART's heads (pre-LN, final norms)
+    "mbart-small-seqcls": ("MBartForSequenceClassification", "MBartConfig", dict(_SMALL, num_labels=3)),
+    "mbart-small-qa": ("MBartForQuestionAnswering", "MBartConfig", dict(_SMALL)),
+    # the decoders alone as decoder-only LMs (XForCausalLM): see build_causal
+    "bart-tiny-causal": ("BartForCausalLM", "BartConfig", dict(_SHAPE)),
+    "marian-tiny-causal": ("MarianForCausalLM", "MarianConfig",
+                           dict(_SHAPE, activation_function="swish", scale_embedding=True, pad_token_id=VOCAB - 1,
+                                decoder_start_token_id=VOCAB - 1, eos_token_id=0, forced_eos_token_id=0)),
+    "mbart-tiny-causal": ("MBartForCausalLM", "MBartConfig", dict(_SHAPE, scale_embedding=True)),
+    "pegasus-tiny-causal": ("PegasusForCausalLM", "PegasusConfig",
+                            dict(_SHAPE, activation_function="relu", scale_embedding=True)),
 }
 BASE = {"BartConfig": "BartModel", "MarianConfig": "MarianModel", "MBartConfig": "MBartModel",
         "PegasusConfig": "PegasusModel"}
 AUTO = {"ForConditionalGeneration": "AutoModelForSeq2SeqLM", "MTModel": "AutoModelForSeq2SeqLM",
         "ForSequenceClassification": "AutoModelForSequenceClassification",
-        "ForQuestionAnswering": "AutoModelForQuestionAnswering"}
+        "ForQuestionAnswering": "AutoModelForQuestionAnswering", "ForCausalLM": "AutoModelForCausalLM"}
 GENERATE = {"greedy": {}, "beams": {"num_beams": 3}}   # generate() cases, 8 new tokens
 OUTPUT_KEYS = ("logits", "start_logits", "end_logits", "encoder_last_hidden_state")
 SINUSOIDAL = re.compile(r"embed_positions\.weight$")
@@ -125,7 +137,9 @@ def _sinusoidal_keys(model) -> set[str]:
     return {f"{n}.weight" for n, m in model.named_modules() if "Sinusoidal" in type(m).__name__}
 
 
-def build(name: str) -> dict:
+def make_model(name: str):
+    """The reference's random model of fixture ``name``, moved away from init values, saved in
+    float16; returns (class, seed, folder, allow-missing pattern)."""
     cls_name, config_name, shape = FIXTURES[name]
     cls = getattr(transformers, cls_name)
     config = getattr(transformers, config_name)(**shape)
@@ -143,8 +157,14 @@ def build(name: str) -> dict:
             model.final_logits_bias.copy_(model.final_logits_bias.half().float())
     folder = FIX / "models" / name
     save_half(model, folder)
+    return cls, seed, folder, (SINUSOIDAL if fixed else None)
 
-    allow = SINUSOIDAL if fixed else None
+
+def build(name: str) -> dict:
+    cls_name, config_name, shape = FIXTURES[name]
+    if cls_name.endswith("ForCausalLM"):
+        return build_causal(name)
+    cls, seed, folder, allow = make_model(name)
     loaded = ref_load(cls, folder, allow)
     assert loaded.dtype == torch.float32, loaded.dtype
     decoder_vocab = loaded.get_decoder().embed_tokens.num_embeddings
@@ -186,6 +206,48 @@ def build(name: str) -> dict:
         tensors.update({f"label.{k}": v for k, v in spans.items()})
         with torch.no_grad():
             meta["losses"]["span"] = float(loaded(**inputs, **spans).loss)
+    OUT.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(OUT / f"{name}.safetensors"))
+    meta["roundtrip_max_abs_diff"] = roundtrip(name, cls_name, folder, inputs, expected, allow)
+    return meta
+
+
+def build_causal(name: str) -> dict:
+    """XForCausalLM, the decoder alone: ``input.*`` (input_ids with a right- and a left-padded
+    row, attention_mask), ``output.logits``, ``cross.*`` (encoder_hidden_states,
+    encoder_attention_mask with padding, and the logits with them), ``label.labels`` (-100 at
+    the padding; the reference 5.x does not shift them) and the losses without and with the
+    encoder states; generate() from the left-padded prompt (greedy, 3 beams)."""
+    cls_name, _, shape = FIXTURES[name]
+    cls, seed, folder, allow = make_model(name)
+    loaded = ref_load(cls, folder, allow)
+    assert loaded.dtype == torch.float32 and not loaded.config.is_encoder_decoder
+    g = torch.Generator().manual_seed(seed)
+    pad = loaded.config.pad_token_id
+    ids = torch.randint(3, VOCAB - 1, (B, T + 1), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, -2:] = 0
+    mask[2, :3] = 0
+    ids[mask == 0] = pad
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    cross = {"encoder_hidden_states": torch.randn(B, S, shape["d_model"], generator=g),
+             "encoder_attention_mask": torch.ones(B, S, dtype=torch.long)}
+    cross["encoder_attention_mask"][1, -3:] = 0
+    labels = torch.randint(3, VOCAB - 1, (B, T + 1), generator=g).masked_fill(mask == 0, -100)
+    tensors = {f"input.{k}": v for k, v in inputs.items()}
+    expected = outputs_of(loaded, inputs)
+    tensors.update({f"output.{k}": v for k, v in expected.items()})
+    tensors.update({f"cross.{k}": v for k, v in cross.items()})
+    tensors["cross.logits"] = outputs_of(loaded, {**inputs, **cross})["logits"]
+    tensors["label.labels"] = labels
+    bf = ref_load(cls, folder, allow, dtype=torch.bfloat16)
+    tensors.update({f"bf16.{k}": v.float() for k, v in outputs_of(bf, inputs).items()})
+    meta = {"class": cls_name, "config": shape, "files": sorted(p.name for p in folder.iterdir()), "losses": {}}
+    with torch.no_grad():
+        meta["losses"]["labels"] = float(loaded(**inputs, labels=labels).loss)
+        meta["losses"]["labels_cross"] = float(loaded(**inputs, **cross, labels=labels).loss)
+        meta["generate"] = {case: loaded.generate(**inputs, max_new_tokens=8, do_sample=False, **kw).tolist()
+                            for case, kw in GENERATE.items()}
     OUT.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(OUT / f"{name}.safetensors"))
     meta["roundtrip_max_abs_diff"] = roundtrip(name, cls_name, folder, inputs, expected, allow)

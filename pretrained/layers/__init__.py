@@ -4,9 +4,9 @@ Model files import from here rather than re-implementing; a block lives here onc
 share it. :mod:`.activations` (activation functions by config name), :mod:`.attention` (masks,
 SDPA and grouped-query attention), :mod:`.rope` (rotary embeddings), :mod:`.norms` (RMSNorm),
 :mod:`.losses` (head losses), :mod:`.init` (reference initialisation), :mod:`.encoder` and
-:mod:`.decoder` (forward helpers of each family), :mod:`.seq2seq` and :mod:`.bart_blocks`
-(encoder-decoders: the contract's helpers, the BART family's blocks) and :mod:`.conv1d`
-(GPT-2's ``Conv1D``). Plain PyTorch math only: speed lives in :mod:`pretrained.backends`, which swaps modules after loading.
+:mod:`.decoder` (forward helpers of each family), :mod:`.seq2seq`, :mod:`.bart_blocks` and
+:mod:`.seq2seq_heads` (encoder-decoders: the contract's helpers, the BART family's blocks and
+task heads) and :mod:`.conv1d` (GPT-2's ``Conv1D``). Plain PyTorch math only: speed lives in :mod:`pretrained.backends`, which swaps modules after loading.
 Every name is re-exported here, so callers import from ``pretrained.layers``.
 """
 
@@ -65,6 +65,12 @@ from .seq2seq import (
     seq2seq_lm_loss,
     shift_tokens_right,
 )
+from .seq2seq_heads import (
+    DecoderWrapper,
+    Seq2SeqCausalLM,
+    Seq2SeqQuestionAnswering,
+    Seq2SeqSequenceClassification,
+)
 from .rope import ROPE_TYPES, RotaryEmbedding, apply_rotary, rope_frequencies, standardize_rope_parameters
 
 __all__ = [
@@ -82,6 +88,10 @@ __all__ = [
     "check_bart_config",
     "shift_tokens_right_wrapped",
     "sinusoidal_table",
+    "DecoderWrapper",
+    "Seq2SeqCausalLM",
+    "Seq2SeqQuestionAnswering",
+    "Seq2SeqSequenceClassification",
     "cross_key_values",
     "eos_representation",
     "decoder_inputs",

@@ -216,8 +216,9 @@ class BartDecoderLayer(_Sublayers):
 
     def forward(self, x, mask, encoder_states, encoder_mask, cache) -> torch.Tensor:
         x = self._residual(x, self.self_attn_layer_norm, lambda h: self.self_attn(h, mask, cache, causal=True))
-        x = self._residual(x, self.encoder_attn_layer_norm,
-                           lambda h: self.encoder_attn.cross(h, encoder_states, encoder_mask, cache))
+        if encoder_states is not None:   # a decoder-only LM (XForCausalLM) without them skips it
+            x = self._residual(x, self.encoder_attn_layer_norm,
+                               lambda h: self.encoder_attn.cross(h, encoder_states, encoder_mask, cache))
         return self._residual(x, self.final_layer_norm, self._ffn)
 
 
@@ -303,7 +304,10 @@ class Seq2SeqEncoder(_Stack):
 
 class Seq2SeqDecoder(_Stack):
     """The decoder over the encoder's output, with an :class:`~pretrained.cache.EncoderDecoderCache`;
-    positions continue from the cache's length."""
+    positions continue from the cache's length. In a decoder-only LM (``is_encoder_decoder``
+    false: :class:`~.seq2seq_heads.Seq2SeqCausalLM`) the encoder output is optional: without it
+    the cross-attention sublayers are skipped and the cache is a plain one (DynamicCache,
+    StaticCache), as the reference does."""
 
     forward_inputs = frozenset({"input_ids", "attention_mask", "encoder_hidden_states",
                                 "encoder_attention_mask", "past_key_values", "use_cache",
@@ -340,27 +344,31 @@ class Seq2SeqDecoder(_Stack):
                 encoder_hidden_states: torch.Tensor | None = None,
                 encoder_attention_mask: torch.Tensor | None = None, past_key_values: Any = None,
                 use_cache: bool | None = None, output_hidden_states: bool | None = None) -> BaseModelOutput:
-        if encoder_hidden_states is None:
-            raise InvalidInputError("the decoder needs encoder_hidden_states (the encoder's output)")
         if use_cache is None:
             use_cache = self.config.use_cache and not self.training
-        cache = encoder_cache(past_key_values, use_cache)
+        crossing = encoder_hidden_states is not None or self.config.is_encoder_decoder
+        if crossing:
+            if encoder_hidden_states is None:
+                raise InvalidInputError("the decoder needs encoder_hidden_states (the encoder's output)")
+            cache = encoder_cache(past_key_values, use_cache)
         input_ids = self.check_input_ids(input_ids)
-        if input_ids.shape[0] != encoder_hidden_states.shape[0]:
+        if crossing and input_ids.shape[0] != encoder_hidden_states.shape[0]:
             raise InvalidInputError(f"decoder_input_ids has {input_ids.shape[0]} rows but the encoder "
                                     f"output {encoder_hidden_states.shape[0]}")
-        own = cache.self_attention_cache if cache is not None else None
+        own = (cache.self_attention_cache if cache is not None else None) if crossing else past_key_values
         # shape checks of the decoder mask (cached + new tokens) and positions, as in a decoder
         # (ids as a (B, T, 1) stand-in for embeddings: the ids are checked above, against the
-        # decoder's own vocabulary)
-        _, past, b, t, _, position_ids = prepare_decoder_inputs(
-            self, None, input_ids[..., None], attention_mask, None, own, False)
+        # decoder's own vocabulary); decoder-only, a new DynamicCache when use_cache
+        own, past, b, t, _, position_ids = prepare_decoder_inputs(
+            self, None, input_ids[..., None], attention_mask, None, own, use_cache and not crossing)
+        if not crossing:
+            cache = own
         _check_positions(position_ids, self.config.max_position_embeddings,
                          "decode fewer tokens (max_new_tokens)")
         x = self._embed(input_ids, position_ids)
         mask = causal_mask(attention_mask, q_len=t, past_len=past,
                            kv_len=own.kv_length(t) if own is not None else t, device=x.device)
-        if encoder_attention_mask is not None:
+        if encoder_attention_mask is not None and crossing:
             check_attention_mask(encoder_attention_mask, tuple(encoder_hidden_states.shape[:2]))
         cross_mask = encoder_padding_mask(encoder_attention_mask)
         states = [x] if _keep_states(self.config, output_hidden_states) else None

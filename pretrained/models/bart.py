@@ -1,6 +1,6 @@
 """BART (``model_type: "bart"``; distilbart is BART with fewer decoder layers): the
-encoder-decoder, its conditional-generation head (summarization), sequence classification and
-question answering.
+encoder-decoder, its conditional-generation head (summarization), sequence classification,
+question answering and the decoder alone as a causal LM (``BartForCausalLM``).
 
 Post-LayerNorm layers, learned positions (offset 2), ``layernorm_embedding``; the blocks are
 :mod:`pretrained.layers.bart_blocks`. Module names are the checkpoints'
@@ -25,26 +25,22 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..config import PretrainedConfig
-from ..errors import InvalidInputError
 from ..layers import (
     BartArch,
-    ClassificationHead,
-    eos_representation,
+    Seq2SeqCausalLM,
     Seq2SeqDecoder,
     Seq2SeqEncoder,
     Seq2SeqLM,
     Seq2SeqModel,
     Seq2SeqPreTrained,
+    Seq2SeqQuestionAnswering,
+    Seq2SeqSequenceClassification,
     check_bart_config,
-    sequence_classification_loss,
     shift_tokens_right,
-    span_loss,
 )
 from ..modeling import PreTrainedModel
-from ..outputs import Seq2SeqQuestionAnsweringOutput, Seq2SeqSequenceClassifierOutput
 
 
 class BartConfig(PretrainedConfig):
@@ -124,59 +120,24 @@ class BartForConditionalGeneration(Seq2SeqLM, BartPreTrainedModel):
     model_class = BartModel
 
 
-def _tail(out) -> dict:
-    return {"decoder_hidden_states": out.decoder_hidden_states, "encoder_hidden_states": out.encoder_hidden_states,
-            "encoder_last_hidden_state": out.encoder_last_hidden_state}
-
-
-class BartForSequenceClassification(BartPreTrainedModel):
+class BartForSequenceClassification(Seq2SeqSequenceClassification, BartPreTrainedModel):
     """The decoder state at the last eos token -> ``classification_head`` (dense, tanh,
     out_proj); the loss follows ``config.problem_type``."""
 
-    forward_inputs = frozenset({"input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask",
-                                "encoder_outputs", "labels", "output_hidden_states"})
-
-    def __init__(self, config: BartConfig) -> None:
-        super().__init__(config)
-        self.model = BartModel(config)
-        self.tied_weights = self.model.tied_weights_under("model")
-        self.classification_head = ClassificationHead(config.d_model, config.num_labels,
-                                                      config.classifier_dropout, "tanh")
-
-    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
-                encoder_outputs=None, labels=None, output_hidden_states=None) -> Seq2SeqSequenceClassifierOutput:
-        out = self.model(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
-                         use_cache=False, output_hidden_states=output_hidden_states)
-        pooled = eos_representation(self.config.eos_token_id, input_ids, out.last_hidden_state,
-                                    type(self).__name__)
-        logits = self.classification_head(pooled[:, None])   # the head reads position 0
-        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
-        return Seq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **_tail(out))
+    model_class = BartModel
 
 
-class BartForQuestionAnswering(BartPreTrainedModel):
+class BartForQuestionAnswering(Seq2SeqQuestionAnswering, BartPreTrainedModel):
     """Span start/end logits over the decoder's positions (``qa_outputs``)."""
 
-    forward_inputs = frozenset({"input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask",
-                                "encoder_outputs", "start_positions", "end_positions", "output_hidden_states"})
+    model_class = BartModel
 
-    def __init__(self, config: BartConfig) -> None:
-        config.num_labels = 2   # start and end, as the reference sets it
-        super().__init__(config)
-        self.model = BartModel(config)
-        self.tied_weights = self.model.tied_weights_under("model")
-        self.qa_outputs = nn.Linear(config.d_model, 2)
 
-    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
-                encoder_outputs=None, start_positions=None, end_positions=None,
-                output_hidden_states=None) -> Seq2SeqQuestionAnsweringOutput:
-        out = self.model(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs,
-                         use_cache=False, output_hidden_states=output_hidden_states)
-        start, end = (x.squeeze(-1).contiguous() for x in self.qa_outputs(out.last_hidden_state).split(1, dim=-1))
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = span_loss(start, end, start_positions, end_positions)
-        return Seq2SeqQuestionAnsweringOutput(loss=loss, start_logits=start, end_logits=end, **_tail(out))
+class BartForCausalLM(Seq2SeqCausalLM, BartPreTrainedModel):
+    """BART's decoder alone + ``lm_head`` tied to its embeddings: a decoder-only LM (keys
+    ``model.decoder.*``), cross-attending to ``encoder_hidden_states`` when given."""
+
+    decoder_class = BartDecoder
 
 
 MODEL_CLASSES = {
@@ -184,4 +145,5 @@ MODEL_CLASSES = {
     "seq2seq-lm": BartForConditionalGeneration,
     "sequence-classification": BartForSequenceClassification,
     "question-answering": BartForQuestionAnswering,
+    "causal-lm": BartForCausalLM,
 }

@@ -1,5 +1,5 @@
-"""MarianMT (``model_type: "marian"``, the Helsinki-NLP opus-mt translators): the encoder-decoder
-and its translation head.
+"""MarianMT (``model_type: "marian"``, the Helsinki-NLP opus-mt translators): the encoder-decoder,
+its translation head and the decoder alone as a causal LM (``MarianForCausalLM``).
 
 BART's post-LayerNorm layers with the fixed sinusoidal positions (no table in the state: the
 checkpoints' copies are ignored, their values are the same), scaled embeddings and no
@@ -29,6 +29,7 @@ from typing import Any
 from ..config import PretrainedConfig
 from ..layers import (
     BartArch,
+    Seq2SeqCausalLM,
     Seq2SeqDecoder,
     Seq2SeqEncoder,
     Seq2SeqLM,
@@ -113,7 +114,15 @@ class MarianMTModel(Seq2SeqLM, MarianPreTrainedModel):
     model_class = MarianModel
 
 
+class MarianForCausalLM(Seq2SeqCausalLM, MarianPreTrainedModel):
+    """Marian's decoder alone + ``lm_head`` tied to its embeddings: a decoder-only LM (keys
+    ``model.decoder.*``), cross-attending to ``encoder_hidden_states`` when given."""
+
+    decoder_class = MarianDecoder
+
+
 MODEL_CLASSES = {
     "model": MarianModel,
     "seq2seq-lm": MarianMTModel,
+    "causal-lm": MarianForCausalLM,
 }

@@ -1,5 +1,6 @@
 """mBART (``model_type: "mbart"``, multilingual BART: mbart-large-cc25/-50, many translators):
-the encoder-decoder and its conditional-generation head.
+the encoder-decoder, its conditional-generation head, sequence classification and question
+answering (BART's heads) and the decoder alone as a causal LM (``MBartForCausalLM``).
 
 BART with LayerNorm before each sublayer, a final ``layer_norm`` on both stacks (besides
 ``layernorm_embedding``); the blocks are :mod:`pretrained.layers.bart_blocks`. mBART sequences
@@ -26,11 +27,14 @@ import torch
 from ..config import PretrainedConfig
 from ..layers import (
     BartArch,
+    Seq2SeqCausalLM,
     Seq2SeqDecoder,
     Seq2SeqEncoder,
     Seq2SeqLM,
     Seq2SeqModel,
     Seq2SeqPreTrained,
+    Seq2SeqQuestionAnswering,
+    Seq2SeqSequenceClassification,
     check_bart_config,
     shift_tokens_right_wrapped,
 )
@@ -107,7 +111,29 @@ class MBartForConditionalGeneration(Seq2SeqLM, MBartPreTrainedModel):
         return shift_tokens_right_wrapped(labels, self.config.pad_token_id)
 
 
+class MBartForSequenceClassification(Seq2SeqSequenceClassification, MBartPreTrainedModel):
+    """The decoder state at the last eos token -> ``classification_head``, as BART's."""
+
+    model_class = MBartModel
+
+
+class MBartForQuestionAnswering(Seq2SeqQuestionAnswering, MBartPreTrainedModel):
+    """Span start/end logits over the decoder's positions (``qa_outputs``), as BART's."""
+
+    model_class = MBartModel
+
+
+class MBartForCausalLM(Seq2SeqCausalLM, MBartPreTrainedModel):
+    """mBART's decoder alone + ``lm_head`` tied to its embeddings: a decoder-only LM (keys
+    ``model.decoder.*``), cross-attending to ``encoder_hidden_states`` when given."""
+
+    decoder_class = MBartDecoder
+
+
 MODEL_CLASSES = {
     "model": MBartModel,
     "seq2seq-lm": MBartForConditionalGeneration,
+    "sequence-classification": MBartForSequenceClassification,
+    "question-answering": MBartForQuestionAnswering,
+    "causal-lm": MBartForCausalLM,
 }

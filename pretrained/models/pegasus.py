@@ -1,5 +1,5 @@
-"""Pegasus (``model_type: "pegasus"``, google/pegasus-*: summarization): the encoder-decoder and
-its conditional-generation head.
+"""Pegasus (``model_type: "pegasus"``, google/pegasus-*: summarization): the encoder-decoder,
+its conditional-generation head and the decoder alone as a causal LM (``PegasusForCausalLM``).
 
 LayerNorm before each sublayer and a final ``layer_norm`` on both stacks (as mBART), the fixed
 sinusoidal positions and scaled embeddings (as Marian, the table holds no state), no
@@ -23,6 +23,7 @@ from __future__ import annotations
 from ..config import PretrainedConfig
 from ..layers import (
     BartArch,
+    Seq2SeqCausalLM,
     Seq2SeqDecoder,
     Seq2SeqEncoder,
     Seq2SeqLM,
@@ -96,7 +97,15 @@ class PegasusForConditionalGeneration(Seq2SeqLM, PegasusPreTrainedModel):
     model_class = PegasusModel
 
 
+class PegasusForCausalLM(Seq2SeqCausalLM, PegasusPreTrainedModel):
+    """Pegasus's decoder alone + ``lm_head`` tied to its embeddings: a decoder-only LM (keys
+    ``model.decoder.*``), cross-attending to ``encoder_hidden_states`` when given."""
+
+    decoder_class = PegasusDecoder
+
+
 MODEL_CLASSES = {
     "model": PegasusModel,
     "seq2seq-lm": PegasusForConditionalGeneration,
+    "causal-lm": PegasusForCausalLM,
 }

@@ -4,6 +4,7 @@ classification and question-answering heads, and BART's own fallbacks."""
 import pytest
 import torch
 
+from seq2seq_causal_tester import seq2seq_causal_tests
 from seq2seq_tester import golden, inputs_of, seq2seq_tests
 from tester import load
 
@@ -13,6 +14,7 @@ from pretrained.layers import shift_tokens_right
 from pretrained.models.bart import BartConfig, BartForConditionalGeneration
 
 globals().update(seq2seq_tests("bart"))
+globals().update(seq2seq_causal_tests("bart"))
 
 
 def test_the_auto_class_picks_the_generation_head():

@@ -3,12 +3,14 @@ vocabulary and one with a target vocabulary of its own, and what is Marian's own
 
 import torch
 
+from seq2seq_causal_tester import seq2seq_causal_tests
 from seq2seq_tester import golden, inputs_of, seq2seq_tests
 from tester import load
 
 from pretrained.models.marian import MarianConfig
 
 globals().update(seq2seq_tests("marian"))
+globals().update(seq2seq_causal_tests("marian"))
 
 
 def test_a_separate_target_vocabulary_has_its_own_embeddings_and_head():

@@ -1,10 +1,12 @@
 """Pegasus ('pegasus'): the encoder-decoder tests (seq2seq_tester.py) on its fixtures."""
 
+from seq2seq_causal_tester import seq2seq_causal_tests
 from seq2seq_tester import seq2seq_tests
 
 from pretrained.models.pegasus import PegasusConfig
 
 globals().update(seq2seq_tests("pegasus"))
+globals().update(seq2seq_causal_tests("pegasus"))
 
 
 def test_the_config_defaults_are_the_references():
