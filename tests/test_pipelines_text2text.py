@@ -106,3 +106,9 @@ def test_a_multilingual_model_takes_the_pair_and_forces_the_target_code(mbart_tr
         pipe("A small text editor.")
     with pytest.raises(InvalidInputError, match="not a language code"):
         pipe("A small text editor.", src_lang="en_XX", tgt_lang="xx_YY")
+
+
+def test_truncation_says_how_long_the_input_was(summarizer, caplog):
+    with caplog.at_level("WARNING", logger="pretrained"):
+        summarizer("word " * 100, truncation=True, max_length=8, num_beams=1)
+    assert any("tokens was cut to its first 64" in r.getMessage() for r in caplog.records)

@@ -145,6 +145,11 @@ class Text2TextGenerationPipeline(Pipeline):
                                     "some text (or drop the empty items)")
         enc = self._encode(self.prefix + item, bool(truncation), src_lang, tgt_lang)
         ids = list(enc["input_ids"])
+        if truncation and len(ids) == getattr(self.tokenizer, "model_max_length", None):
+            full = len(self._encode(self.prefix + item, False, src_lang, tgt_lang)["input_ids"])
+            if full > len(ids):
+                logger.warning("%s: an input of %d tokens was cut to its first %d (truncation=True)",
+                               self.task, full, len(ids))
         limit = self._hard_limit()
         if not truncation and limit is not None and len(ids) > limit:
             raise InvalidInputError(f"this input is {len(ids)} tokens long but the model takes at most "
