@@ -138,7 +138,6 @@ def main() -> None:
         decoder_start_token_id=tok.pad_token_id, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
         forced_eos_token_id=tok.eos_token_id, max_length=MAX_TARGET, num_beams=4)
     trainer.save_model(str(out / "model"))
-    model.generation_config.save_pretrained(out / "model")
     samples = [r["en"] for r in test_rows[:5]]
     translations, how = translate_examples(out / "model", samples, type(model))
     record = {
