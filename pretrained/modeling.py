@@ -342,6 +342,10 @@ class PreTrainedModel(nn.Module):
         model.init_weights()
         if isinstance(dtype, torch.dtype):
             model.to(dtype)
+        from .generation.config import GenerationConfig
+
+        # as from_pretrained gives one: the config's special tokens and legacy generation fields
+        model.generation_config = GenerationConfig.from_model_config(config)
         accelerate(model)
         return model
 

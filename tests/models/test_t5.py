@@ -263,3 +263,10 @@ def test_the_sequence_classifier_needs_one_eos_count_per_row():
     ids[0, 2] = 1   # a second eos in the first row only
     with pytest.raises(InvalidInputError, match="same number"):
         model(input_ids=ids, attention_mask=g["input.attention_mask"])
+
+
+def test_a_model_from_a_config_has_a_generation_config():
+    model = T5ForConditionalGeneration.from_config(T5Config(vocab_size=40, d_model=16, d_kv=4, d_ff=24,
+                                                            num_layers=1, num_heads=2, num_beams=3))
+    assert model.generation_config.decoder_start_token_id == 0
+    assert model.generation_config.num_beams == 3   # a legacy field of the config
