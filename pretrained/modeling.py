@@ -342,10 +342,12 @@ class PreTrainedModel(nn.Module):
         model.init_weights()
         if isinstance(dtype, torch.dtype):
             model.to(dtype)
-        from .generation.config import GenerationConfig
+        if "past_key_values" in model.forward_inputs or getattr(config, "is_encoder_decoder", False):
+            from .generation.config import GenerationConfig
 
-        # as from_pretrained gives one: the config's special tokens and legacy generation fields
-        model.generation_config = GenerationConfig.from_model_config(config)
+            # a model that generates gets one, as from_pretrained gives it: the config's special
+            # tokens and legacy generation fields (saved with the model, as the reference does)
+            model.generation_config = GenerationConfig.from_model_config(config)
         accelerate(model)
         return model
 
