@@ -65,6 +65,15 @@ CASES = {
                                             "max_new_tokens": 6, "return_tensors": True}),
         ("translation_en_to_fr", LONG, {"truncation": True, "num_beams": 1, "max_new_tokens": 5}),
     ],
+    "pegasus": [
+        ("summarization", TEXTS[1], {}),
+        ("summarization", TEXTS, {"batch_size": 3, "num_beams": 2, "max_length": 10}),
+    ],
+    "mbart": [
+        ("translation_en_to_fr", TEXTS[0], {"src_lang": "en_XX", "tgt_lang": "fr_XX"}),
+        ("translation", TEXTS, {"src_lang": "en_XX", "tgt_lang": "fr_XX", "batch_size": 2,
+                                "max_new_tokens": 6}),
+    ],
     "bart": [
         ("summarization", TEXTS[0], {}),
         ("summarization", TEXTS, {"batch_size": 2}),
@@ -127,7 +136,44 @@ def make_bart(folder: Path) -> None:
     tok.save_pretrained(folder)
 
 
-MAKERS = {"t5": ("t5-pipeline-tiny", make_t5), "marian": ("marian-pipeline-tiny", make_marian),
+def make_pegasus(folder: Path) -> None:
+    tok = transformers.PegasusTokenizerFast(
+        vocab_file=str(FIX / "tokenizers" / "pegasus_spm" / "spiece.model"), model_max_length=64)
+    torch.manual_seed(10)
+    config = transformers.PegasusConfig(
+        vocab_size=len(tok), d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=48,
+        decoder_ffn_dim=48, max_position_embeddings=64, pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id,
+        forced_eos_token_id=tok.eos_token_id)
+    transformers.PegasusForConditionalGeneration(config).eval().save_pretrained(folder)
+    transformers.GenerationConfig(  # as google/pegasus-xsum ships it (lengths shortened)
+        decoder_start_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+        forced_eos_token_id=tok.eos_token_id, length_penalty=0.6, max_length=16, num_beams=3,
+        pad_token_id=tok.pad_token_id).save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
+def make_mbart(folder: Path) -> None:
+    tok = transformers.MBartTokenizerFast(
+        vocab_file=str(FIX / "tokenizers" / "mbart_spm" / "sentencepiece.bpe.model"),
+        src_lang="en_XX", tgt_lang="fr_XX", model_max_length=64)
+    torch.manual_seed(11)
+    config = transformers.MBartConfig(
+        vocab_size=len(tok), d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=48,
+        decoder_ffn_dim=48, max_position_embeddings=64, pad_token_id=tok.pad_token_id,
+        bos_token_id=0, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.eos_token_id)
+    transformers.MBartForConditionalGeneration(config).eval().save_pretrained(folder)
+    transformers.GenerationConfig(  # as facebook/mbart-large-en-ro ships it (lengths shortened)
+        bos_token_id=0, decoder_start_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+        forced_eos_token_id=tok.eos_token_id, max_length=14, num_beams=2,
+        pad_token_id=tok.pad_token_id).save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
+MAKERS = {"t5": ("t5-pipeline-tiny", make_t5), "pegasus": ("pegasus-pipeline-tiny", make_pegasus),
+          "mbart": ("mbart-pipeline-tiny", make_mbart), "marian": ("marian-pipeline-tiny", make_marian),
           "bart": ("bart-pipeline-tiny", make_bart)}
 
 

@@ -5,9 +5,9 @@ an encoder-decoder model (T5, BART, Marian, mBART, Pegasus), as the reference 4.
   per returned sequence; ``return_tensors=True`` gives ``*_token_ids`` instead);
 * a list of strings -> one such dict per string (a list of lists with ``num_return_sequences``).
 
-Generation settings, weakest first: the pipeline's defaults (``max_new_tokens=256,
-num_beams=4``), the model's generation config (a ``max_length`` there replaces the default
-``max_new_tokens``), the checkpoint's ``task_specific_params`` for this task (t5-small's
+Generation settings, weakest first: the model's generation config, the pipeline's defaults
+(``max_new_tokens=256, num_beams=4``; a ``max_length`` in the model's generation config other
+than 20 replaces the default ``max_new_tokens``), the checkpoint's ``task_specific_params`` for this task (t5-small's
 ``"summarize: "`` prefix, beams, lengths), then the call's keyword arguments (any
 ``generate()`` parameter). One deliberate difference from the reference: a ``max_length`` from
 the task's parameters or from the call is obeyed; the reference lets its default
@@ -72,11 +72,13 @@ class Text2TextGenerationPipeline(Pipeline):
 
     def _generation_setup(self) -> tuple[str, GenerationConfig]:
         """The pipeline's generation config and text prefix (see the module doc for the order)."""
-        cfg = GenerationConfig(**_PIPELINE_DEFAULTS)
         model_cfg = getattr(self.model, "generation_config", None)
         if not isinstance(model_cfg, GenerationConfig):
             model_cfg = GenerationConfig.from_model_config(self.model.config)
-        cfg.update(**model_cfg.to_diff_dict())
+        cfg = GenerationConfig(**model_cfg.to_diff_dict())
+        # as the reference 4.57: the model's values fill what the pipeline's defaults leave
+        # unset, so its num_beams=4 wins over a generation_config.json's num_beams
+        cfg.update(**_PIPELINE_DEFAULTS)
         if cfg.max_new_tokens == _PIPELINE_DEFAULTS["max_new_tokens"] and \
                 cfg.max_length not in (None, _GLOBAL_MAX_LENGTH):
             cfg.max_new_tokens = None  # the model's max_length wins over the pipeline default
