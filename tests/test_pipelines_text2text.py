@@ -112,3 +112,14 @@ def test_truncation_says_how_long_the_input_was(summarizer, caplog):
     with caplog.at_level("WARNING", logger="pretrained"):
         summarizer("word " * 100, truncation=True, max_length=8, num_beams=1)
     assert any("tokens was cut to its first 64" in r.getMessage() for r in caplog.records)
+
+
+def test_the_default_length_stops_at_the_decoders_last_position():
+    translate = pipeline("translation_en_to_fr", model=str(FIX / "models" / "marian-pipeline-tiny"))
+    # as for a model whose generation_config.json sets no max_length: the pipeline's default only
+    translate.generation_config.max_length = None
+    translate.generation_config.max_new_tokens = 256
+    ids = translate("A small text editor.", num_beams=1, min_new_tokens=70, return_tensors=True)
+    assert len(ids[0]["translation_token_ids"]) == 64   # the start token + 63: all 64 positions
+    with pytest.raises(InvalidInputError, match="maximum context length is 64"):
+        translate("A small text editor.", num_beams=1, max_new_tokens=100)   # chosen: an error

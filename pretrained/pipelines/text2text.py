@@ -177,6 +177,13 @@ class Text2TextGenerationPipeline(Pipeline):
             kwargs["max_new_tokens"] = None  # the call's max_length is obeyed (see the module doc)
         kwargs.setdefault("generation_config", self.generation_config)
         cfg = kwargs["generation_config"]
+        limit = self._hard_limit()
+        if limit and "max_length" not in kwargs and "max_new_tokens" not in kwargs and \
+                cfg.max_new_tokens == _PIPELINE_DEFAULTS["max_new_tokens"] and \
+                cfg.max_new_tokens >= limit:
+            # the pipeline's own default asks for more tokens than the decoder has positions
+            # (the reference fails there); nobody chose it, so it stops at the last position
+            kwargs["max_new_tokens"] = limit - 1
         if "max_length" not in kwargs and kwargs.get("max_new_tokens", cfg.max_new_tokens) is None \
                 and cfg.max_length == _GLOBAL_MAX_LENGTH:
             # the reference reads a max_length equal to generate()'s default as "unset": 20 new
