@@ -278,19 +278,14 @@ def prepare(model: Any, inputs: Any, input_ids: Any, attention_mask: Any,
                                 "pass tokenizer=... to generate()")
 
     # Attention mask: inferred from padding when not given (as the reference); dropped when all ones.
-    if enc_dec:
-        if encoder_ids is not None and encoder_mask is None and pad is not None and \
-                bool((encoder_ids == pad).any()) and (eos is None or pad not in eos_list):
-            encoder_mask = (encoder_ids != pad).long()
-        if encoder_mask is not None and bool(encoder_mask.all()):
-            encoder_mask = None
-    elif mask is None and pad is not None and bool((ids == pad).any()) and (eos is None or pad not in eos_list):
-        mask = (ids != pad).long()
-    if not enc_dec and mask is not None and b > 1 and bool((mask[:, -1] == 0).any()):
-        warn_once("generate(): right padding detected in a decoder-only model; results will be "
-                  "wrong. Tokenize with padding_side='left'")
-    if mask is not None and bool(mask.all()):
-        mask = None
+    # (for an encoder-decoder, the encoder's: its input is the one that may be padded)
+    if encoder_ids is not None:
+        encoder_mask = _padding_mask(encoder_ids, encoder_mask, pad, eos_list)
+    elif not enc_dec:
+        mask = _padding_mask(ids, mask, pad, eos_list)
+        if mask is not None and b > 1 and bool((mask[:, -1] == 0).any()):
+            warn_once("generate(): right padding detected in a decoder-only model; results will "
+                      "be wrong. Tokenize with padding_side='left'")
 
     beams = cfg.num_beams
     if streamer is not None:
@@ -320,6 +315,16 @@ def prepare(model: Any, inputs: Any, input_ids: Any, attention_mask: Any,
                 processors=procs, criteria=criteria, encoder_input_ids=encoder_ids,
                 encoder_attention_mask=encoder_mask,
                 encoder_outputs=encoder_outputs if encoder_ids is None and enc_dec else None)
+
+
+def _padding_mask(ids: torch.Tensor, mask: torch.Tensor | None, pad: int | None,
+                  eos_list: list | None) -> torch.Tensor | None:
+    """The mask given, else the one the padding implies (the pad id, unless it is also an eos
+    id); None when it masks nothing."""
+    if mask is None and pad is not None and bool((ids == pad).any()) and (
+            not eos_list or pad not in eos_list):
+        mask = (ids != pad).long()
+    return None if mask is not None and bool(mask.all()) else mask
 
 
 def _decoder_start(cfg: GenerationConfig, user_set: set[str], decoder_input_ids: Any, b: int,

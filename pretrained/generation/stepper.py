@@ -38,7 +38,7 @@ class Stepper:
         self.cache = None
         self.encoder_decoder = plan.is_encoder_decoder
         if self.encoder_decoder:
-            self._encode(plan, rows)
+            self._encode(plan, rows, params)
             return
         if self.cached and cfg.cache_implementation == "static":
             from ..cache import StaticCache
@@ -65,7 +65,7 @@ class Stepper:
         self.positions[:, :t] = pos
         self.positions[:, t:] = pos[:, -1:] + torch.arange(1, n - t + 1, device=device)
 
-    def _encode(self, plan: Plan, rows: int) -> None:
+    def _encode(self, plan: Plan, rows: int, params: frozenset[str]) -> None:
         """Encoder-decoder models: the encoder runs here, once; every decoder step reads its
         output (and the cross-attention keys/values the first step projects from it)."""
         if plan.cfg.cache_implementation == "static" and self.cached:
@@ -85,21 +85,12 @@ class Stepper:
             mask = mask.repeat_interleave(per_input, dim=0) if mask is not None else None
         self.extra = {"encoder_outputs": BaseModelOutput(last_hidden_state=states),
                       "attention_mask": mask}
-        params = forward_inputs(self.model)
         if "use_cache" in params:
             self.extra["use_cache"] = self.cached
         self.mask = None
         self.with_positions = False
 
     def _run(self, ids: torch.Tensor, start: int, end: int) -> torch.Tensor:
-        if self.encoder_decoder:
-            kw = dict(self.extra)
-            if self.cached:
-                kw["past_key_values"] = self.cache
-            out = self.model(decoder_input_ids=ids, **kw)
-            if self.cached:
-                self.cache = out.past_key_values
-            return out.logits[:, -1].to(dtype=torch.float32, copy=True)
         kw = dict(self.extra)
         if self.mask is not None:
             kw["attention_mask"] = self.mask[:, :end]
@@ -107,7 +98,8 @@ class Stepper:
             kw["position_ids"] = self.positions[:, start:end]
         if self.cached:
             kw["past_key_values"] = self.cache
-        out = self.model(ids, **kw)
+        # an encoder-decoder's new tokens are the decoder's (its encoder output is in extra)
+        out = self.model(decoder_input_ids=ids, **kw) if self.encoder_decoder else self.model(ids, **kw)
         if self.cached:
             self.cache = out.past_key_values
         # float32 copy of the last position: processors never see the model's own buffer

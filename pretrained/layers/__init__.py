@@ -57,6 +57,7 @@ from .bart_blocks import (
     sinusoidal_table,
 )
 from .seq2seq import (
+    clamp_float16,
     cross_key_values,
     eos_representation,
     decoder_inputs,
@@ -92,6 +93,7 @@ __all__ = [
     "Seq2SeqCausalLM",
     "Seq2SeqQuestionAnswering",
     "Seq2SeqSequenceClassification",
+    "clamp_float16",
     "cross_key_values",
     "eos_representation",
     "decoder_inputs",

@@ -30,7 +30,7 @@ from .attention import attention, attention_mask_4d, causal_mask, check_attentio
 from .decoder import prepare_decoder_inputs
 from .encoder import check_max_length
 from .init import init_normal_
-from .seq2seq import cross_key_values, decoder_inputs, encoder_cache, encoder_padding_mask, seq2seq_lm_loss
+from .seq2seq import clamp_float16, cross_key_values, decoder_inputs, encoder_cache, encoder_padding_mask, seq2seq_lm_loss
 
 if TYPE_CHECKING:
     from ..cache import EncoderDecoderCache
@@ -161,15 +161,6 @@ class BartAttention(nn.Module):
         return self._attend(x, k, v, mask, False)
 
 
-def _clamp_float16(x: torch.Tensor, always: bool) -> torch.Tensor:
-    """The reference keeps float16 encoder states finite by clamping (pre-LN models every time,
-    post-LN ones only once something overflowed)."""
-    if x.dtype == torch.float16 and (always or not bool(torch.isfinite(x).all())):
-        limit = torch.finfo(torch.float16).max - 1000
-        x = torch.clamp(x, min=-limit, max=limit)
-    return x
-
-
 class _Sublayers(nn.Module):
     """Residual sublayers with the LayerNorm before (pre-LN) or after (post-LN) each."""
 
@@ -202,7 +193,7 @@ class BartEncoderLayer(_Sublayers):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         x = self._residual(x, self.self_attn_layer_norm, lambda h: self.self_attn(h, mask))
         x = self._residual(x, self.final_layer_norm, self._ffn)
-        return _clamp_float16(x, always=self.normalize_before)
+        return clamp_float16(x, always=self.normalize_before)
 
 
 class BartDecoderLayer(_Sublayers):

@@ -100,6 +100,16 @@ def encoder_padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | 
     return attention_mask[:, None, None, :].bool()
 
 
+def clamp_float16(x: torch.Tensor, always: bool = False) -> torch.Tensor:
+    """The reference keeps float16 encoder-decoder states finite by clamping them below the
+    dtype's maximum: every time (BART-family pre-LN models) or once something overflowed (T5,
+    post-LN models). Other dtypes pass through."""
+    if x.dtype == torch.float16 and (always or not bool(torch.isfinite(x).all())):
+        limit = torch.finfo(torch.float16).max - 1000
+        x = torch.clamp(x, min=-limit, max=limit)
+    return x
+
+
 def eos_representation(eos_token_id: int | None, input_ids: torch.Tensor | None,
                        hidden: torch.Tensor, model_name: str) -> torch.Tensor:
     """The decoder state at each row's last eos token (B, H): the sentence representation the
@@ -116,5 +126,5 @@ def eos_representation(eos_token_id: int | None, input_ids: torch.Tensor | None,
     return hidden[eos, :].view(hidden.shape[0], -1, hidden.shape[-1])[:, -1, :]
 
 
-__all__ = ["eos_representation", "shift_tokens_right", "seq2seq_lm_loss", "decoder_inputs", "encoder_cache",
+__all__ = ["clamp_float16", "eos_representation", "shift_tokens_right", "seq2seq_lm_loss", "decoder_inputs", "encoder_cache",
            "cross_key_values", "encoder_padding_mask"]

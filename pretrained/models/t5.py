@@ -26,7 +26,7 @@ from torch import nn
 
 from ..config import PretrainedConfig
 from ..errors import ConfigError
-from ..layers import (ClassificationHead, RMSNorm, activation, check_attention_mask,
+from ..layers import (ClassificationHead, RMSNorm, activation, check_attention_mask, clamp_float16,
                       cross_key_values, decoder_inputs, encoder_cache, eos_representation,
                       seq2seq_lm_loss, sequence_classification_loss, shift_tokens_right, span_loss,
                       split_heads, token_loss)
@@ -189,14 +189,6 @@ class T5DenseGatedActDense(nn.Module):
         return self.wo(self.dropout(self.act(self.wi_0(x)) * self.wi_1(x)))
 
 
-def _clamp_half(x: torch.Tensor) -> torch.Tensor:
-    """float16 activations of T5 overflow; keep them finite as the reference does."""
-    if x.dtype == torch.float16 and not torch.isfinite(x).all():
-        limit = torch.finfo(x.dtype).max - 1000
-        x = x.clamp(-limit, limit)
-    return x
-
-
 class T5LayerSelfAttention(nn.Module):
     def __init__(self, config: T5Config, has_bias: bool, decoder: bool, layer_idx: int) -> None:
         super().__init__()
@@ -242,10 +234,10 @@ class T5Block(nn.Module):
         self.layer.append(T5LayerFF(config))
 
     def forward(self, x, bias, cache=None, encoder_states=None, cross_bias=None):
-        x = _clamp_half(self.layer[0](x, bias, cache))
+        x = clamp_float16(self.layer[0](x, bias, cache))
         if encoder_states is not None:
-            x = _clamp_half(self.layer[1](x, cross_bias, cache, encoder_states))
-        return _clamp_half(self.layer[-1](x))
+            x = clamp_float16(self.layer[1](x, cross_bias, cache, encoder_states))
+        return clamp_float16(self.layer[-1](x))
 
 
 def _additive(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

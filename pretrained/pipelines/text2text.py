@@ -28,7 +28,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
 import logging
 import re
 from typing import Any
@@ -188,7 +187,6 @@ class Text2TextGenerationPipeline(Pipeline):
                 and cfg.max_length == _GLOBAL_MAX_LENGTH:
             # the reference reads a max_length equal to generate()'s default as "unset": 20 new
             # tokens after the start token (within the position table)
-            limit = self._hard_limit()
             kwargs["max_length"] = min(_GLOBAL_MAX_LENGTH + 1, limit) if limit else _GLOBAL_MAX_LENGTH + 1
         b, length = batch["input_ids"].shape
         max_length = kwargs.get("max_length", cfg.max_length)

@@ -186,7 +186,7 @@ class TrainingArguments:
             value = getattr(self, name)
             if strategy == "steps":
                 _require(_is_number(value) and value > 0 and (value < 1 or float(value).is_integer()),
-                         name, value, f"an int > 0 or a fraction in (0, 1) when the strategy "
+                         name, value, "an int > 0 or a fraction in (0, 1) when the strategy "
                          "is 'steps'")
         if self.save_strategy == "best" and self.eval_strategy == "no":
             raise InvalidInputError("save_strategy='best' saves when an evaluation finds a better "
