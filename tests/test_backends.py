@@ -230,3 +230,27 @@ def test_watching_calls_keeps_no_model_alive():
     del model
     gc.collect()
     assert all(ref() is None for ref in gone)
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", ["t5-v1_1-tiny", "marian-tiny-lm", "bart-tiny-lm"])
+def test_encoder_decoders_compose_with_copies_moves_and_torch_compile(name):
+    """The fast paths on an encoder-decoder: copies, pickling, a dtype round trip and
+    torch.compile give the same logits, and the compiled graphs hold the rows kernel."""
+    from pretrained import AutoModelForSeq2SeqLM
+
+    torch._dynamo.reset()
+    model = AutoModelForSeq2SeqLM.from_pretrained(FIX / name)
+    assert "CpuLinear" in {type(m).__name__ for m in model.modules()}
+    batch = inputs(model)
+    batch["decoder_input_ids"] = batch["input_ids"][:, :3]
+    want = logits_of(model, batch)
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert (logits_of(twin, batch) - want).abs().max() <= 1e-6
+    with torch.no_grad():
+        seen = torch._dynamo.explain(model)(**batch)
+    ops = {str(n.target) for g in seen.graphs for n in g.graph.nodes if n.op == "call_function"}
+    assert any("pretrained.rows_linear" in op for op in ops), ops
+    assert (logits_of(torch.compile(model), batch) - want).abs().max() <= 1e-5
+    model.to(torch.bfloat16).to(torch.float32)   # weights rounded to bfloat16 once
+    assert (logits_of(model, batch) - want).abs().max() <= 1e-2 * want.abs().max() + 1e-2
