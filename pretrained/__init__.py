@@ -29,6 +29,15 @@ _LAZY: dict[str, str] = {
     "AutoModelForTokenClassification": "auto",
     "AutoModelForQuestionAnswering": "auto",
     "AutoModelForSeq2SeqLM": "auto",
+    "AutoModelForSpeechSeq2Seq": "auto",
+    "AutoModelForCTC": "auto",
+    "AutoModelForAudioClassification": "auto",
+    "AutoFeatureExtractor": "audio",
+    "AutoProcessor": "audio",
+    "WhisperFeatureExtractor": "audio",
+    "Wav2Vec2FeatureExtractor": "audio",
+    "ASTFeatureExtractor": "audio",
+    "load_audio": "audio",
     "AutoTokenizer": "tokenization",
     "Tokenizer": "tokenization",
     "PreTrainedTokenizerFast": "tokenization",
@@ -72,8 +81,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .auto import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM,
-                       AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification,
+    from .audio import (ASTFeatureExtractor, AutoFeatureExtractor, AutoProcessor, Wav2Vec2FeatureExtractor,
+                        WhisperFeatureExtractor, load_audio)
+    from .auto import (AutoConfig, AutoModel, AutoModelForAudioClassification, AutoModelForCausalLM,
+                       AutoModelForCTC, AutoModelForMaskedLM, AutoModelForQuestionAnswering,
+                       AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoModelForSpeechSeq2Seq,
                        AutoModelForTokenClassification)
     from .config import PretrainedConfig
     from .generation import GenerationConfig, TextIteratorStreamer, TextStreamer

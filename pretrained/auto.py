@@ -225,7 +225,27 @@ class AutoModelForSeq2SeqLM(_AutoModel):
     head = "seq2seq-lm"
 
 
+class AutoModelForSpeechSeq2Seq(_AutoModel):
+    """Speech encoder-decoders with a language-model head (Whisper): ``model.generate(
+    input_features=...)`` transcribes, the encoder run once."""
+
+    head = "speech-seq2seq"
+
+
+class AutoModelForCTC(_AutoModel):
+    """Speech encoders with a CTC head over characters (Wav2Vec2, HuBERT): ``logits`` per frame."""
+
+    head = "ctc"
+
+
+class AutoModelForAudioClassification(_AutoModel):
+    """Audio encoders with a classification head (Wav2Vec2, HuBERT, AST, Whisper's encoder)."""
+
+    head = "audio-classification"
+
+
 _HEADS = {c.__name__: c for c in (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM,
                                   AutoModelForSequenceClassification,
                                   AutoModelForTokenClassification, AutoModelForQuestionAnswering,
-                                  AutoModelForSeq2SeqLM)}
+                                  AutoModelForSeq2SeqLM, AutoModelForSpeechSeq2Seq, AutoModelForCTC,
+                                  AutoModelForAudioClassification)}
