@@ -24,6 +24,8 @@ __all__ = [
     "InvalidInputError",
     "MissingDependencyError",
     "UnknownLanguageCodeError",
+    "AudioDecodeError",
+    "AudioFileNotFoundError",
 ]
 
 
@@ -100,3 +102,13 @@ class MissingDependencyError(PretrainedError, ImportError):
 class UnsupportedOptionError(PretrainedError, ValueError):
     """An option the reference library has that this library does not implement (yet); the
     message says what to use instead. Never silently ignored."""
+
+
+# --- audio ------------------------------------------------------------------------------------
+class AudioDecodeError(InvalidInputError):
+    """An audio file or bytes that the decoder cannot read (not audio, a format libsndfile lacks,
+    truncated), or that decode to no samples."""
+
+
+class AudioFileNotFoundError(InvalidInputError, FileNotFoundError):
+    """An audio path that does not exist."""
