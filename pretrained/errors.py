@@ -112,3 +112,32 @@ class AudioDecodeError(InvalidInputError):
 
 class AudioFileNotFoundError(InvalidInputError, FileNotFoundError):
     """An audio path that does not exist."""
+
+
+# --- conversion from other formats (appended: pretrained/convert/) ------------------------------
+class CTranslate2FormatError(CheckpointCorruptError):
+    """A CTranslate2 ``model.bin`` is truncated, declares sizes its file cannot hold, or is not
+    that format at all; the message names the file and the byte offset."""
+
+
+class CTranslate2VersionError(CTranslate2FormatError):
+    """A ``model.bin`` whose binary version this reader does not implement (it names the
+    versions it reads)."""
+
+
+class ConversionError(CheckpointError, ValueError):
+    """A checkpoint read fine but does not fit the layout the converter expects (a missing or
+    misshapen variable, another model spec, a quantized weight)."""
+
+
+class NonZeroKeyBiasError(ConversionError):
+    """A fused q/k/v bias whose key slot is not all zeros: the target layout (Whisper's k_proj has
+    no bias) cannot hold it, so converting would silently change the model."""
+
+
+__all__ += [
+    "CTranslate2FormatError",
+    "CTranslate2VersionError",
+    "ConversionError",
+    "NonZeroKeyBiasError",
+]
