@@ -327,7 +327,12 @@ class PreTrainedModel(nn.Module):
         self.tie_weights()
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
-        """Generate tokens with this model; see :func:`pretrained.generation.generate`."""
+        """Generate tokens with this model; see :func:`pretrained.generation.generate` (Whisper:
+        :func:`pretrained.generation.whisper.whisper_generate`, which adds its own rules)."""
+        if getattr(self, "generate_with", None) == "whisper":
+            from .generation.whisper import whisper_generate
+
+            return whisper_generate(self, *args, **kwargs)
         from .generation import generate
 
         return generate(self, *args, **kwargs)

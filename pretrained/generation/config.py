@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     # encoder-decoder models
     "decoder_start_token_id": None, "forced_bos_token_id": None, "forced_eos_token_id": None,
     "encoder_no_repeat_ngram_size": 0,
+    # Whisper's, usable by any model: tokens never generated / never generated first
+    "suppress_tokens": None, "begin_suppress_tokens": None,
 }
 
 # Reference fields this library does not implement: accepted while they hold a value that does
@@ -51,7 +53,7 @@ UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "top_h": (None,), "encoder_repetition_penalty": (None, 1.0),
     "renormalize_logits": (None, False),
     "remove_invalid_values": (None, False), "exponential_decay_length_penalty": (None,),
-    "suppress_tokens": (None,), "begin_suppress_tokens": (None,), "sequence_bias": (None,),
+    "sequence_bias": (None,),
     "guidance_scale": (None, 1.0), "watermarking_config": (None,), "token_healing": (None, False),
     "penalty_alpha": (None,), "dola_layers": (None,), "num_beam_groups": (None, 1),
     "diversity_penalty": (None, 0.0), "constraints": (None,), "force_words_ids": (None,),
@@ -111,6 +113,9 @@ def check_value(name: str, value: Any) -> str | None:
         if all(_is_int(i) and i >= 0 for i in ids):
             return None
         return "must be a token id (an int >= 0)" + (" or a list of them" if many else "")
+    if name in ("suppress_tokens", "begin_suppress_tokens"):
+        ok = isinstance(value, (list, tuple)) and all(_is_int(i) and i >= 0 for i in value)
+        return None if ok else "must be a list of token ids (an empty list suppresses nothing)"
     if name == "bad_words_ids":
         ok = isinstance(value, list) and value and all(
             isinstance(w, list) and w and all(_is_int(i) and i >= 0 for i in w) for w in value)

@@ -329,6 +329,35 @@ class ForcedEOSTokenLogitsProcessor(LogitsProcessor):
         return out
 
 
+class SuppressTokensLogitsProcessor(LogitsProcessor):
+    """``suppress_tokens`` are never generated (Whisper's non-speech symbols)."""
+
+    def __init__(self, suppress_tokens: Sequence[int]) -> None:
+        self.suppress_tokens = torch.tensor(list(suppress_tokens), dtype=torch.long)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        ids = self.suppress_tokens.to(scores.device)
+        return scores.index_fill(-1, ids[ids < scores.shape[-1]], _NEG_INF)
+
+
+class SuppressTokensAtBeginLogitsProcessor(LogitsProcessor):
+    """``begin_suppress_tokens`` cannot be the first generated token (the one that follows
+    ``begin_index`` tokens): Whisper never starts a transcript with a blank or the end."""
+
+    def __init__(self, begin_suppress_tokens: Sequence[int], begin_index: int) -> None:
+        self.begin_suppress_tokens = torch.tensor(list(begin_suppress_tokens), dtype=torch.long)
+        self.begin_index = begin_index
+
+    def set_begin_index(self, begin_index: int) -> None:
+        self.begin_index = begin_index
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[-1] != self.begin_index:
+            return scores
+        ids = self.begin_suppress_tokens.to(scores.device)
+        return scores.index_fill(-1, ids[ids < scores.shape[-1]], _NEG_INF)
+
+
 def _eos_mask(mask: torch.Tensor | None, ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """(V,) mask of the eos ids, built once per vocabulary size and device."""
     v = scores.shape[-1]
@@ -344,5 +373,6 @@ __all__ = [
     "TopPLogitsWarper", "MinPLogitsWarper", "RepetitionPenaltyLogitsProcessor",
     "NoRepeatNGramLogitsProcessor", "NoBadWordsLogitsProcessor", "MinLengthLogitsProcessor",
     "MinNewTokensLengthLogitsProcessor", "EncoderNoRepeatNGramLogitsProcessor",
-    "ForcedBOSTokenLogitsProcessor", "ForcedEOSTokenLogitsProcessor",
+    "ForcedBOSTokenLogitsProcessor", "ForcedEOSTokenLogitsProcessor", "SuppressTokensLogitsProcessor",
+    "SuppressTokensAtBeginLogitsProcessor",
 ]

@@ -20,7 +20,8 @@ from .logits import (
     EncoderNoRepeatNGramLogitsProcessor, ForcedBOSTokenLogitsProcessor,
     ForcedEOSTokenLogitsProcessor, LogitsProcessorList, MinLengthLogitsProcessor, MinPLogitsWarper,
     NoBadWordsLogitsProcessor, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
-    TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper,
+    SuppressTokensAtBeginLogitsProcessor, SuppressTokensLogitsProcessor, TemperatureLogitsWarper,
+    TopKLogitsWarper, TopPLogitsWarper,
 )
 from .stopping import EosTokenCriteria, MaxTimeCriteria, StoppingCriteriaList, StopStringCriteria
 
@@ -300,7 +301,7 @@ def prepare(model: Any, inputs: Any, input_ids: Any, attention_mask: Any,
     if cfg.cache_implementation == "static" and not cfg.use_cache:
         warn_once("generate(): cache_implementation='static' has no effect with use_cache=False")
 
-    procs = _processors(cfg, min_length, eos, mask, expand, logits_processor, max_length, encoder_ids)
+    procs = _processors(cfg, min_length, eos, mask, expand, logits_processor, max_length, encoder_ids, t)
     criteria = StoppingCriteriaList()
     if cfg.max_time is not None:
         criteria.append(MaxTimeCriteria(cfg.max_time))
@@ -370,7 +371,7 @@ def _context_length(config: Any) -> int | None:
 
 def _processors(cfg: GenerationConfig, min_length: int, eos: torch.Tensor | None,
                 mask: torch.Tensor | None, expand: int, custom: Any, max_length: int,
-                encoder_ids: torch.Tensor | None) -> LogitsProcessorList:
+                encoder_ids: torch.Tensor | None, prompt_length: int) -> LogitsProcessorList:
     """The reference's processors, in its order; the caller's processors replace a built-in one
     of the same type or come after them, before the sampling warpers."""
     procs = LogitsProcessorList()
@@ -396,6 +397,13 @@ def _processors(cfg: GenerationConfig, min_length: int, eos: torch.Tensor | None
         procs.append(ForcedBOSTokenLogitsProcessor(cfg.forced_bos_token_id))
     if cfg.forced_eos_token_id is not None:
         procs.append(ForcedEOSTokenLogitsProcessor(max_length, cfg.forced_eos_token_id))
+    if cfg.suppress_tokens:
+        procs.append(SuppressTokensLogitsProcessor(cfg.suppress_tokens))
+    if cfg.begin_suppress_tokens:
+        # the reference's first generated position: after the prompt (one later when a forced
+        # first token takes a one-token prompt's first step)
+        begin = prompt_length if prompt_length > 1 or cfg.forced_bos_token_id is None else prompt_length + 1
+        procs.append(SuppressTokensAtBeginLogitsProcessor(cfg.begin_suppress_tokens, begin))
     for extra in custom or ():
         same = [i for i, p in enumerate(procs) if type(p) is type(extra)]
         if same:

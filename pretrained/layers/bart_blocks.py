@@ -48,12 +48,16 @@ class BartArch:
     float16 encoder output, the post-LN ones only non-finite ones, as the reference);
     ``learned_positions``: BART's trained table with its offset of 2, else the fixed sinusoidal
     table (Marian, Pegasus); ``embedding_norm``: ``layernorm_embedding`` after the embeddings;
-    ``final_norm``: ``layer_norm`` after the last layer."""
+    ``final_norm``: ``layer_norm`` after the last layer; ``key_bias``: whether ``k_proj`` has a
+    bias (Whisper's has none: a key bias shifts every score of a query equally, so it changes
+    nothing); ``position_offset``: the first row of the learned table (BART's 2, Whisper's 0)."""
 
     normalize_before: bool
     learned_positions: bool
     embedding_norm: bool
     final_norm: bool
+    key_bias: bool = True
+    position_offset: int = 2
 
 
 def check_bart_config(config: Any) -> None:
@@ -70,13 +74,13 @@ def check_bart_config(config: Any) -> None:
 
 # --- positions --------------------------------------------------------------------------------
 class LearnedPositions(nn.Embedding):
-    """BART's position table: row ``p + 2`` for position p (fairseq kept two rows for padding),
-    so a checkpoint's table has ``max_position_embeddings + 2`` rows."""
+    """A trained position table: row ``p + offset`` for position p. BART's offset is 2 (fairseq
+    kept two rows for padding), so its checkpoints' tables have ``max_position_embeddings + 2``
+    rows; Whisper's decoder table starts at row 0."""
 
-    offset = 2
-
-    def __init__(self, num_positions: int, dim: int) -> None:
-        super().__init__(num_positions + self.offset, dim)
+    def __init__(self, num_positions: int, dim: int, offset: int = 2) -> None:
+        self.offset = offset
+        super().__init__(num_positions + offset, dim)
 
     def forward(self, position_ids: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         return super().forward(position_ids + self.offset)
@@ -117,8 +121,9 @@ class SinusoidalPositions(nn.Module):
 
 
 def _positions(arch: BartArch, config: Any) -> nn.Module:
-    cls = LearnedPositions if arch.learned_positions else SinusoidalPositions
-    return cls(config.max_position_embeddings, config.d_model)
+    if arch.learned_positions:
+        return LearnedPositions(config.max_position_embeddings, config.d_model, arch.position_offset)
+    return SinusoidalPositions(config.max_position_embeddings, config.d_model)
 
 
 # --- attention and layers ---------------------------------------------------------------------
@@ -126,12 +131,13 @@ class BartAttention(nn.Module):
     """Multi-head attention with biases; ``forward`` is self-attention, :meth:`cross` attends
     over the encoder output. ``layer_idx`` names this layer's slots in the cache."""
 
-    def __init__(self, dim: int, num_heads: int, dropout: float, layer_idx: int = 0) -> None:
+    def __init__(self, dim: int, num_heads: int, dropout: float, layer_idx: int = 0,
+                 key_bias: bool = True) -> None:
         super().__init__()
         self.num_heads, self.dropout, self.layer_idx = num_heads, dropout, layer_idx
         self.scaling = (dim // num_heads) ** -0.5
         # declared in the reference's order, so a save lists the keys as its files do
-        self.k_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim, bias=key_bias)
         self.v_proj = nn.Linear(dim, dim)
         self.q_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
@@ -185,9 +191,10 @@ class _Sublayers(nn.Module):
 
 
 class BartEncoderLayer(_Sublayers):
-    def __init__(self, config: Any, normalize_before: bool) -> None:
+    def __init__(self, config: Any, normalize_before: bool, key_bias: bool = True) -> None:
         super().__init__(config, normalize_before, config.encoder_ffn_dim)
-        self.self_attn = BartAttention(config.d_model, config.encoder_attention_heads, config.attention_dropout)
+        self.self_attn = BartAttention(config.d_model, config.encoder_attention_heads, config.attention_dropout,
+                                       key_bias=key_bias)
         self.self_attn_layer_norm = nn.LayerNorm(config.d_model)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -197,12 +204,12 @@ class BartEncoderLayer(_Sublayers):
 
 
 class BartDecoderLayer(_Sublayers):
-    def __init__(self, config: Any, normalize_before: bool, layer_idx: int) -> None:
+    def __init__(self, config: Any, normalize_before: bool, layer_idx: int, key_bias: bool = True) -> None:
         super().__init__(config, normalize_before, config.decoder_ffn_dim)
         heads, p = config.decoder_attention_heads, config.attention_dropout
-        self.self_attn = BartAttention(config.d_model, heads, p, layer_idx)
+        self.self_attn = BartAttention(config.d_model, heads, p, layer_idx, key_bias)
         self.self_attn_layer_norm = nn.LayerNorm(config.d_model)
-        self.encoder_attn = BartAttention(config.d_model, heads, p, layer_idx)
+        self.encoder_attn = BartAttention(config.d_model, heads, p, layer_idx, key_bias)
         self.encoder_attn_layer_norm = nn.LayerNorm(config.d_model)
 
     def forward(self, x, mask, encoder_states, encoder_mask, cache) -> torch.Tensor:
@@ -274,7 +281,7 @@ class Seq2SeqEncoder(_Stack):
         super().__init__(config)
         a = self.arch
         self._build(config, config.vocab_size,
-                    [BartEncoderLayer(config, a.normalize_before) for _ in range(config.encoder_layers)])
+                    [BartEncoderLayer(config, a.normalize_before, a.key_bias) for _ in range(config.encoder_layers)])
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None) -> BaseModelOutput:
@@ -308,7 +315,8 @@ class Seq2SeqDecoder(_Stack):
         super().__init__(config)
         a = self.arch
         self._build(config, self.decoder_vocab_size(config),
-                    [BartDecoderLayer(config, a.normalize_before, i) for i in range(config.decoder_layers)])
+                    [BartDecoderLayer(config, a.normalize_before, i, a.key_bias)
+                     for i in range(config.decoder_layers)])
 
     @staticmethod
     def decoder_vocab_size(config: Any) -> int:
