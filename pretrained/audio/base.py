@@ -172,8 +172,9 @@ class FeatureExtractor:
     the sampling-rate check and waveform padding.
 
     A subclass lists its config keys in ``config_keys`` (``__init__`` arguments stored as
-    attributes of the same name, written back by :meth:`to_dict`); keys it does not know (like
-    ``processor_class``) are kept in ``extra_config`` and written back unchanged.
+    attributes of the same name, written back by :meth:`to_dict`); keys it does not know are kept
+    in ``extra_config`` and written back unchanged, except ``processor_class``, which the
+    reference drops as well.
     """
 
     model_input_names: ClassVar[list[str]] = []
@@ -182,6 +183,7 @@ class FeatureExtractor:
     def __init__(self, *, feature_size: int, sampling_rate: int, padding_value: float,
                  padding_side: str = "right", return_attention_mask: bool = False, **extra: Any) -> None:
         extra.pop("feature_extractor_type", None)
+        extra.pop("processor_class", None)  # the reference drops it too: the processor writes its own
         self.feature_size = _positive_int(feature_size, "feature_size")
         self.sampling_rate = _positive_int(sampling_rate, "sampling_rate")
         if isinstance(padding_value, bool) or not isinstance(padding_value, (int, float)):
