@@ -58,6 +58,7 @@ from . import (
     chat,
     constants,
     conversion,
+    ctc,
     decoding,
     encoding,
     inputs,
@@ -70,6 +71,7 @@ from . import (
     special_tokens,
     tokenizer,
     vocabulary,
+    whisper,
 )
 from .auto_tokenizer import AutoTokenizer
 from .batch_encoding import (  # noqa: F401
@@ -131,8 +133,10 @@ from .special_tokens import (  # noqa: F401
     _to_added_token,
     _token_state,
 )
+from .ctc import Wav2Vec2CTCTokenizer, Wav2Vec2CTCTokenizerOutput
 from .seq2seq import MarianTokenizer, MBart50Tokenizer, MBartTokenizer, PegasusTokenizer, T5Tokenizer
 from .tokenizer import PreTrainedTokenizerFast, Tokenizer
+from .whisper import WhisperTokenizer
 
 __all__ = [
     "AutoTokenizer",
@@ -142,6 +146,7 @@ __all__ = [
     "MBart50Tokenizer",
     "PegasusTokenizer",
     "T5Tokenizer",
+    "WhisperTokenizer",
     "CharSpan",
     "PreTrainedTokenizerFast",
     "Tokenizer",
@@ -168,6 +173,7 @@ _SUBMODULES = (
     sentencepiece_model,
     seq2seq_conversion,
     seq2seq,
+    whisper,
 )
 
 
