@@ -146,6 +146,8 @@ __all__ = [
     "MBart50Tokenizer",
     "PegasusTokenizer",
     "T5Tokenizer",
+    "Wav2Vec2CTCTokenizer",
+    "Wav2Vec2CTCTokenizerOutput",
     "WhisperTokenizer",
     "CharSpan",
     "PreTrainedTokenizerFast",
@@ -174,6 +176,7 @@ _SUBMODULES = (
     seq2seq_conversion,
     seq2seq,
     whisper,
+    ctc,
 )
 
 

@@ -170,7 +170,11 @@ def _load_into(tok: Tokenizer, files: Any, name: str, overrides: dict[str, Any])
     from_json = True
     tok_json = files.get(TOKENIZER_FILE)
     spm_name = SPM_FILES.get(cls_name or "")
-    if cls_name == "MarianTokenizer":  # a slow class in the reference: never a tokenizer.json
+    own_files = getattr(tok, "_backend_from_files", None)   # a class that reads its own files (CTC)
+    if own_files is not None:
+        backend = own_files(files, name, config)
+        from_json = False
+    elif cls_name == "MarianTokenizer":  # a slow class in the reference: never a tokenizer.json
         backend = _load_marian(tok, files, name, config)
         from_json = False
     elif tok_json is not None:
