@@ -20,6 +20,10 @@ and in speech.json the class, the losses and the round trip: our save_pretrained
 the reference (max abs diff of its outputs against the goldens). One fixture stores the
 positional convolution under the legacy weight_g / weight_v names.
 
+End to end: wav2vec2-tiny-ctc also holds the reference's tokenizer and feature extractor; the
+reference's processor -> model -> argmax -> batch_decode (word offsets) on three raw waveforms
+(saved as <name>-waves.npy) is recorded under "end_to_end".
+
 The CTC tokenizer: tests/fixtures/tokenizers/wav2vec2_ctc{,_lower}/ saved by the reference's
 Wav2Vec2CTCTokenizer, and tests/fixtures/goldens/speech/ctc_tokenizer.json: its decode /
 batch_decode of id sequences (repeats, blanks, delimiters, specials; char and word offsets) and
@@ -314,6 +318,34 @@ def tokenizer_roundtrip() -> dict:
     return out
 
 
+def asr_end_to_end(name: str) -> dict:
+    """A whole CTC checkpoint (model, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor in one
+    folder, laid out as the hub's wav2vec2 checkpoints are): raw waveforms of three lengths -> processor ->
+    model -> argmax -> batch_decode with word offsets, as the reference gives them."""
+    import numpy as np
+
+    folder = FIX / "models" / name
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = Path(tmp) / "vocab.json"
+        vocab.write_text(json.dumps(IDS))
+        tokenizer = transformers.Wav2Vec2CTCTokenizer(str(vocab))
+    extractor = transformers.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
+                                                      do_normalize=True, return_attention_mask=True)
+    extractor.save_pretrained(folder)   # preprocessor_config.json, as the hub's checkpoints have it
+    tokenizer.save_pretrained(folder)
+    processor = transformers.AutoProcessor.from_pretrained(folder)
+    model = ref_load(transformers.AutoModelForCTC, folder)
+    rng = np.random.default_rng(5)
+    waves = [(rng.standard_normal(n) * 0.3).astype(np.float32) for n in (1500, 900, 1210)]
+    batch = processor(waves, sampling_rate=16000, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits
+    out = processor.batch_decode(logits.argmax(-1), output_word_offsets=True)
+    np.save(OUT / f"{name}-waves.npy", np.concatenate(waves))
+    return {"lengths": [len(w) for w in waves], "text": out.text, "word_offsets": plain(out.word_offsets),
+            "predicted_ids": logits.argmax(-1).tolist(), "files": sorted(p.name for p in folder.iterdir())}
+
+
 def main() -> None:
     transformers.utils.logging.disable_progress_bar()
     meta = {"transformers_version": transformers.__version__, "torch_version": torch.__version__,
@@ -321,6 +353,7 @@ def main() -> None:
     for name in FIXTURES:
         meta["models"][name] = build(name)
         print(f"{name:34s} round trip max abs diff {meta['models'][name]['roundtrip_max_abs_diff']:.2e}")
+    meta["end_to_end"] = {"wav2vec2-tiny-ctc": asr_end_to_end("wav2vec2-tiny-ctc")}
     (OUT / "speech.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     tok = ctc_tokenizers()
     (OUT / "ctc_tokenizer.json").write_text(json.dumps(tok, indent=1, sort_keys=True, ensure_ascii=False) + "\n")

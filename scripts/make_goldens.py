@@ -205,7 +205,7 @@ def make_models() -> None:
 
 # Areas with their own goldens module in scripts/ (golden_<area>.py, each with main()).
 AREAS = ["tokenizers", "seq2seq_tokenizers", "decoders", "generation", "gguf", "encoders", "pipelines", "training", "finetuned", "t5",
-         "seq2seq_models"]
+         "seq2seq_models", "speech_encoders"]
 
 
 def main(argv: list[str]) -> None:

@@ -159,3 +159,25 @@ def test_hidden_states_count_layers_plus_one():
     out = model(**example(2), output_hidden_states=True)
     assert len(out.hidden_states) == 3 and out.hidden_states[0].shape[-1] == 32
     assert model(**example(2)).hidden_states is None
+
+
+def test_end_to_end_transcription_equals_the_reference():
+    """Our processor (feature extractor + CTC tokenizer) and model on raw waveforms: the argmax
+    ids and the decoded text with word offsets are the reference's."""
+    import json
+
+    import numpy as np
+
+    from pretrained.audio import AutoProcessor
+
+    folder = FIX / "models" / "wav2vec2-tiny-ctc"
+    want = json.loads((FIX / "goldens" / "speech" / "speech.json").read_text())["end_to_end"]["wav2vec2-tiny-ctc"]
+    flat = np.load(FIX / "goldens" / "speech" / "wav2vec2-tiny-ctc-waves.npy")
+    waves = np.split(flat, np.cumsum(want["lengths"])[:-1])
+    processor = AutoProcessor.from_pretrained(folder)
+    batch = processor(list(waves), sampling_rate=16000, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ids = AutoModelForCTC.from_pretrained(folder)(**batch).logits.argmax(-1)
+    assert ids.tolist() == want["predicted_ids"]
+    out = processor.batch_decode(ids, output_word_offsets=True)
+    assert out.text == want["text"] and out.word_offsets == want["word_offsets"]
