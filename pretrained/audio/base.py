@@ -140,11 +140,12 @@ def as_waveforms(raw_speech: Any, owner: str) -> tuple[list[np.ndarray], bool]:
 class PaddedBatch:
     """Waveforms after truncation and padding: ``values`` (B, L) when all rows have one length
     (else a list of rows), the sample-level ``mask`` in the same layout (``None`` when not asked), and each row's
-    ``lengths`` (real samples) and ``starts`` (where they begin: > 0 under left padding)."""
+    ``lengths`` (real samples), ``starts`` (where they begin: > 0 under left padding) and
+    ``sources`` (the waveforms after truncation)."""
 
     def __init__(self, values: np.ndarray | list[np.ndarray], mask: np.ndarray | list[np.ndarray] | None,
-                 lengths: list[int], starts: list[int]) -> None:
-        self.values, self.mask, self.lengths, self.starts = values, mask, lengths, starts
+                 lengths: list[int], starts: list[int], sources: list[np.ndarray]) -> None:
+        self.values, self.mask, self.lengths, self.starts, self.sources = values, mask, lengths, starts, sources
 
     @property
     def is_rectangular(self) -> bool:
@@ -268,9 +269,13 @@ class FeatureExtractor:
                 f"..., sampling_rate={self.sampling_rate}) resamples).")
 
     def pad_waveforms(self, waves: Sequence[np.ndarray], *, padding: Any, max_length: int | None,
-                      truncation: bool, pad_to_multiple_of: int | None, with_mask: bool = True) -> PaddedBatch:
-        """Truncate then pad 1-D float32 waveforms by the reference's rules (see the module doc);
-        the sample-level mask is built only ``with_mask``."""
+                      truncation: bool, pad_to_multiple_of: int | None, with_mask: bool = True,
+                      with_values: bool = True) -> PaddedBatch:
+        """Truncate then pad 1-D float32 waveforms by the reference's rules (see the module doc).
+
+        The sample-level mask is built only ``with_mask``; without ``with_values`` the rows are
+        allocated but left for the caller to fill (from ``sources``, the truncated waveforms),
+        which saves a copy when the caller transforms every sample anyway."""
         strategy = padding_strategy(padding, max_length)
         if pad_to_multiple_of is not None and (isinstance(pad_to_multiple_of, bool) or pad_to_multiple_of <= 0):
             raise InvalidInputError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
@@ -287,26 +292,21 @@ class FeatureExtractor:
         widths = [max(target, n) if target is not None else n for n in lengths]
         left = self.padding_side == "left"
         starts = [width - n if left else 0 for width, n in zip(widths, lengths)]
-        if len(set(widths)) == 1:
-            values = np.empty((len(waves), widths[0]), dtype=np.float32)
-            mask = np.zeros((len(waves), widths[0]), dtype=np.int32) if with_mask else None
-            for row, (w, s, n) in enumerate(zip(waves, starts, lengths)):
-                values[row, :s] = self.padding_value
-                values[row, s:s + n] = w
-                values[row, s + n:] = self.padding_value
-                if mask is not None:
-                    mask[row, s:s + n] = 1
-            return PaddedBatch(values, mask, lengths, starts)
-        rows, masks = [], []
-        for w, s, n, width in zip(waves, starts, lengths, widths):
-            row = np.full(width, self.padding_value, dtype=np.float32)
-            row[s:s + n] = w
-            rows.append(row)
-            if with_mask:
-                m = np.zeros(width, dtype=np.int32)
-                m[s:s + n] = 1
-                masks.append(m)
-        return PaddedBatch(rows, masks if with_mask else None, lengths, starts)
+        rectangular = len(set(widths)) == 1
+        values: Any = (np.empty((len(waves), widths[0]), dtype=np.float32) if rectangular
+                       else [np.empty(width, dtype=np.float32) for width in widths])
+        mask: Any = None
+        if with_mask:
+            mask = (np.zeros((len(waves), widths[0]), dtype=np.int32) if rectangular
+                    else [np.zeros(width, dtype=np.int32) for width in widths])
+        for row, (w, s, n) in enumerate(zip(waves, starts, lengths)):
+            if with_values:
+                values[row][:s] = self.padding_value
+                values[row][s:s + n] = w
+                values[row][s + n:] = self.padding_value
+            if mask is not None:
+                mask[row][s:s + n] = 1
+        return PaddedBatch(values, mask, lengths, starts, list(waves))
 
 
 def _positive_int(value: Any, name: str) -> int:

@@ -89,8 +89,8 @@ class WhisperFeatureExtractor(FeatureExtractor):
 
         ``sampling_rate`` other than the extractor's raises :class:`InvalidInputError` (resample
         with :func:`~pretrained.audio.load_audio` first); ``do_normalize`` makes each waveform zero
-        mean and unit variance over its real samples first; ``device`` runs the transform there
-        (results come back to the CPU unless ``return_tensors="pt"``... as the reference: always CPU).
+        mean and unit variance over its real samples first; ``device`` (``"cuda"``...) runs the
+        transform there, the features come back on the CPU as the reference's do.
         """
         self.check_sampling_rate(sampling_rate)
         waves, _ = as_waveforms(raw_speech, type(self).__name__)
