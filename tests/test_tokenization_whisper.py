@@ -210,3 +210,14 @@ def test_prefix_survives_save_copy_and_pickle(tmp_path):
     assert type(again) is WhisperTokenizer and again("Hallo")["input_ids"] == want
     assert copy.deepcopy(tok)("Hallo")["input_ids"] == want
     assert pickle.loads(pickle.dumps(tok))("Hallo")["input_ids"] == want
+
+
+def test_the_prefix_set_after_loading_is_saved(tmp_path):
+    # the reference writes the current language/task/predict_timestamps to tokenizer_config.json
+    tok = _load("whisper-base", language="es")
+    tok.set_prefix_tokens(language="french", predict_timestamps=True)
+    tok.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text("utf-8"))
+    assert (config["language"], config["task"], config["predict_timestamps"]) == ("french", None, True)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert again.prefix_tokens == [50258, 50265] and again.language == "french"

@@ -93,6 +93,8 @@ class WhisperTokenizer(Tokenizer):
         predict = predict_timestamps if predict_timestamps is not None else self.predict_timestamps
         ids = self._prefix(language, task, bool(predict))  # checks before anything changes
         self.language, self.task, self.predict_timestamps = language, task, bool(predict)
+        # saved with the tokenizer, as the reference does: a reload encodes the same way
+        self._extra_config.update(language=language, task=task, predict_timestamps=bool(predict))
         tokens = self.convert_ids_to_tokens(ids)
         eos, eos_id = self.eos_token, self.eos_token_id
         prefix = " ".join(f"{t}:0" for t in tokens)
