@@ -126,3 +126,18 @@ def test_from_vocab():
     tok = Wav2Vec2CTCTokenizer.from_vocab({"<pad>": 0, "<unk>": 1, "|": 2, "A": 3, "B": 4}, do_lower_case=True)
     assert tok.decode([3, 0, 3, 3, 2, 2, 4]) == "aa b"
     assert tok("ab a").input_ids == [3, 4, 2, 3]
+
+
+def test_a_checkpoint_without_tokenizer_class_is_picked_by_its_model_type(tmp_path):
+    """As facebook/wav2vec2-base-960h: tokenizer_config.json names no class; config.json's
+    model_type does (the reference's rule)."""
+    source = FIX / "tokenizers" / "wav2vec2_ctc"
+    (tmp_path / "vocab.json").write_text((source / "vocab.json").read_text())
+    config = json.loads((source / "tokenizer_config.json").read_text())
+    del config["tokenizer_class"]
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(TokenizerNotFoundError):
+        AutoTokenizer.from_pretrained(tmp_path)   # no model type: nothing says what vocab.json is
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "hubert"}))
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    assert type(tok) is Wav2Vec2CTCTokenizer and tok.decode([11, 11, 0, 10]) == "HI"

@@ -157,7 +157,9 @@ def _load_into(tok: Tokenizer, files: Any, name: str, overrides: dict[str, Any])
     if "extra_special_tokens" in overrides:
         config.pop("additional_special_tokens", None)
     config.update(overrides)
-    cls_name = _base_class_name(config.get("tokenizer_class"))
+    cls_name = _base_class_name(config.get("tokenizer_class")) or _class_from_model_type(files)
+    if cls_name and not config.get("tokenizer_class"):
+        config["tokenizer_class"] = cls_name
     subclass = _TOKENIZER_CLASSES.get(cls_name or "")
     if subclass is not None and type(tok) is not subclass and issubclass(subclass, type(tok)):
         tok.__class__ = subclass  # AutoTokenizer: the class with this tokenizer's own behaviour
@@ -227,6 +229,22 @@ def _load_into(tok: Tokenizer, files: Any, name: str, overrides: dict[str, Any])
     post_load = getattr(tok, "_post_load", None)
     if post_load is not None:
         post_load()  # class-specific: special-token templates, language codes
+
+
+# Tokenizer classes the reference picks from config.json's model_type when tokenizer_config.json
+# names none (facebook/wav2vec2-base-960h and its kind: vocab.json alone, no merges.txt).
+_CLASS_BY_MODEL_TYPE = {"wav2vec2": "Wav2Vec2CTCTokenizer", "hubert": "Wav2Vec2CTCTokenizer"}
+
+
+def _class_from_model_type(files: Any) -> str | None:
+    if files.get(TOKENIZER_FILE) is not None or files.get("vocab.json") is None or files.get("merges.txt") is not None:
+        return None
+    path = files.get("config.json")
+    try:
+        model_type = json.loads(path.read_text(encoding="utf-8")).get("model_type") if path is not None else None
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    return _CLASS_BY_MODEL_TYPE.get(model_type) if isinstance(model_type, str) else None
 
 
 def _load_marian(tok: Tokenizer, files: Any, name: str, config: dict[str, Any]) -> _BackendTokenizer:
