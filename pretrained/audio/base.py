@@ -146,6 +146,7 @@ class PaddedBatch:
     def __init__(self, values: np.ndarray | list[np.ndarray], mask: np.ndarray | list[np.ndarray] | None,
                  lengths: list[int], starts: list[int], sources: list[np.ndarray]) -> None:
         self.values, self.mask, self.lengths, self.starts, self.sources = values, mask, lengths, starts, sources
+        self.buffer: np.ndarray | None = None  # ``values`` with margins, when asked for
 
     @property
     def is_rectangular(self) -> bool:
@@ -270,12 +271,14 @@ class FeatureExtractor:
 
     def pad_waveforms(self, waves: Sequence[np.ndarray], *, padding: Any, max_length: int | None,
                       truncation: bool, pad_to_multiple_of: int | None, with_mask: bool = True,
-                      with_values: bool = True) -> PaddedBatch:
+                      with_values: bool = True, margin: int = 0) -> PaddedBatch:
         """Truncate then pad 1-D float32 waveforms by the reference's rules (see the module doc).
 
         The sample-level mask is built only ``with_mask``; without ``with_values`` the rows are
         allocated but left for the caller to fill (from ``sources``, the truncated waveforms),
-        which saves a copy when the caller transforms every sample anyway."""
+        which saves a copy when the caller transforms every sample anyway. ``margin`` leaves that
+        many uninitialised samples on both sides of a rectangular batch (``buffer``; ``values`` is
+        its middle), for a caller that pads further without copying again."""
         strategy = padding_strategy(padding, max_length)
         if pad_to_multiple_of is not None and (isinstance(pad_to_multiple_of, bool) or pad_to_multiple_of <= 0):
             raise InvalidInputError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
@@ -293,7 +296,8 @@ class FeatureExtractor:
         left = self.padding_side == "left"
         starts = [width - n if left else 0 for width, n in zip(widths, lengths)]
         rectangular = len(set(widths)) == 1
-        values: Any = (np.empty((len(waves), widths[0]), dtype=np.float32) if rectangular
+        buffer = np.empty((len(waves), widths[0] + 2 * margin), dtype=np.float32) if rectangular else None
+        values: Any = (buffer[:, margin:margin + widths[0]] if rectangular
                        else [np.empty(width, dtype=np.float32) for width in widths])
         mask: Any = None
         if with_mask:
@@ -306,7 +310,9 @@ class FeatureExtractor:
                 values[row][s + n:] = self.padding_value
             if mask is not None:
                 mask[row][s:s + n] = 1
-        return PaddedBatch(values, mask, lengths, starts, list(waves))
+        padded = PaddedBatch(values, mask, lengths, starts, list(waves))
+        padded.buffer = buffer
+        return padded
 
 
 def _positive_int(value: Any, name: str) -> int:

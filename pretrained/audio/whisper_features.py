@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import BatchFeature, FeatureExtractor, as_waveforms, convert_tensors
+from .base import BatchFeature, FeatureExtractor, PaddedBatch, as_waveforms, convert_tensors
 from .mel import slaney_mel_filters
 
 __all__ = ["WhisperFeatureExtractor"]
@@ -99,14 +99,14 @@ class WhisperFeatureExtractor(FeatureExtractor):
             wants_samples_mask = self.return_attention_mask
         batch = self.pad_waveforms(waves, padding=padding, max_length=max_length or self.n_samples,
                                    truncation=truncation, pad_to_multiple_of=pad_to_multiple_of,
-                                   with_mask=bool(wants_samples_mask))
+                                   with_mask=bool(wants_samples_mask), margin=self.n_fft // 2)
         if not batch.is_rectangular:
             from ..errors import InvalidInputError
 
             raise InvalidInputError(
                 f"the waveforms have different lengths after padding ({sorted(set(batch.lengths))} samples) and "
                 "cannot be one batch of features: use padding='max_length' (default) or 'longest', or truncation")
-        features = self._log_mel(batch.values, batch.lengths, batch.starts, bool(do_normalize), device or "cpu")
+        features = self._log_mel(batch, bool(do_normalize), device or "cpu")
         out = BatchFeature(input_features=convert_tensors(features, return_tensors or "np", "input_features"))
         if wants_samples_mask:
             mask = batch.mask
@@ -128,41 +128,44 @@ class WhisperFeatureExtractor(FeatureExtractor):
             self._torch_cache[key] = (window, weights.repeat_interleave(2, dim=1).contiguous().to(device))
         return self._torch_cache[key]
 
-    def _log_mel(self, padded: np.ndarray, lengths: list[int], starts: list[int], do_normalize: bool,
-                 device: str) -> np.ndarray:
+    def _log_mel(self, batch: PaddedBatch, do_normalize: bool, device: str) -> np.ndarray:
         import torch
 
-        n_fft, hop = self.n_fft, self.hop_length
-        if do_normalize:  # normalised padding is no longer zero: every frame is transformed
-            padded = _normalize_rows(padded, lengths, starts, self.padding_value)
-        waves = torch.from_numpy(padded).to(device)
-        if self.dither != 0.0:  # the reference adds it to the padded waveform, padding included
-            waves = waves + self.dither * torch.randn(waves.shape, dtype=waves.dtype, device=waves.device)
-        batch, total = waves.shape
-        half = n_fft // 2
+        n_fft, hop, half = self.n_fft, self.hop_length, self.n_fft // 2
+        lengths, starts = batch.lengths, batch.starts
+        padded, total = batch.values, batch.values.shape[1]
         if total <= half:
             from ..errors import InvalidInputError
 
             raise InvalidInputError(
                 f"{total} samples are too few for a centred STFT of n_fft={n_fft} (more than {half} needed): "
                 "pad them (padding='max_length', the default)")
+        if do_normalize:  # normalised padding is no longer zero: every frame is transformed
+            padded[:] = _normalize_rows(padded, lengths, starts, self.padding_value)
+        if self.dither != 0.0:  # the reference adds it to the padded waveform, padding included
+            padded += self.dither * torch.randn(padded.shape, dtype=torch.float32).numpy()
+        # torch.stft's centring (reflect) written into the margins pad_waveforms left: no copy.
+        framed = batch.buffer
+        framed[:, :half] = padded[:, 1:half + 1][:, ::-1]
+        framed[:, half + total:] = padded[:, total - 1 - half:total - 1][:, ::-1]
+        waves = torch.from_numpy(framed).to(device)
+        batch_size = waves.shape[0]
         n_frames = total // hop  # the centred STFT has one more; the reference drops it
         # Frames that see only zero padding have power exactly 0: they are never transformed.
         zero_tail = (self.padding_value == 0.0 and self.dither == 0.0 and self.padding_side == "right"
                      and not do_normalize)
         window, filters = self._torch_constants(waves.device)
-        out = torch.empty(batch, self.feature_size, n_frames, dtype=torch.float32, device=waves.device)
+        out = torch.empty(batch_size, self.feature_size, n_frames, dtype=torch.float32, device=waves.device)
         # One row at a time on the CPU keeps a row's frames and spectrum (~10 MB) in cache.
-        step = 1 if waves.device.type == "cpu" else batch
+        step = 1 if waves.device.type == "cpu" else batch_size
         with torch.inference_mode():
-            for first in range(0, batch, step):
+            for first in range(0, batch_size, step):
                 rows = slice(first, first + step)
                 live = n_frames
                 if zero_tail:
-                    end = max(starts[r] + lengths[r] for r in range(first, min(first + step, batch)))
+                    end = max(starts[r] + lengths[r] for r in range(first, min(first + step, batch_size)))
                     live = min(n_frames, (end + half) // hop + 1)
-                framed = torch.nn.functional.pad(waves[rows, None, :], (half, half), mode="reflect")[:, 0]
-                frames = framed.unfold(-1, n_fft, hop)[:, :live]
+                frames = waves[rows].unfold(-1, n_fft, hop)[:, :live]
                 spectrum = torch.fft.rfft(frames * window, dim=-1)
                 # |z|² summed into the mel bands by one product: (re², im²) interleaved against
                 # each filter weight repeated twice, so no strided reduction over the pair.
