@@ -244,6 +244,22 @@ class AutoModelForAudioClassification(_AutoModel):
     head = "audio-classification"
 
 
+class AutoModelForSpeechRecognition(_AutoModel):
+    """What the speech-recognition pipeline loads: Whisper's generation head, else a CTC head."""
+
+    head = None   # either of two: the pipeline checks which it got
+    heads = ("speech-seq2seq", "ctc")
+
+    @classmethod
+    def _model_class(cls, model_type: str):
+        classes = model_module(model_type).MODEL_CLASSES
+        for head in cls.heads:
+            if head in classes:
+                return classes[head]
+        raise InvalidInputError(f"model_type {model_type!r} has no speech-recognition head (Whisper's "
+                                "generation or a CTC head) in pretrained")
+
+
 _HEADS = {c.__name__: c for c in (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM,
                                   AutoModelForSequenceClassification,
                                   AutoModelForTokenClassification, AutoModelForQuestionAnswering,

@@ -28,32 +28,10 @@ from typing import Any
 import torch
 
 from ..errors import InvalidInputError, UnsupportedOptionError
+from ..whisper_languages import LANGUAGES, TASKS, TO_LANGUAGE_CODE
 from .config import GenerationConfig
 from .logits import LogitsProcessor, SuppressTokensAtBeginLogitsProcessor, SuppressTokensLogitsProcessor
 
-TASKS = ("transcribe", "translate")
-# Whisper's language names -> codes (the reference accepts either: "french" or "fr")
-LANGUAGES = {
-    "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian", "ko": "korean",
-    "fr": "french", "ja": "japanese", "pt": "portuguese", "tr": "turkish", "pl": "polish", "ca": "catalan",
-    "nl": "dutch", "ar": "arabic", "sv": "swedish", "it": "italian", "id": "indonesian", "hi": "hindi",
-    "fi": "finnish", "vi": "vietnamese", "he": "hebrew", "uk": "ukrainian", "el": "greek", "ms": "malay",
-    "cs": "czech", "ro": "romanian", "da": "danish", "hu": "hungarian", "ta": "tamil", "no": "norwegian",
-    "th": "thai", "ur": "urdu", "hr": "croatian", "bg": "bulgarian", "lt": "lithuanian", "la": "latin",
-    "mi": "maori", "ml": "malayalam", "cy": "welsh", "sk": "slovak", "te": "telugu", "fa": "persian",
-    "lv": "latvian", "bn": "bengali", "sr": "serbian", "az": "azerbaijani", "sl": "slovenian",
-    "kn": "kannada", "et": "estonian", "mk": "macedonian", "br": "breton", "eu": "basque",
-    "is": "icelandic", "hy": "armenian", "ne": "nepali", "mn": "mongolian", "bs": "bosnian",
-    "kk": "kazakh", "sq": "albanian", "sw": "swahili", "gl": "galician", "mr": "marathi",
-    "pa": "punjabi", "si": "sinhala", "km": "khmer", "sn": "shona", "yo": "yoruba", "so": "somali",
-    "af": "afrikaans", "oc": "occitan", "ka": "georgian", "be": "belarusian", "tg": "tajik",
-    "sd": "sindhi", "gu": "gujarati", "am": "amharic", "yi": "yiddish", "lo": "lao", "uz": "uzbek",
-    "fo": "faroese", "ht": "haitian creole", "ps": "pashto", "tk": "turkmen", "nn": "nynorsk",
-    "mt": "maltese", "sa": "sanskrit", "lb": "luxembourgish", "my": "myanmar", "bo": "tibetan",
-    "tl": "tagalog", "mg": "malagasy", "as": "assamese", "tt": "tatar", "haw": "hawaiian",
-    "ln": "lingala", "ha": "hausa", "ba": "bashkir", "jw": "javanese", "su": "sundanese", "yue": "cantonese",
-}
-_CODES = {name: code for code, name in LANGUAGES.items()}
 # options of the reference's Whisper generate() not built yet: refused by name, never ignored
 _NOT_YET = ("condition_on_prev_tokens", "logprob_threshold", "compression_ratio_threshold",
             "no_speech_threshold", "prompt_ids", "return_token_timestamps", "prompt_condition_type")
@@ -127,8 +105,8 @@ def _language_id(cfg: GenerationConfig, language: str) -> int:
     name = language.lower()
     if name in lang_to_id:
         token = name
-    elif name in _CODES:
-        token = f"<|{_CODES[name]}|>"
+    elif name in TO_LANGUAGE_CODE:   # a name ("french") or an alias ("castilian")
+        token = f"<|{TO_LANGUAGE_CODE[name]}|>"
     elif name in LANGUAGES:
         token = f"<|{name}|>"
     else:
@@ -249,8 +227,8 @@ def whisper_generate(model: Any, input_features: torch.Tensor | None = None,
     ``language`` ("fr", "french", or one per input), ``task`` ("transcribe"/"translate"),
     ``return_timestamps`` (timestamp tokens in the output; always on past 30 s), and the usual
     generation options (``num_beams``, ``max_new_tokens``, ``temperature`` > 0 samples).
-    ``return_segments=True`` returns ``{"sequences", "segments"}`` with each segment's start
-    and end in seconds. More than 3000 frames: windows of 30 s, one after another; a batch of
+    ``return_segments=True`` returns ``{"sequences", "segments", "prompt"}``: each segment's start
+    and end in seconds, and each input's decoder prompt. More than 3000 frames: windows of 30 s, one after another; a batch of
     such inputs needs the feature extractor's ``attention_mask`` (each input's length)."""
     from .search import generate
 
@@ -396,7 +374,7 @@ def whisper_generate(model: Any, input_features: torch.Tensor | None = None,
             max_length = min(max_length + min(conf.max_target_positions // 2 - 1, begin), conf.max_target_positions)
             call.max_length = max_length
         else:
-            call.max_new_tokens = max_new
+            call.max_new_tokens, call.max_length = max_new, None
         out = generate(model, generation_config=call, logits_processor=procs, stopping_criteria=stopping_criteria,
                        decoder_input_ids=prompt, encoder_outputs=(enc,), **kwargs)
         for row, i in enumerate(active):
@@ -415,6 +393,6 @@ def whisper_generate(model: Any, input_features: torch.Tensor | None = None,
     seqs = [torch.cat([s["tokens"] for s in segs]) if segs else torch.tensor([], dtype=torch.long) for segs in found]
     longest = max((len(s) for s in seqs), default=0)
     sequences = torch.stack([torch.nn.functional.pad(s, (0, longest - len(s)), value=pad) for s in seqs])
-    if return_segments:
-        return {"sequences": sequences, "segments": found}
+    if return_segments:   # with each input's prompt (its language token: the pipeline's return_language)
+        return {"sequences": sequences, "segments": found, "prompt": init}
     return sequences

@@ -20,6 +20,9 @@ summarization            a summary of each text                               se
 translation              a translation of each text                           seq2seq-lm
                          [translation_xx_to_yy: the pair, e.g. translation_en_to_fr]
 text2text-generation     the generated text for each input                    seq2seq-lm
+automatic-speech-        the text of each audio (+ timestamped chunks)        speech-seq2seq or ctc
+recognition
+audio-classification     labels and scores for each audio                     audio-classification
 =======================  ===================================================  ====================
 
 Example::
@@ -58,6 +61,7 @@ class Task:
     auto_class: str  # the pretrained.auto class that loads a model for it
     default_model: str | None = None  # a pretrained.fetch name (reachable here) or None
     defaults: dict[str, Any] = field(default_factory=dict)  # init parameters the task implies
+    tokenizer: bool = True  # whether the task needs a tokenizer (audio classification does not)
 
     def pipeline_class(self) -> type["Pipeline"]:
         try:
@@ -104,6 +108,11 @@ for _task in (
     Task("translation", f"{_P}.text2text", "TranslationPipeline", "AutoModelForSeq2SeqLM"),
     Task("text2text-generation", f"{_P}.text2text", "Text2TextGenerationPipeline",
          "AutoModelForSeq2SeqLM"),
+    Task("automatic-speech-recognition", f"{_P}.automatic_speech_recognition",
+         "AutomaticSpeechRecognitionPipeline", "AutoModelForSpeechRecognition",
+         default_model="whisper-tiny.en"),
+    Task("audio-classification", f"{_P}.audio_classification", "AudioClassificationPipeline",
+         "AutoModelForAudioClassification", tokenizer=False),
 ):
     register_task(_task)
 del _task
@@ -114,6 +123,11 @@ _ARCH_TASKS = (
     ("ForTokenClassification", "token-classification"),
     ("ForQuestionAnswering", "question-answering"),
     ("ForMaskedLM", "fill-mask"),
+    ("WhisperForConditionalGeneration", "automatic-speech-recognition"),
+    ("ForCTC", "automatic-speech-recognition"),
+    ("ForAudioClassification", "audio-classification"),
+    ("Wav2Vec2ForSequenceClassification", "audio-classification"),
+    ("HubertForSequenceClassification", "audio-classification"),
     ("ForConditionalGeneration", "text2text-generation"),
     ("ForCausalLM", "text-generation"),
     ("LMHeadModel", "text-generation"),
@@ -166,7 +180,7 @@ def _hub_kwargs(revision: str | None, token: Any, local_files_only: bool) -> dic
 def _head_of(spec: Task) -> str | None:
     from .. import auto
 
-    return None if spec.auto_class == "AutoModel" else getattr(auto, spec.auto_class).head
+    return None if spec.auto_class == "AutoModel" else getattr(auto, spec.auto_class).head   # None: any
 
 
 def _check_loaded_head(spec: Task, model: Any) -> None:
@@ -286,6 +300,11 @@ def pipeline(
         logger.warning("no model given for %s: using the default, %s (fetched once, then cached)",
                        spec.name, spec.default_model)
         model = str(fetch(spec.default_model))
+    if isinstance(model, str) and not os.path.exists(model):
+        from ..fetch import REAL_MODELS, fetch
+
+        if model in REAL_MODELS:   # a name of `pretrained fetch --list`: fetched once, then cached
+            model = str(fetch(model, quiet=True))
     model_kwargs = dict(model_kwargs or {})
     if isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".gguf") \
             and os.path.isfile(model):   # a GGUF file: its folder, and the file in it
@@ -305,7 +324,9 @@ def pipeline(
             model = model.get_base_model()
         _check_loaded_head(spec, model)
         source = getattr(getattr(model, "config", None), "name_or_path", None) or None
-    if tokenizer is None:
+    if tokenizer is None and not spec.tokenizer:
+        pass   # the task reads no text
+    elif tokenizer is None:
         if not source:
             raise InvalidInputError(f"the model given has no folder to load a tokenizer from; pass "
                                     f"tokenizer= (a folder, a hub id, or a loaded tokenizer)")

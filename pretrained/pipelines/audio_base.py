@@ -1,0 +1,102 @@
+"""What the audio pipelines share: a feature extractor next to the model, audio inputs in every
+form :func:`pretrained.audio.load_audio` reads, and batches of equal-shaped features.
+
+An item is a file path, the bytes of a file, ``{"raw": array, "sampling_rate": sr}`` (or
+``"array"``), or a list of those. A bare array is refused with the fix (its rate is unknown:
+guessing would change the pitch and the words).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import InvalidInputError
+from .base import Pipeline, _to_cpu
+
+__all__ = ["AudioPipeline"]
+
+
+class AudioPipeline(Pipeline):
+    """A pipeline whose inputs are audio: ``feature_extractor`` turns waveforms into the model's
+    inputs (loaded from the model's folder when not given); ``tokenizer`` is optional."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any = None, *, feature_extractor: Any = None,
+                 **kwargs: Any) -> None:
+        self.feature_extractor = self._load_feature_extractor(model, feature_extractor)
+        if tokenizer is None and not self.needs_tokenizer:
+            tokenizer = _NoTokenizer()
+        super().__init__(model, tokenizer, **kwargs)
+
+    needs_tokenizer = True
+
+    @staticmethod
+    def _load_feature_extractor(model: torch.nn.Module, given: Any) -> Any:
+        if given is not None and not isinstance(given, (str, os.PathLike)):
+            return given
+        source = given or getattr(getattr(model, "config", None), "name_or_path", None)
+        if not source:
+            raise InvalidInputError("the model given has no folder to load its feature extractor from; "
+                                    "pass feature_extractor= (a folder or a loaded feature extractor)")
+        from ..audio import AutoFeatureExtractor
+
+        return AutoFeatureExtractor.from_pretrained(source)
+
+    @property
+    def sampling_rate(self) -> int:
+        return int(self.feature_extractor.sampling_rate)
+
+    def load(self, item: Any) -> np.ndarray:
+        """The item as a mono float32 waveform at the feature extractor's rate."""
+        from ..audio import load_audio
+
+        if isinstance(item, (np.ndarray, torch.Tensor)):
+            raise InvalidInputError(
+                f"the {self.task} pipeline got a bare array, whose sampling rate is unknown; pass "
+                f'{{"raw": array, "sampling_rate": {self.sampling_rate}}} (any rate is resampled)')
+        return load_audio(item, self.sampling_rate)
+
+    def _is_single(self, inputs: Any) -> bool:
+        return isinstance(inputs, (str, os.PathLike, bytes, bytearray, Mapping, np.ndarray, torch.Tensor))
+
+    def _input_help(self) -> str:
+        return ('a file path, the bytes of an audio file, {"raw": array, "sampling_rate": rate}, or a '
+                "list of those")
+
+    def _forward_features(self, features: list[dict[str, Any]], batch_size: int,
+                          fwd: dict) -> list[dict[str, Any]]:
+        """Features with tensors of one shape run ``batch_size`` at a time (rows stacked);
+        the others alone. Keys other than the model inputs ride along to postprocess."""
+        names = self.model_input_names
+        results: list[dict[str, Any] | None] = [None] * len(features)
+        groups: dict[tuple, list[int]] = {}
+        for i, f in enumerate(features):
+            groups.setdefault(tuple(tuple(f[n].shape) for n in names if n in f), []).append(i)
+        for idx_all in groups.values():
+            for start in range(0, len(idx_all), batch_size):
+                idx = idx_all[start:start + batch_size]
+                batch = {n: torch.cat([features[i][n] for i in idx]).to(self.device)
+                         for n in names if n in features[idx[0]]}
+                with torch.inference_mode():
+                    out = self._forward(batch, **fwd)
+                out = {k: _to_cpu(v) for k, v in out.items()}
+                for row, i in enumerate(idx):
+                    rest = {k: v for k, v in features[i].items() if k not in names}
+                    results[i] = {**rest, **{k: v[row:row + 1] for k, v in out.items()}}
+        return results  # type: ignore[return-value]
+
+    model_input_names: tuple[str, ...] = ("input_features", "input_values", "attention_mask")
+
+
+class _NoTokenizer:
+    """Stands in for the tokenizer of a task that needs none (audio classification)."""
+
+    model_input_names: list[str] = []
+    model_max_length = None
+
+    def __repr__(self) -> str:
+        return "None"
