@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import BatchFeature, FeatureExtractor, as_waveforms, convert_tensors
+from .base import BatchFeature, FeatureExtractor, as_waveforms, convert_tensors, positive_int
 from .mel import kaldi_mel_filters
 
 __all__ = ["ASTFeatureExtractor"]
@@ -57,10 +57,8 @@ class ASTFeatureExtractor(FeatureExtractor):
                  **kwargs: Any) -> None:
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value,
                          return_attention_mask=return_attention_mask, **kwargs)
-        from .base import _positive_int
-
-        self.num_mel_bins = _positive_int(num_mel_bins, "num_mel_bins")
-        self.max_length = _positive_int(max_length, "max_length")
+        self.num_mel_bins = positive_int(num_mel_bins, "num_mel_bins")
+        self.max_length = positive_int(max_length, "max_length")
         self.do_normalize = bool(do_normalize)
         self.mean = float(mean)
         self.std = float(std)

@@ -186,8 +186,8 @@ class FeatureExtractor:
                  padding_side: str = "right", return_attention_mask: bool = False, **extra: Any) -> None:
         extra.pop("feature_extractor_type", None)
         extra.pop("processor_class", None)  # the reference drops it too: the processor writes its own
-        self.feature_size = _positive_int(feature_size, "feature_size")
-        self.sampling_rate = _positive_int(sampling_rate, "sampling_rate")
+        self.feature_size = positive_int(feature_size, "feature_size")
+        self.sampling_rate = positive_int(sampling_rate, "sampling_rate")
         if isinstance(padding_value, bool) or not isinstance(padding_value, (int, float)):
             raise ConfigError(f"padding_value must be a number, got {padding_value!r}")
         self.padding_value = float(padding_value)
@@ -315,7 +315,8 @@ class FeatureExtractor:
         return padded
 
 
-def _positive_int(value: Any, name: str) -> int:
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int if it is a positive whole number, else :class:`ConfigError` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         if isinstance(value, float) and value.is_integer() and value > 0:
             return int(value)

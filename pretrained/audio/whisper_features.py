@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import BatchFeature, FeatureExtractor, PaddedBatch, as_waveforms, convert_tensors
+from .base import BatchFeature, FeatureExtractor, PaddedBatch, as_waveforms, convert_tensors, positive_int
 from .mel import slaney_mel_filters
 
 __all__ = ["WhisperFeatureExtractor"]
@@ -66,11 +66,9 @@ class WhisperFeatureExtractor(FeatureExtractor):
         kwargs.pop("nb_max_frames", None)
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value,
                          return_attention_mask=return_attention_mask, **kwargs)
-        from .base import _positive_int
-
-        self.n_fft = _positive_int(n_fft, "n_fft")
-        self.hop_length = _positive_int(hop_length, "hop_length")
-        self.chunk_length = _positive_int(chunk_length, "chunk_length")
+        self.n_fft = positive_int(n_fft, "n_fft")
+        self.hop_length = positive_int(hop_length, "hop_length")
+        self.chunk_length = positive_int(chunk_length, "chunk_length")
         self.dither = float(dither)
         self.n_samples = self.chunk_length * self.sampling_rate
         self.nb_max_frames = self.n_samples // self.hop_length
