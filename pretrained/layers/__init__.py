@@ -6,7 +6,8 @@ SDPA and grouped-query attention), :mod:`.rope` (rotary embeddings), :mod:`.norm
 :mod:`.losses` (head losses), :mod:`.init` (reference initialisation), :mod:`.encoder` and
 :mod:`.decoder` (forward helpers of each family), :mod:`.seq2seq`, :mod:`.bart_blocks` and
 :mod:`.seq2seq_heads` (encoder-decoders: the contract's helpers, the BART family's blocks and
-task heads) and :mod:`.conv1d` (GPT-2's ``Conv1D``). Plain PyTorch math only: speed lives in :mod:`pretrained.backends`, which swaps modules after loading.
+task heads), :mod:`.speech_encoder` (Wav2Vec2 / HuBERT: convolutions over the waveform,
+positional convolution, the transformer stack, CTC loss) and :mod:`.conv1d` (GPT-2's ``Conv1D``). Plain PyTorch math only: speed lives in :mod:`pretrained.backends`, which swaps modules after loading.
 Every name is re-exported here, so callers import from ``pretrained.layers``.
 """
 
@@ -73,8 +74,38 @@ from .seq2seq_heads import (
     Seq2SeqSequenceClassification,
 )
 from .rope import ROPE_TYPES, RotaryEmbedding, apply_rotary, rope_frequencies, standardize_rope_parameters
+from .speech_encoder import (
+    FeatureEncoder,
+    FeatureProjection,
+    PositionalConvEmbedding,
+    SpeechEncoder,
+    SpeechEncoderLayer,
+    WeightNormConv1d,
+    check_input_values,
+    conv_output_lengths,
+    ctc_loss,
+    frame_mask,
+    init_speech_module,
+    masked_mean,
+    min_samples,
+    span_mask,
+)
 
 __all__ = [
+    "FeatureEncoder",
+    "FeatureProjection",
+    "PositionalConvEmbedding",
+    "SpeechEncoder",
+    "SpeechEncoderLayer",
+    "WeightNormConv1d",
+    "check_input_values",
+    "conv_output_lengths",
+    "ctc_loss",
+    "frame_mask",
+    "init_speech_module",
+    "masked_mean",
+    "min_samples",
+    "span_mask",
     "BartArch",
     "BartAttention",
     "BartDecoderLayer",

@@ -8,6 +8,7 @@ BatchNorm1d and a plain convolution as the position signal instead of the weight
 are Wav2Vec2's classes under HuBERT's names and config, so checkpoints and ``save_pretrained``
 files match the reference's. During training the SpecAugment time spans are drawn over each
 batch's full width, as the reference's HuBERT does (Wav2Vec2 keeps them within each row).
+``freeze_feature_encoder()`` works on the bare model too (the reference's ``HubertModel`` raises).
 
 Example::
 

@@ -43,15 +43,16 @@ from torch import nn
 
 from ..config import PretrainedConfig
 from ..errors import ConfigError, InvalidInputError
-from ..layers import activation, init_normal_
-from ..layers.speech_encoder import (
+from ..layers import (
     FeatureEncoder,
     FeatureProjection,
     SpeechEncoder,
+    activation,
     check_input_values,
     conv_output_lengths,
     ctc_loss,
     frame_mask,
+    init_normal_,
     init_speech_module,
     masked_mean,
     span_mask,
