@@ -10,6 +10,8 @@ Example::
 from __future__ import annotations
 
 from .arguments import TrainingArguments
+from .audio import (DataCollatorForAudioClassification, DataCollatorSpeechSeq2SeqWithPadding,
+                    DataCollatorWithAudioPadding)
 from .callbacks import (EarlyStoppingCallback, PrinterCallback, ProgressCallback, TensorBoardCallback,
                         TrainerCallback, TrainerControl, TrainerState)
 from .collators import (DataCollatorForLanguageModeling, DataCollatorForSeq2Seq,
@@ -24,5 +26,6 @@ __all__ = ["Trainer", "TrainingArguments", "Seq2SeqTrainer", "Seq2SeqTrainingArg
            "TrainerCallback", "TrainerState", "TrainerControl", "EarlyStoppingCallback",
            "ProgressCallback", "PrinterCallback", "TensorBoardCallback", "DataCollatorWithPadding",
            "DataCollatorForLanguageModeling", "DataCollatorForTokenClassification",
-           "DataCollatorForSeq2Seq", "default_data_collator", "get_scheduler", "EvalPrediction",
+           "DataCollatorForSeq2Seq", "DataCollatorWithAudioPadding",
+           "DataCollatorForAudioClassification", "DataCollatorSpeechSeq2SeqWithPadding", "default_data_collator", "get_scheduler", "EvalPrediction",
            "PredictionOutput", "TrainOutput", "set_seed"]
