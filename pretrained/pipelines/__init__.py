@@ -328,8 +328,8 @@ def pipeline(
         pass   # the task reads no text
     elif tokenizer is None:
         if not source:
-            raise InvalidInputError(f"the model given has no folder to load a tokenizer from; pass "
-                                    f"tokenizer= (a folder, a hub id, or a loaded tokenizer)")
+            raise InvalidInputError("the model given has no folder to load a tokenizer from; pass "
+                                    "tokenizer= (a folder, a hub id, or a loaded tokenizer)")
         tokenizer = source
     if isinstance(tokenizer, (str, os.PathLike)):
         from ..tokenization import AutoTokenizer

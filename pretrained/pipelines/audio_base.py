@@ -60,6 +60,15 @@ class AudioPipeline(Pipeline):
                 f'{{"raw": array, "sampling_rate": {self.sampling_rate}}} (any rate is resampled)')
         return load_audio(item, self.sampling_rate)
 
+    def _run(self, inputs: Any, params: dict[str, Any], single: bool | None = None) -> Any:
+        if single is None:
+            single = self._is_single(inputs)
+        if not single:
+            return super()._run(inputs, params, single)
+        # one long audio cut in chunks: batch_size applies to its chunks
+        batch_size, pre, fwd, post = self._call_parameters(params)
+        return next(self._stream(iter([inputs]), batch_size, pre, fwd, post))
+
     def _is_single(self, inputs: Any) -> bool:
         return isinstance(inputs, (str, os.PathLike, bytes, bytearray, Mapping, np.ndarray, torch.Tensor))
 
@@ -69,25 +78,29 @@ class AudioPipeline(Pipeline):
 
     def _forward_features(self, features: list[dict[str, Any]], batch_size: int,
                           fwd: dict) -> list[dict[str, Any]]:
-        """Features with tensors of one shape run ``batch_size`` at a time (rows stacked);
-        the others alone. Keys other than the model inputs ride along to postprocess."""
+        """Run the features ``batch_size`` at a time, in order, as the reference batches them:
+        shorter inputs padded at the end (with the extractor's padding value, the mask with 0).
+        Keys other than the model inputs ride along to postprocess."""
         names = self.model_input_names
-        results: list[dict[str, Any] | None] = [None] * len(features)
-        groups: dict[tuple, list[int]] = {}
-        for i, f in enumerate(features):
-            groups.setdefault(tuple(tuple(f[n].shape) for n in names if n in f), []).append(i)
-        for idx_all in groups.values():
-            for start in range(0, len(idx_all), batch_size):
-                idx = idx_all[start:start + batch_size]
-                batch = {n: torch.cat([features[i][n] for i in idx]).to(self.device)
-                         for n in names if n in features[idx[0]]}
-                with torch.inference_mode():
-                    out = self._forward(batch, **fwd)
-                out = {k: _to_cpu(v) for k, v in out.items()}
-                for row, i in enumerate(idx):
-                    rest = {k: v for k, v in features[i].items() if k not in names}
-                    results[i] = {**rest, **{k: v[row:row + 1] for k, v in out.items()}}
-        return results  # type: ignore[return-value]
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(features), batch_size):
+            group = features[start:start + batch_size]
+            batch = {n: self._pad_rows([f[n] for f in group], n).to(self.device)
+                     for n in names if n in group[0]}
+            with torch.inference_mode():
+                out = self._forward(batch, **fwd)
+            out = {k: _to_cpu(v) for k, v in out.items()}
+            for row, f in enumerate(group):
+                rest = {k: v for k, v in f.items() if k not in names}
+                results.append({**rest, **{k: v[row:row + 1] for k, v in out.items()}})
+        return results
+
+    def _pad_rows(self, rows: list[torch.Tensor], name: str) -> torch.Tensor:
+        width = max(r.shape[-1] for r in rows)
+        if all(r.shape[-1] == width for r in rows):
+            return torch.cat(rows)
+        value = 0.0 if name == "attention_mask" else float(getattr(self.feature_extractor, "padding_value", 0.0))
+        return torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[-1]), value=value) for r in rows])
 
     model_input_names: tuple[str, ...] = ("input_features", "input_values", "attention_mask")
 

@@ -108,7 +108,8 @@ class AutomaticSpeechRecognitionPipeline(AudioPipeline):
                 raise InvalidInputError(f"the audio lasts {seconds:.0f} s; a CTC model reads at most "
                                         f"{MAX_UNCHUNKED_S:.0f} s at once: pass chunk_length_s=30 "
                                         "(and stride_length_s=5) to transcribe it in chunks")
-            return [{"is_last": True, **self._features(audio)}]
+            # the length rides along: a batch pads shorter inputs, whose extra frames are cut off
+            return [{"is_last": True, "samples": len(audio), **self._features(audio)}]
         n_samples = int(getattr(self.feature_extractor, "n_samples", 30 * rate))
         if len(audio) > n_samples:   # Whisper's own long form: every frame, with the length mask
             feats = self.feature_extractor(audio, sampling_rate=rate, truncation=False, padding="longest",
@@ -229,6 +230,8 @@ class AutomaticSpeechRecognitionPipeline(AudioPipeline):
                 frames = int(round(n / ratio))
                 left_f, right_f = int(round(left / n * frames)), int(round(right / n * frames))
                 ids = ids[left_f:frames - right_f]
+            elif "samples" in out:   # (the reference keeps a padded row's extra frames; we do not)
+                ids = ids[:int(self.model._get_feat_extract_output_lengths(out["samples"]))]
             pieces.append(ids)
         ids = torch.cat(pieces).tolist()
         text = self.tokenizer.decode(ids)
