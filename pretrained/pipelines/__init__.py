@@ -118,16 +118,16 @@ for _task in (
 del _task
 
 # Class-name endings of a checkpoint's ``architectures`` -> the task it was trained for.
-_ARCH_TASKS = (
-    ("ForSequenceClassification", "text-classification"),
-    ("ForTokenClassification", "token-classification"),
-    ("ForQuestionAnswering", "question-answering"),
-    ("ForMaskedLM", "fill-mask"),
+_ARCH_TASKS = (   # first match wins: the audio models' names before the generic endings
     ("WhisperForConditionalGeneration", "automatic-speech-recognition"),
     ("ForCTC", "automatic-speech-recognition"),
     ("ForAudioClassification", "audio-classification"),
     ("Wav2Vec2ForSequenceClassification", "audio-classification"),
     ("HubertForSequenceClassification", "audio-classification"),
+    ("ForSequenceClassification", "text-classification"),
+    ("ForTokenClassification", "token-classification"),
+    ("ForQuestionAnswering", "question-answering"),
+    ("ForMaskedLM", "fill-mask"),
     ("ForConditionalGeneration", "text2text-generation"),
     ("ForCausalLM", "text-generation"),
     ("LMHeadModel", "text-generation"),
