@@ -88,6 +88,9 @@ def cross_key_values(cache: "EncoderDecoderCache | None", layer_idx: int,
             return kv
     k, v = project(encoder_states)
     if cache is not None:
+        # stored contiguous: every later step reads them, and attention over strided keys (the
+        # heads' transposed view) copies them first, each step (4x slower over 1500 frames)
+        k, v = k.contiguous(), v.contiguous()
         cache.set_cross(layer_idx, k, v)
     return k, v
 
