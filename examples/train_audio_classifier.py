@@ -13,20 +13,24 @@ transformer of ``--layers`` (3) layers of ``--hidden`` (128), mean-pooled over t
 the fly (speed/pitch change by resampling, ±10%; a random start offset; background noise at
 10-40 dB SNR half the time); validation and test clips are read as they are.
 
-Training runs for ``--minutes`` of wall time (12 by default, on 2 cores): the learning rate
-decays over that time (examples/seq2seq_common.py's WallClockCosine) and training stops at its
-end. Held-out accuracy is measured twice: by ``Trainer.evaluate`` on the test split, and by
+Training runs for ``--minutes`` of wall time (12 by default): the learning rate decays over that
+time (examples/seq2seq_common.py's WallClockCosine) and training stops at its end. One torch
+thread by default: on a shared 2-core machine two contended threads were ~8x slower per step. Held-out accuracy is measured twice: by ``Trainer.evaluate`` on the test split, and by
 ``pipeline("audio-classification", model=<out>)`` on every test file, which is what is recorded.
 
 Usage::
 
-    nice -n 10 python examples/train_audio_classifier.py           # ~15 min on 2 cores
+    nice -n 10 python examples/train_audio_classifier.py           # ~13 min (+1 to make the data)
     python examples/train_audio_classifier.py --minutes 1 --out /tmp/digits   # smoke run
 
 Writes ``<out>/`` (default ``~/.cache/pretrained/trained/spoken-digits``): the model
 (``config.json``, ``model.safetensors``), ``preprocessor_config.json`` and ``results.json``
 (accuracies, per test voice, sizes, steps, times), so that
 ``pipeline("audio-classification", model=<out>)`` works.
+
+Recorded run (espeak-ng 1.51, one thread of a busy 2-core machine): 0.63M parameters, 1383 steps
+of 32 (15 epochs) in 12 minutes; accuracy on the 640 clips of the 16 held-out voices 0.981
+through the pipeline (chance 0.1; before training 0.139), on the 12 validation voices 0.933.
 """
 
 from __future__ import annotations
@@ -139,7 +143,7 @@ def pipeline_accuracy(folder: Path, rows: list[dict]) -> tuple[float, dict[str, 
 def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=str(Path.home() / ".cache" / "pretrained" / "trained" / "spoken-digits"))
+    parser.add_argument("--out", default=None, help="default: ~/.cache/pretrained/trained/spoken-digits")
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--dropout", type=float, default=0.1)
@@ -154,6 +158,10 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     start = time.time()
+    if a.out is None:
+        from pretrained.paths import cache_home
+
+        a.out = str(cache_home() / "pretrained" / "trained" / "spoken-digits")
     out = Path(a.out)
     data = spoken_digits.load()
     fe = feature_extractor()

@@ -261,7 +261,7 @@ def test_lora_on_whisper_trains_only_the_adapter_and_reloads(tmp_path):
     before = trainer.evaluate()["eval_loss"]
     trainer.train()
     after = trainer.evaluate()["eval_loss"]
-    assert after < before - 0.1, (before, after)
+    assert after < before - 0.5, (before, after)
 
     trained = model.get_base_model().state_dict()
     lora = {k for k in trained if ".lora_" in k}
@@ -281,3 +281,58 @@ def test_lora_on_whisper_trains_only_the_adapter_and_reloads(tmp_path):
         plain = AutoModelForSpeechSeq2Seq.from_pretrained(MODELS / "whisper-tiny")(**batch).logits
     assert torch.allclose(got, want, atol=1e-5)
     assert not torch.allclose(plain, want, atol=1e-3)   # the adapter is what changed the outputs
+
+
+def test_module_docstring_example_runs():
+    import doctest
+
+    import pretrained.training.audio as module
+
+    result = doctest.testmod(module)
+    assert result.attempted >= 3 and result.failed == 0
+
+
+# --- the helpers of examples/spoken_digits.py and examples/train_audio_classifier.py -------------
+def _examples():
+    import sys
+
+    root = str(Path(__file__).resolve().parent.parent / "examples")
+    sys.path.insert(0, root)
+    try:
+        import spoken_digits
+        import train_audio_classifier
+    finally:
+        sys.path.remove(root)
+    return spoken_digits, train_audio_classifier
+
+
+def test_spoken_digits_split_by_voice_and_plan_are_deterministic():
+    sd, _ = _examples()
+    names = [f"v{i}" for i in range(40)]
+    split = sd.split_voices(names)
+    assert split == sd.split_voices(list(reversed(names)))
+    assert (len(split["test"]), len(split["validation"]), len(split["train"])) == (16, 12, 40 - 28 + 1)
+    assert not set(split["test"]) & set(split["train"]) and not set(split["validation"]) & set(split["train"])
+    rows = sd.plan(split)
+    assert rows == sd.plan(split) and len(rows) == 41 * 10 * 4
+    for voice in ("default", split["test"][0]):
+        takes = [r for r in rows if r["voice"] == voice and r["word"] == "seven"]
+        assert len({r["accent"] for r in takes}) == 4 and all(r["label"] == 7 for r in takes)
+        assert all(100 <= r["speed"] <= 220 and 15 <= r["pitch"] <= 85 for r in takes)
+
+
+def test_trim_keeps_50_ms_around_the_word():
+    sd, _ = _examples()
+    wave = np.zeros(16000, np.float32)
+    wave[4000:6000] = 0.5
+    wave[100] = 0.001   # below 1% of the peak: silence
+    assert sd.trim(wave).shape[0] == 2000 + 2 * 800
+
+
+def test_the_digit_classifier_config():
+    sd, tac = _examples()
+    model = tac.build_model()
+    assert model.config.id2label == dict(enumerate(sd.LABELS)) and model.config.label2id["seven"] == 7
+    assert model._get_feat_extract_output_lengths(16000) == 48      # ~50 frames a second
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 8000)).logits.shape == (1, 10)
