@@ -58,6 +58,7 @@ from .bart_blocks import (
     sinusoidal_table,
 )
 from .seq2seq import (
+    as_encoder_output,
     clamp_float16,
     cross_key_values,
     eos_representation,
@@ -124,6 +125,7 @@ __all__ = [
     "Seq2SeqCausalLM",
     "Seq2SeqQuestionAnswering",
     "Seq2SeqSequenceClassification",
+    "as_encoder_output",
     "clamp_float16",
     "cross_key_values",
     "eos_representation",

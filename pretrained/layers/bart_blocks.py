@@ -30,7 +30,7 @@ from .attention import attention, attention_mask_4d, causal_mask, check_attentio
 from .decoder import prepare_decoder_inputs
 from .encoder import check_max_length
 from .init import init_normal_
-from .seq2seq import clamp_float16, cross_key_values, decoder_inputs, encoder_cache, encoder_padding_mask, seq2seq_lm_loss
+from .seq2seq import as_encoder_output, clamp_float16, cross_key_values, decoder_inputs, encoder_cache, encoder_padding_mask, seq2seq_lm_loss
 
 if TYPE_CHECKING:
     from ..cache import EncoderDecoderCache
@@ -379,18 +379,6 @@ class Seq2SeqDecoder(_Stack):
         return BaseModelOutput(last_hidden_state=x, past_key_values=cache, hidden_states=states)
 
 
-def _as_encoder_output(encoder_outputs: Any) -> BaseModelOutput:
-    if isinstance(encoder_outputs, BaseModelOutput):
-        return encoder_outputs
-    if isinstance(encoder_outputs, torch.Tensor):
-        return BaseModelOutput(last_hidden_state=encoder_outputs)
-    if isinstance(encoder_outputs, (tuple, list)) and encoder_outputs:
-        return BaseModelOutput(last_hidden_state=encoder_outputs[0],
-                               hidden_states=encoder_outputs[1] if len(encoder_outputs) > 1 else None)
-    raise InvalidInputError(f"encoder_outputs must be the encoder's BaseModelOutput (or a tuple whose "
-                            f"first item is its hidden states), got {type(encoder_outputs).__name__}")
-
-
 # --- the base model and the LM head -----------------------------------------------------------
 class Seq2SeqModel(nn.Module):
     """Encoder + decoder (``shared`` embeddings when the vocabularies are one). A model file
@@ -447,7 +435,7 @@ class Seq2SeqModel(nn.Module):
             if input_ids is None:
                 raise InvalidInputError("pass input_ids (or encoder_outputs from model.get_encoder())")
             encoder_outputs = self.encoder(input_ids, attention_mask, output_hidden_states)
-        encoder_outputs = _as_encoder_output(encoder_outputs)
+        encoder_outputs = as_encoder_output(encoder_outputs)
         out = self.decoder(decoder_input_ids, decoder_attention_mask, encoder_outputs.last_hidden_state,
                            attention_mask, past_key_values, use_cache, output_hidden_states)
         return Seq2SeqModelOutput(last_hidden_state=out.last_hidden_state, past_key_values=out.past_key_values,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from ..errors import InvalidInputError
+from ..outputs import BaseModelOutput
 
 if TYPE_CHECKING:
     from ..cache import EncoderDecoderCache
@@ -129,5 +130,19 @@ def eos_representation(eos_token_id: int | None, input_ids: torch.Tensor | None,
     return hidden[eos, :].view(hidden.shape[0], -1, hidden.shape[-1])[:, -1, :]
 
 
-__all__ = ["clamp_float16", "eos_representation", "shift_tokens_right", "seq2seq_lm_loss", "decoder_inputs", "encoder_cache",
+__all__ = ["as_encoder_output", "clamp_float16", "eos_representation", "shift_tokens_right", "seq2seq_lm_loss", "decoder_inputs", "encoder_cache",
            "cross_key_values", "encoder_padding_mask"]
+
+
+def as_encoder_output(encoder_outputs: Any) -> BaseModelOutput:
+    """``encoder_outputs`` as passed by a caller (the encoder's output, its last states alone, or
+    the reference's tuple) -> a BaseModelOutput."""
+    if isinstance(encoder_outputs, BaseModelOutput):
+        return encoder_outputs
+    if isinstance(encoder_outputs, torch.Tensor):
+        return BaseModelOutput(last_hidden_state=encoder_outputs)
+    if isinstance(encoder_outputs, (tuple, list)) and encoder_outputs:
+        return BaseModelOutput(last_hidden_state=encoder_outputs[0],
+                               hidden_states=encoder_outputs[1] if len(encoder_outputs) > 1 else None)
+    raise InvalidInputError(f"encoder_outputs must be the encoder's BaseModelOutput (or a tuple whose "
+                            f"first item is its hidden states), got {type(encoder_outputs).__name__}")

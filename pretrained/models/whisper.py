@@ -33,8 +33,8 @@ from torch import nn
 
 from ..config import PretrainedConfig
 from ..errors import InvalidInputError
-from ..layers import BartArch, BartEncoderLayer, Seq2SeqDecoder, Seq2SeqPreTrained, check_bart_config, \
-    decoder_inputs, init_normal_, seq2seq_lm_loss
+from ..layers import BartArch, BartEncoderLayer, Seq2SeqDecoder, Seq2SeqPreTrained, as_encoder_output, \
+    check_bart_config, decoder_inputs, init_normal_, seq2seq_lm_loss
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput, SequenceClassifierOutput
 
@@ -188,18 +188,6 @@ class WhisperDecoder(Seq2SeqDecoder, WhisperPreTrainedModel):
     """The text decoder over the encoder's states, with an EncoderDecoderCache."""
 
 
-def _as_encoder_output(encoder_outputs: Any) -> BaseModelOutput:
-    if isinstance(encoder_outputs, BaseModelOutput):
-        return encoder_outputs
-    if isinstance(encoder_outputs, torch.Tensor):
-        return BaseModelOutput(last_hidden_state=encoder_outputs)
-    if isinstance(encoder_outputs, (tuple, list)) and encoder_outputs:
-        return BaseModelOutput(last_hidden_state=encoder_outputs[0],
-                               hidden_states=encoder_outputs[1] if len(encoder_outputs) > 1 else None)
-    raise InvalidInputError(f"encoder_outputs must be the encoder's BaseModelOutput, got "
-                            f"{type(encoder_outputs).__name__}")
-
-
 class WhisperModel(WhisperPreTrainedModel):
     """The bare encoder-decoder: ``last_hidden_state`` (B, T_decoder, d_model)."""
 
@@ -235,7 +223,7 @@ class WhisperModel(WhisperPreTrainedModel):
             if input_features is None:
                 raise InvalidInputError("pass input_features (or encoder_outputs from model.get_encoder())")
             encoder_outputs = self.encoder(input_features, attention_mask, output_hidden_states)
-        encoder_outputs = _as_encoder_output(encoder_outputs)
+        encoder_outputs = as_encoder_output(encoder_outputs)
         out = self.decoder(decoder_input_ids, decoder_attention_mask, encoder_outputs.last_hidden_state,
                            None, past_key_values, use_cache, output_hidden_states)
         return Seq2SeqModelOutput(last_hidden_state=out.last_hidden_state, past_key_values=out.past_key_values,
@@ -329,7 +317,7 @@ class WhisperForAudioClassification(WhisperPreTrainedModel):
             if input_features is None:
                 raise InvalidInputError("pass input_features (the feature extractor's output)")
             encoder_outputs = self.encoder(input_features, attention_mask, True if weighted else output_hidden_states)
-        encoder_outputs = _as_encoder_output(encoder_outputs)
+        encoder_outputs = as_encoder_output(encoder_outputs)
         if weighted:
             if encoder_outputs.hidden_states is None:
                 raise InvalidInputError("use_weighted_layer_sum needs every layer's states: pass "
