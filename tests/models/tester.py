@@ -40,6 +40,7 @@ GOLDENS = {   # index file -> folder of the goldens it lists
     FIX / "goldens" / "t5" / "t5.json": FIX / "goldens" / "t5",   # test_t5.py runs its own
     FIX / "goldens" / "whisper" / "whisper.json": FIX / "goldens" / "whisper",   # test_whisper.py runs its own
     FIX / "goldens" / "speech" / "speech.json": FIX / "goldens" / "speech",   # speech_tester.py
+    FIX / "goldens" / "ast" / "ast.json": FIX / "goldens" / "ast",   # test_audio_spectrogram_transformer.py
 }
 # outputs a plain forward on the golden's inputs gives (others need their own call: e.g.
 # decoders' output.logits_pos is recorded with position_ids)
