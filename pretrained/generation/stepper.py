@@ -80,7 +80,14 @@ class Stepper:
         else:
             states = self.model.get_encoder()(plan.encoder_input_ids, attention_mask=mask).last_hidden_state
         per_input = rows // states.shape[0]
-        if per_input > 1:  # beams / return sequences of one input read the same encoder output
+        # beams / return sequences of one input read the same encoder output: repeated per row,
+        # unless the model's cross-attention serves a row's group from one copy (then the cache
+        # says how many rows share one)
+        if per_input > 1 and self.cached and getattr(self.model, "encoder_rows_shared", False):
+            from ..cache import EncoderDecoderCache
+
+            self.cache = EncoderDecoderCache(rows_per_input=per_input)
+        elif per_input > 1:
             states = states.repeat_interleave(per_input, dim=0)
             mask = mask.repeat_interleave(per_input, dim=0) if mask is not None else None
         self.extra = {"encoder_outputs": BaseModelOutput(last_hidden_state=states),

@@ -145,7 +145,14 @@ class BartAttention(nn.Module):
     def _attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, causal: bool) -> torch.Tensor:
         q = split_heads(self.q_proj(x), self.num_heads)
         p = self.dropout if self.training else 0.0
-        y = attention(q, k, v, mask, causal=causal, dropout=p, scale=self.scaling)
+        groups = q.shape[0] // k.shape[0]
+        if groups > 1:   # cross-attention of several rows (beams) per input: see cross()
+            b, h, t, d = q.shape
+            q = q.view(k.shape[0], groups, h, t, d).transpose(1, 2).reshape(k.shape[0], h, groups * t, d)
+            y = attention(q, k, v, mask, causal=False, dropout=p, scale=self.scaling)
+            y = y.view(k.shape[0], h, groups, t, d).transpose(1, 2).reshape(b, h, t, d)
+        else:
+            y = attention(q, k, v, mask, causal=causal, dropout=p, scale=self.scaling)
         return self.out_proj(merge_heads(y))
 
     def project(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,7 +169,9 @@ class BartAttention(nn.Module):
     def cross(self, x: torch.Tensor, encoder_states: torch.Tensor, mask: torch.Tensor | None,
               cache: "EncoderDecoderCache | None") -> torch.Tensor:
         """Attention of the decoder states ``x`` over the encoder output; its keys/values come
-        from ``cache`` after the first step (projected once per generation)."""
+        from ``cache`` after the first step (projected once per generation). ``x`` may hold
+        several rows per encoder row (the beams of one input, in order): their queries attend to
+        that input's keys together, which are projected and read once, not once per beam."""
         k, v = cross_key_values(cache, self.layer_idx, encoder_states, self.project)
         return self._attend(x, k, v, mask, False)
 
@@ -226,6 +235,8 @@ class Seq2SeqPreTrained(nn.Module):
     (normal with ``config.init_std``; the sinusoidal table needs none)."""
 
     arch: ClassVar[BartArch]
+    # generate() may pass the encoder output once per input, not once per beam (see cross())
+    encoder_rows_shared: ClassVar[bool] = True
 
     def _init_weights(self, module: nn.Module) -> None:
         init_normal_(module, self.config.init_std)
@@ -351,7 +362,8 @@ class Seq2SeqDecoder(_Stack):
                 raise InvalidInputError("the decoder needs encoder_hidden_states (the encoder's output)")
             cache = encoder_cache(past_key_values, use_cache)
         input_ids = self.check_input_ids(input_ids)
-        if crossing and input_ids.shape[0] != encoder_hidden_states.shape[0]:
+        per_input = getattr(cache, "rows_per_input", 1) if crossing and cache is not None else 1
+        if crossing and input_ids.shape[0] != encoder_hidden_states.shape[0] * per_input:
             raise InvalidInputError(f"decoder_input_ids has {input_ids.shape[0]} rows but the encoder "
                                     f"output {encoder_hidden_states.shape[0]}")
         own = (cache.self_attention_cache if cache is not None else None) if crossing else past_key_values

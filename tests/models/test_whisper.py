@@ -208,3 +208,26 @@ def test_lora_on_every_linear_trains_saves_and_reloads(tmp_path):
         got = back(input_features=g["input.input_features"], decoder_input_ids=g["input.decoder_input_ids"]).logits
     assert (got - want).abs().max() <= 1e-5
     assert (want - g["output.logits"]).abs().max() > 1e-4   # the step changed something
+
+
+def test_beams_share_their_inputs_cross_attention_keys():
+    """generate() gives the beams of one input one encoder output: cross-attention keys/values
+    are projected and stored once per input (2 rows here), not per beam (6), with the same tokens."""
+    from pretrained.cache import EncoderDecoderCache
+
+    g = golden()
+    m = model()
+    seen = []
+    original = EncoderDecoderCache.set_cross
+
+    def spy(self, layer_idx, k, v):
+        seen.append((self.rows_per_input, tuple(k.shape)))
+        return original(self, layer_idx, k, v)
+
+    EncoderDecoderCache.set_cross = spy
+    try:
+        out = m.generate(g["input.input_features"], **META["models"]["whisper-tiny"]["generate"]["beam3"])
+    finally:
+        EncoderDecoderCache.set_cross = original
+    assert out.tolist() == g["gen.beam3"].tolist()
+    assert seen and all(rows == 3 and shape[0] == 2 for rows, shape in seen)
