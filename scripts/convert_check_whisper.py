@@ -8,15 +8,18 @@ correctly; what it outputs then is the golden our own Whisper is checked against
 Run it with both reference versions (each writes its own section of the golden file):
 
     /work/refvenv/bin/python scripts/convert_check_whisper.py     # transformers 5.25
-    /work/ref4venv/bin/python scripts/convert_check_whisper.py    # transformers 4.57.6 (+ pipeline)
+    /work/ref4venv/bin/python scripts/convert_check_whisper.py    # transformers 4.57.6
 
 For each model it loads ``WhisperForConditionalGeneration.from_pretrained(folder, float32)`` and
 ``WhisperProcessor``, reads every ALSA test recording (/usr/share/sounds/alsa/*.wav, 48 kHz) with
 soundfile, resamples it to 16 kHz with soxr, and transcribes it with ``model.generate`` +
 ``batch_decode(skip_special_tokens=True)`` and with ``pipeline("automatic-speech-recognition")`` on
-``{"raw": array, "sampling_rate": 16000}``. It fails (exit 1) unless the expected strings come
-out of generate (both versions) and of the pipeline (4.57.6; 5.x's pipeline output is recorded). It also records, for tiny.en on Front_Left, a summary of the reference's log-mel features
-and encoder output and the logits of the first decoder step (after the forced prompt), for
+``{"raw": array, "sampling_rate": 16000}``, greedy (``generate_kwargs={"num_beams": 1}``) and as
+the pipeline decodes by default (beam search: its ``_default_generation_config`` has num_beams 5,
+which the hub's generation configs leave unset; it gives " front, center." on Front_Center). It
+fails (exit 1) unless the expected (greedy) strings come out of generate and the greedy pipeline.
+It also records, for tiny.en on Front_Left, a summary of the reference's log-mel features and
+encoder output and the logits of the first decoder step (after the forced prompt), for
 checks of our model at 1e-4.
 
 Writes tests/fixtures/goldens/whisper_real.json (the section ``transformers-<version>``) and, in
@@ -94,7 +97,8 @@ def check_model(name: str, audio: dict[str, np.ndarray]) -> tuple[dict, list[str
     model = WhisperForConditionalGeneration.from_pretrained(folder, **dtype_kw).eval()
     processor = WhisperProcessor.from_pretrained(folder)
     asr = pipeline("automatic-speech-recognition", model=folder, **dtype_kw)
-    section: dict = {"folder": folder, "generate": {}, "pipeline": {}}
+    section: dict = {"folder": folder, "generate": {}, "pipeline": {}, "pipeline_greedy": {},
+                     "pipeline_num_beams": asr.generation_config.num_beams}
     failures = []
     for f, x in audio.items():
         feats = processor(x, sampling_rate=16000, return_tensors="pt").input_features
@@ -103,14 +107,16 @@ def check_model(name: str, audio: dict[str, np.ndarray]) -> tuple[dict, list[str
         text = processor.batch_decode(ids, skip_special_tokens=True)[0]
         section["generate"][f] = {"tokens": ids[0].tolist(), "text": text}
         piped = asr({"raw": x.copy(), "sampling_rate": 16000})["text"]
-        section["pipeline"][f] = piped
+        greedy = asr({"raw": x.copy(), "sampling_rate": 16000}, generate_kwargs={"num_beams": 1})["text"]
+        section["pipeline"][f], section["pipeline_greedy"][f] = piped, greedy
         want = EXPECTED[name].get(f)
-        for how, got in (("generate", text), ("pipeline", piped)):
+        for how, got in (("generate", text), ("pipeline", piped), ("pipeline greedy", greedy)):
             ok = want is None or got == want
-            # the pipeline is required only of 4.57.6 (5.x changed its preprocessing; recorded)
-            required = how == "generate" or MAJOR < 5
-            note = "" if ok else f"  EXPECTED {want!r}" + ("" if required else " (not required)")
-            print(f"  {name:16s} {f:13s} {how:8s} {got!r}{note}")
+            # the pipeline's own default decodes with beam search (num_beams 5 in both versions),
+            # the expected strings are greedy: its output is recorded, not required
+            required = how != "pipeline"
+            note = "" if ok else f"  EXPECTED {want!r}" + ("" if required else " (beam search: recorded)")
+            print(f"  {name:16s} {f:13s} {how:15s} {got!r}{note}")
             if not ok and required:
                 failures.append(f"{name} {f} {how}: {got!r} != {want!r}")
     if name == "whisper-tiny.en":
@@ -158,8 +164,9 @@ def main() -> int:
         "with soundfile as float32 mono, soxr.resample(x, 48000, 16000) (HQ); generate: "
         "model.generate(input_features) tokens (without the prompt) and batch_decode(skip_special_"
         "tokens=True); pipeline: pipeline('automatic-speech-recognition')({'raw', 'sampling_rate': "
-        "16000})['text']; probe_Front_Left: tiny.en features/encoder rows (first 8 values) and the "
-        "logits after the forced prompt."
+        "16000})['text'] with its default decoding (beam search, pipeline_num_beams) and with "
+        "generate_kwargs={'num_beams': 1} (pipeline_greedy); probe_Front_Left: tiny.en "
+        "features/encoder rows (first 8 values) and the logits after the forced prompt."
     )
     golden["expected"] = EXPECTED
     golden[key] = section

@@ -400,6 +400,10 @@ def test_tokenizer_ids_are_checked():
     with pytest.raises(ConversionError, match="disagree at 1 ids .first 2"):
         whisper_tokenizer_files(tiny_tokenizer(), TINY_VOCAB, vocabulary)
     tok = tiny_tokenizer()
+    tok["model"]["vocab"]["<|x|>"] = 3                      # the id of <|endoftext|>
+    with pytest.raises(ConversionError, match="one id two tokens"):
+        whisper_tokenizer_files(tok, TINY_VOCAB)
+    tok = tiny_tokenizer()
     tok["added_tokens"] = [t for t in tok["added_tokens"] if t["content"] != "<|startofprev|>"]
     with pytest.raises(ConversionError, match="startofprev"):
         whisper_special_tokens(tok)

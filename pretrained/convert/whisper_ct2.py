@@ -354,8 +354,8 @@ def whisper_tokenizer_files(tokenizer: dict, vocab_size: int,
     """``tokenizer.json`` (with the timestamp tokens the newer hub files add), its config,
     ``special_tokens_map.json``, and ``vocab.json`` + ``merges.txt`` for the reference's slow
     tokenizer (``added_tokens.json`` is not written: ``added_tokens_decoder`` in the config
-    carries the same, and both reference versions load without it). Ids are checked against ``vocabulary`` (CTranslate2's
-    ``vocabulary.txt``: one token per id) when given."""
+    carries the same, and both reference versions load without it). Ids are checked against
+    ``vocabulary`` (CTranslate2's ``vocabulary.txt``: one token per id) when given."""
     tokenizer = json.loads(json.dumps(tokenizer))  # a deep copy: the caller's dict stays as is
     model = tokenizer.get("model") or {}
     if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
@@ -377,7 +377,11 @@ def whisper_tokenizer_files(tokenizer: dict, vocab_size: int,
             continue
         added.append(_added(tid, content, special=False))
         tokens[content] = tid
-    by_id = {i: t for t, i in model["vocab"].items()} | {i: c for c, i in tokens.items()}
+    by_id = {i: t for t, i in model["vocab"].items()}
+    clash = [(i, by_id[i], c) for c, i in tokens.items() if by_id.get(i, c) != c]
+    if clash:
+        raise ConversionError(f"tokenizer.json gives one id two tokens: {clash[:3]}")
+    by_id |= {i: c for c, i in tokens.items()}
     if sorted(by_id) != list(range(vocab_size)):
         raise ConversionError(f"tokenizer ids are not exactly 0..{vocab_size - 1}")
     if vocabulary is not None:
