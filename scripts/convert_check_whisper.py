@@ -91,6 +91,13 @@ def probe(model, processor, audio: np.ndarray) -> dict:
     }  # fmt: skip
 
 
+def _pipeline_num_beams(asr) -> int | None:
+    """The beam count the pipeline decodes with by default (4.57: its generation_config; 5.x
+    keeps only the class default it merges in at call time)."""
+    config = getattr(asr, "generation_config", None) or getattr(asr, "_default_generation_config", None)
+    return getattr(config, "num_beams", None)
+
+
 def check_model(name: str, audio: dict[str, np.ndarray]) -> tuple[dict, list[str]]:
     folder = str(fetch(name, quiet=True))
     dtype_kw = {"dtype": torch.float32} if MAJOR >= 5 else {"torch_dtype": torch.float32}
@@ -98,7 +105,7 @@ def check_model(name: str, audio: dict[str, np.ndarray]) -> tuple[dict, list[str
     processor = WhisperProcessor.from_pretrained(folder)
     asr = pipeline("automatic-speech-recognition", model=folder, **dtype_kw)
     section: dict = {"folder": folder, "generate": {}, "pipeline": {}, "pipeline_greedy": {},
-                     "pipeline_num_beams": asr.generation_config.num_beams}
+                     "pipeline_num_beams": _pipeline_num_beams(asr)}
     failures = []
     for f, x in audio.items():
         feats = processor(x, sampling_rate=16000, return_tensors="pt").input_features
