@@ -115,10 +115,13 @@ def speed(args) -> None:
                 row = {"model": model, "dtype": dtype_name, "beams": beams, "audio_s": round(secs, 1),
                        **{f"rtf_{k}": round(v, 1) for k, v in rtf.items()},
                        "ours/reference": round(rtf["ours"] / rtf["reference"], 2),
-                       "same_text_as_reference": texts["ours"] == texts["reference"]}
-                if "ct2-float32" in rtf:
+                       "same_text_as_reference": texts["ours"] == texts["reference"],
+                       "chars_ours_reference": [len(texts["ours"]), len(texts["reference"])]}
+                if "ct2-float32" in rtf:   # a ratio means something only where the texts agree
                     row["ours/ct2-float32"] = round(rtf["ours"] / rtf["ct2-float32"], 2)
                     row["ours/ct2-int8"] = round(rtf["ours"] / rtf["ct2-int8"], 2)
+                    row["same_text_as_ct2-float32"] = texts["ours"] == texts["ct2-float32"]
+                    row["chars_ours_ct2"] = [len(texts["ours"]), len(texts["ct2-float32"])]
                 rows.append(row)
                 print(json.dumps(row), flush=True)
 
