@@ -233,3 +233,28 @@ def test_beams_share_their_inputs_cross_attention_keys():
     # the first window holds both inputs; a second window (one input went on past a timestamp
     # pair) holds one: 1 row of keys for its 3 beams
     assert seen[0] == (3, (2, 4, 16, 8)) and all(rows == 3 and shape[0] in (1, 2) for rows, shape in seen)
+
+
+def test_copies_pickling_a_dtype_round_trip_and_torch_compile_keep_the_logits():
+    import io
+    import pickle
+
+    g = golden()
+    m = model()
+    kw = dict(decoder_input_ids=g["input.decoder_input_ids"])
+    with torch.no_grad():
+        want = m(g["input.input_features"], **kw).logits
+        copied = copy.deepcopy(m)
+        buffer = io.BytesIO()
+        torch.save(m, buffer, pickle_protocol=pickle.HIGHEST_PROTOCOL)   # the whole module
+        buffer.seek(0)
+        unpickled = torch.load(buffer, weights_only=False)
+        there_and_back = copy.deepcopy(m).to(torch.bfloat16).to(torch.float32)
+        for other in (copied, unpickled):
+            assert torch.equal(other(g["input.input_features"], **kw).logits, want)
+        # bfloat16 and back rounds the weights: within bfloat16's rounding, not equal
+        back = there_and_back(g["input.input_features"], **kw).logits
+        assert 0 < (back - want).abs().max() <= 0.05 * want.abs().max()
+        torch._dynamo.reset()
+        compiled = torch.compile(m)
+        assert (compiled(g["input.input_features"], **kw).logits - want).abs().max() <= 1e-5
