@@ -268,3 +268,24 @@ def test_missing_sampling_rate_warns(caplog):
     with caplog.at_level("WARNING", logger="pretrained"):
         Wav2Vec2FeatureExtractor()(golden_input("w1"))
     assert "sampling_rate" in caplog.text
+
+
+def test_wav2vec2_normalisation_of_long_audio_on_threads_is_the_formula():
+    """From 65536 samples the normalisation runs on torch's threads; it must still be
+    (x - mean) / sqrt(var + 1e-7), here computed in float64 by numpy for the comparison."""
+    import torch
+
+    from pretrained.audio.wav2vec2_features import _THREADED_FROM
+
+    rng = np.random.default_rng(3)
+    long = (0.2 * rng.standard_normal(_THREADED_FROM * 3) + 0.01).astype(np.float32)
+    x = long.astype(np.float64)
+    want = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):   # numpy's single pass, then the threaded one
+            torch.set_num_threads(n)
+            got = Wav2Vec2FeatureExtractor()(long, sampling_rate=16000, return_tensors="np")["input_values"][0]
+            assert np.abs(got - want).max() <= 1e-5
+    finally:
+        torch.set_num_threads(threads)
