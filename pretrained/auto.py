@@ -244,6 +244,12 @@ class AutoModelForAudioClassification(_AutoModel):
     head = "audio-classification"
 
 
+class AutoModelForImageClassification(_AutoModel):
+    """Image classifiers (ViT, DeiT, ConvNeXt, ResNet, Swin): ``logits`` per image."""
+
+    head = "image-classification"
+
+
 class AutoModelForSpeechRecognition(_AutoModel):
     """What the speech-recognition pipeline loads: Whisper's generation head, else a CTC head."""
 
@@ -264,4 +270,4 @@ _HEADS = {c.__name__: c for c in (AutoModel, AutoModelForCausalLM, AutoModelForM
                                   AutoModelForSequenceClassification,
                                   AutoModelForTokenClassification, AutoModelForQuestionAnswering,
                                   AutoModelForSeq2SeqLM, AutoModelForSpeechSeq2Seq, AutoModelForCTC,
-                                  AutoModelForAudioClassification)}
+                                  AutoModelForAudioClassification, AutoModelForImageClassification)}
