@@ -33,14 +33,21 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+from ..errors import InvalidInputError
 
 from .activations import activation
 from .attention import attention, merge_heads, split_heads
 from .encoder import LayerStack
 
-__all__ = ["ViTSelfAttention", "ViTAttention", "ViTLayer", "vit_encoder", "check_vit_config"]
+__all__ = ["ViTSelfAttention", "ViTAttention", "ViTLayer", "vit_encoder", "check_vit_config",
+           "pair", "ImagePatchEmbeddings", "ImageEmbeddings", "check_pixel_values",
+           "interpolate_patch_positions"]
 
 
 class ViTSelfAttention(nn.Module):
@@ -133,3 +140,108 @@ def check_vit_config(cfg) -> None:
         cfg._require(0.0 <= getattr(cfg, key) <= 1.0, f"{key} must be in [0, 1], got {getattr(cfg, key)}")
     cfg._require(cfg.layer_norm_eps > 0, f"layer_norm_eps must be > 0, got {cfg.layer_norm_eps}")
     activation(cfg.hidden_act)
+
+
+# --- images: patches, extra tokens, positions (ViT, DeiT) ---------------------------------------
+def pair(value: Any) -> tuple[int, int]:
+    """``image_size`` / ``patch_size`` as the configs write them (an int or a pair) -> (h, w)."""
+    if isinstance(value, (list, tuple)):
+        return int(value[0]), int(value[1])
+    return int(value), int(value)
+
+
+class ImagePatchEmbeddings(nn.Module):
+    """(B, C, H, W) -> (B, patches, hidden): one convolution, kernel = stride = the patch
+    (``patch_embeddings.projection``); patches run row-major."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        p = pair(config.patch_size)
+        self.projection = nn.Conv2d(config.num_channels, config.hidden_size, kernel_size=p, stride=p)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.projection(pixel_values).flatten(2).transpose(1, 2)
+
+
+def interpolate_patch_positions(positions: torch.Tensor, extra: int, grid: tuple[int, int],
+                                new_grid: tuple[int, int], same_count_square: bool) -> torch.Tensor:
+    """The learned positions (1, extra + gh*gw, H) resized for a ``new_grid`` of patches: the
+    ``extra`` token positions kept, the patch positions laid out on their grid and resized
+    bicubically (align_corners False). As the reference: unchanged when the number of patches is
+    the same and the image is square (``same_count_square``)."""
+    if same_count_square:
+        return positions
+    dim = positions.shape[-1]
+    patches = positions[:, extra:].reshape(1, grid[0], grid[1], dim).permute(0, 3, 1, 2)
+    patches = F.interpolate(patches, size=new_grid, mode="bicubic", align_corners=False)
+    return torch.cat((positions[:, :extra], patches.permute(0, 2, 3, 1).reshape(1, -1, dim)), dim=1)
+
+
+class ImageEmbeddings(nn.Module):
+    """``cls_token`` (and with ``distillation`` DeiT's ``distillation_token``) in front of the
+    patches, learned ``position_embeddings`` added (resized with ``interpolate_pos_encoding``
+    for another image size), dropout."""
+
+    def __init__(self, config, distillation: bool = False) -> None:
+        super().__init__()
+        self.extra = 2 if distillation else 1
+        self.image_grid = pair(config.image_size)
+        self.patch = pair(config.patch_size)
+        self.grid = (self.image_grid[0] // self.patch[0], self.image_grid[1] // self.patch[1])
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        if distillation:
+            self.distillation_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.patch_embeddings = ImagePatchEmbeddings(config)
+        self.position_embeddings = nn.Parameter(
+            torch.zeros(1, self.grid[0] * self.grid[1] + self.extra, config.hidden_size))
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        height, width = pixel_values.shape[-2:]
+        patches = self.patch_embeddings(pixel_values)
+        b = patches.shape[0]
+        tokens = [self.cls_token.expand(b, -1, -1)]
+        if self.extra == 2:
+            tokens.append(self.distillation_token.expand(b, -1, -1))
+        x = torch.cat((*tokens, patches), dim=1)
+        positions = self.position_embeddings
+        if interpolate_pos_encoding:
+            new_grid = (height // self.patch[0], width // self.patch[1])
+            same = new_grid[0] * new_grid[1] == self.grid[0] * self.grid[1] and height == width
+            positions = interpolate_patch_positions(positions, self.extra, self.grid, new_grid, same)
+        return self.dropout(x + positions)
+
+
+def check_pixel_values(pixel_values: Any, config, dtype: torch.dtype, interpolate_pos_encoding: bool,
+                       model: str) -> torch.Tensor:
+    """(B, num_channels, H, W) float pixels in ``dtype`` (one (C, H, W) image is a batch of one),
+    H x W the config's ``image_size`` unless ``interpolate_pos_encoding``; or a named error."""
+    h, w = pair(config.image_size)
+    ph, pw = pair(config.patch_size)
+    c = config.num_channels
+    hint = (f"{model} takes pixel_values (batch, num_channels={c}, height={h}, width={w}); make them "
+            "from images with the model's image processor (AutoImageProcessor, return_tensors='pt')")
+    if not isinstance(pixel_values, torch.Tensor):
+        raise InvalidInputError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}; {hint}")
+    if not pixel_values.is_floating_point():
+        raise InvalidInputError(f"pixel_values must hold float pixels (rescaled and normalised), got "
+                                f"{pixel_values.dtype}; {hint}")
+    if pixel_values.dim() == 3 and pixel_values.shape[0] == c:
+        pixel_values = pixel_values.unsqueeze(0)
+    got = tuple(pixel_values.shape)
+    if pixel_values.dim() != 4 or pixel_values.shape[0] == 0:
+        raise InvalidInputError(f"pixel_values has shape {got}; {hint}")
+    if pixel_values.shape[1] != c:
+        if pixel_values.shape[-1] == c:
+            hint = f"the pixels look channels-last: pass pixel_values.permute(0, 3, 1, 2); {hint}"
+        raise InvalidInputError(f"pixel_values has {pixel_values.shape[1]} channels (shape {got}), the "
+                                f"model {c}; {hint}")
+    height, width = got[2:]
+    if interpolate_pos_encoding:
+        if height < ph or width < pw:
+            raise InvalidInputError(f"pixel_values of {height}x{width} is smaller than one {ph}x{pw} patch; {hint}")
+    elif (height, width) != (h, w):
+        raise InvalidInputError(f"pixel_values is {height}x{width}, the model takes {h}x{w}; resize with the "
+                                f"image processor, or pass interpolate_pos_encoding=True to resize the "
+                                f"position embeddings; {hint}")
+    return pixel_values.to(dtype)

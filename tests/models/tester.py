@@ -41,6 +41,7 @@ GOLDENS = {   # index file -> folder of the goldens it lists
     FIX / "goldens" / "whisper" / "whisper.json": FIX / "goldens" / "whisper",   # test_whisper.py runs its own
     FIX / "goldens" / "speech" / "speech.json": FIX / "goldens" / "speech",   # speech_tester.py
     FIX / "goldens" / "ast" / "ast.json": FIX / "goldens" / "ast",   # test_audio_spectrogram_transformer.py
+    FIX / "goldens" / "vit" / "vit.json": FIX / "goldens" / "vit",   # test_vit.py, test_deit.py
 }
 # outputs a plain forward on the golden's inputs gives (others need their own call: e.g.
 # decoders' output.logits_pos is recorded with position_ids)
