@@ -141,3 +141,25 @@ __all__ += [
     "ConversionError",
     "NonZeroKeyBiasError",
 ]
+
+
+# --- vision (appended: pretrained/vision/) ------------------------------------------------------
+class ImageDecodeError(InvalidInputError):
+    """An image file or bytes that Pillow cannot read: not an image, a format Pillow lacks, truncated
+    or corrupt data, or an image with zero width or height."""
+
+
+class ImageFileNotFoundError(InvalidInputError, FileNotFoundError):
+    """An image path that does not exist."""
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """An image whose pixel count is over Pillow's decompression-bomb limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``, kept as Pillow sets it); the message names the limit."""
+
+
+__all__ += [
+    "ImageDecodeError",
+    "ImageFileNotFoundError",
+    "ImageTooLargeError",
+]
