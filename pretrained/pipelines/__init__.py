@@ -23,6 +23,7 @@ text2text-generation     the generated text for each input                    se
 automatic-speech-        the text of each audio (+ timestamped chunks)        speech-seq2seq or ctc
 recognition
 audio-classification     labels and scores for each audio                     audio-classification
+image-classification     labels and scores for each picture                   image-classification
 =======================  ===================================================  ====================
 
 Example::
@@ -113,6 +114,8 @@ for _task in (
          default_model="whisper-tiny.en"),
     Task("audio-classification", f"{_P}.audio_classification", "AudioClassificationPipeline",
          "AutoModelForAudioClassification", tokenizer=False),
+    Task("image-classification", f"{_P}.image_classification", "ImageClassificationPipeline",
+         "AutoModelForImageClassification", tokenizer=False),
 ):
     register_task(_task)
 del _task
@@ -124,6 +127,8 @@ _ARCH_TASKS = (   # first match wins: the audio models' names before the generic
     ("ForAudioClassification", "audio-classification"),
     ("Wav2Vec2ForSequenceClassification", "audio-classification"),
     ("HubertForSequenceClassification", "audio-classification"),
+    ("ForImageClassification", "image-classification"),
+    ("ForImageClassificationWithTeacher", "image-classification"),
     ("ForSequenceClassification", "text-classification"),
     ("ForTokenClassification", "token-classification"),
     ("ForQuestionAnswering", "question-answering"),
