@@ -64,6 +64,7 @@ _LAZY: dict[str, str] = {
     "DataCollatorWithAudioPadding": "training",
     "DataCollatorForAudioClassification": "training",
     "DataCollatorSpeechSeq2SeqWithPadding": "training",
+    "DataCollatorForImageClassification": "training",
     "default_data_collator": "training",
     "EvalPrediction": "training",
     "set_seed": "training",
