@@ -23,11 +23,18 @@ labels (``labels.json``), and the pipeline's accuracy on those files is recorded
 
 Usage::
 
-    python examples/train_image_classifier.py                       # ~3 min on one busy core
+    python examples/train_image_classifier.py                       # ~4.5 min on one busy core
     python examples/train_image_classifier.py --epochs 2 --out /tmp/digits-vit   # smoke run
 
 Writes ``<out>/`` (default ``~/.cache/pretrained/trained/digits-vit``): ``config.json``,
 ``model.safetensors``, ``preprocessor_config.json``, ``results.json``, ``held_out/``.
+
+Recorded run (one thread of a shared 2-core machine): 0.56M parameters, 3570 steps of 64 (170
+epochs) in 4.3 minutes; held-out accuracy 0.961 on the 360 test digits through the pipeline (chance
+0.1; before training 0.100), 0.958 on the 144 validation digits, 20/20 on the PNG files. A ViT
+from scratch learns this set slowly (its CLS token must first learn where to look: after 60 epochs
+it was at 0.78, and the reference's ViT learns at the same pace from the same start), so it is
+trained for many epochs; a plain MLP on the same pixels reaches ~0.97 in a few epochs.
 """
 
 from __future__ import annotations
