@@ -21,7 +21,8 @@ import numpy as np
 
 from ..errors import ConfigError, InvalidInputError, UnsupportedOptionError
 
-__all__ = ["BatchFeature", "FeatureExtractor", "PaddedBatch", "PREPROCESSOR_CONFIG"]
+__all__ = ["BatchFeature", "FeatureExtractor", "PaddedBatch", "PREPROCESSOR_CONFIG", "read_preprocessor_config",
+           "write_preprocessor_config"]
 
 logger = logging.getLogger("pretrained")
 
@@ -239,20 +240,7 @@ class FeatureExtractor:
 
     def save_pretrained(self, save_directory: str | os.PathLike, **_: Any) -> list[str]:
         """Write ``preprocessor_config.json`` (atomically) into ``save_directory``; returns its path."""
-        directory = Path(save_directory)
-        if directory.is_file():
-            raise InvalidInputError(f"{str(directory)!r} is a file; save_pretrained needs a directory")
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / PREPROCESSOR_CONFIG
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".preprocessor_config.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.to_json_string())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return [str(target)]
+        return write_preprocessor_config(save_directory, self.to_json_string())
 
     # --- calling ------------------------------------------------------------------------------
     def check_sampling_rate(self, sampling_rate: int | None) -> None:
@@ -361,3 +349,23 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{str(path)!r} must hold a JSON object, not {type(data).__name__}")
     return data
+
+
+def write_preprocessor_config(save_directory: str | os.PathLike, text: str) -> list[str]:
+    """Write ``text`` as ``preprocessor_config.json`` in ``save_directory`` (created), atomically
+    (a temporary file, then one rename); returns its path. Feature extractors and image
+    processors save through this."""
+    directory = Path(save_directory)
+    if directory.is_file():
+        raise InvalidInputError(f"{str(directory)!r} is a file; save_pretrained needs a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / PREPROCESSOR_CONFIG
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".preprocessor_config.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return [str(target)]

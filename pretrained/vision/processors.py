@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..audio.base import PREPROCESSOR_CONFIG, BatchFeature, read_preprocessor_config
+from ..audio.base import BatchFeature, read_preprocessor_config, write_preprocessor_config
 from ..errors import ConfigError, InvalidInputError, UnsupportedOptionError
 from .io import _is_pil, _is_torch, channel_axis, convert_to_rgb, load_image, pil, to_uint8
 
@@ -180,23 +180,7 @@ class BaseImageProcessor:
 
     def save_pretrained(self, save_directory: str | os.PathLike, **_: Any) -> list[str]:
         """Write ``preprocessor_config.json`` (atomically) into ``save_directory``."""
-        import tempfile
-        from pathlib import Path
-
-        directory = Path(save_directory)
-        if directory.is_file():
-            raise InvalidInputError(f"{str(directory)!r} is a file; save_pretrained needs a directory")
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / PREPROCESSOR_CONFIG
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".preprocessor_config.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.to_json_string())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return [str(target)]
+        return write_preprocessor_config(save_directory, self.to_json_string())
 
     # --- calling ------------------------------------------------------------------------------
     def __call__(self, images: Any, **kwargs: Any) -> BatchFeature:
