@@ -92,7 +92,30 @@ from .speech_encoder import (
     span_mask,
 )
 
+from .vit_blocks import (
+    ImageEmbeddings,
+    ImagePatchEmbeddings,
+    ViTAttention,
+    ViTLayer,
+    ViTSelfAttention,
+    check_pixel_values,
+    check_vit_config,
+    interpolate_patch_positions,
+    pair,
+    vit_encoder,
+)
+
 __all__ = [
+    "ImageEmbeddings",
+    "ImagePatchEmbeddings",
+    "ViTAttention",
+    "ViTLayer",
+    "ViTSelfAttention",
+    "check_pixel_values",
+    "check_vit_config",
+    "interpolate_patch_positions",
+    "pair",
+    "vit_encoder",
     "FeatureEncoder",
     "FeatureProjection",
     "PositionalConvEmbedding",
