@@ -11,49 +11,23 @@ only, and named errors for wrong pixels.
 
 from __future__ import annotations
 
-import copy
-import json
 import math
-from functools import lru_cache
 
 import pytest
 import torch
-from safetensors.torch import load_file
-from tester import FIX, fixtures, load, names_for
+from image_tester import Goldens, example, image_model_tests, recorded
+from tester import FIX, load, names_for
 
 from pretrained import AutoConfig, AutoModel, AutoModelForImageClassification
-from pretrained.backends import plain
 from pretrained.errors import ConfigError, InvalidInputError
 from pretrained.models.convnext import ConvNextConfig, ConvNextForImageClassification, ConvNextModel
-from pretrained.peft import LoraConfig, PeftModel, get_peft_model
 
-GOLD = FIX / "goldens" / "convnext"
-
-
-@lru_cache(maxsize=None)
-def index() -> dict:
-    return json.loads((GOLD / "convnext.json").read_text())
-
-
-def meta(name: str) -> dict:
-    return index()["models"][name]
-
-
-def golden(name: str) -> dict[str, torch.Tensor]:
-    return load_file(str(GOLD / f"{name}.safetensors"))
-
-
-def recorded(g: dict, prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in g.items() if k.startswith(prefix)}
+GOLDENS = Goldens("convnext")
+meta, golden, index = GOLDENS.meta, GOLDENS.golden, GOLDENS.index
 
 
 def got_of(out, key: str) -> torch.Tensor:
     return out.hidden_states[int(key[7:])] if key.startswith("hidden.") else getattr(out, key)
-
-
-def example(rows: int, seed: int = 0, channels: int = 3, size=(32, 32)) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(rows + seed)
-    return {"pixel_values": torch.randn(rows, channels, *size, generator=g)}
 
 
 def run(model, batch: dict) -> torch.Tensor:
@@ -103,81 +77,6 @@ def convnext_tests(model_type: str, classifier: str) -> dict:
         assert model.config.problem_type == spec["problem_type"]
         want = spec["loss"]
         assert math.isfinite(want) and abs(loss.item() - want) <= 1e-4 * max(1.0, abs(want)), (loss.item(), want)
-
-    @pytest.mark.parametrize("name", names)
-    def test_the_reference_reads_our_save(name):
-        assert meta(name)["roundtrip_max_abs_diff"] <= 1e-4
-        assert fixtures()[name]["roundtrip"] == meta(name)["roundtrip_max_abs_diff"]
-
-    @pytest.mark.parametrize("name", names)
-    def test_our_save_loads_back_bit_for_bit_under_the_reference_names(name, tmp_path):
-        model = load(name)
-        model.save_pretrained(tmp_path)
-        saved = load_file(str(tmp_path / "model.safetensors"))
-        assert sorted(saved) == sorted(load_file(str(FIX / "models" / name / "model.safetensors")))
-        back = type(model).from_pretrained(tmp_path)
-        assert all(torch.equal(a, back.state_dict()[k]) for k, a in model.state_dict().items())
-        assert back.config.id2label == model.config.id2label
-
-    @pytest.mark.parametrize("name", names)
-    def test_bfloat16_within_its_rounding(name):
-        g = golden(name)
-        model = load(name, torch_dtype=torch.bfloat16)
-        assert model.dtype == torch.bfloat16
-        with torch.no_grad():
-            out = model(pixel_values=g["input.pixel_values"])   # float32 pixels: cast by the model
-        ref = recorded(g, "bf16.")
-        assert ref
-        for key, ref_bf16 in ref.items():
-            want = g[f"output.{key}"]
-            got = getattr(out, key).float()
-            tolerance = 0.06 * want.abs().max().item() + 0.02
-            assert (got - want).abs().max() <= tolerance, key
-            assert (got - ref_bf16).abs().max() <= tolerance, key
-
-    def test_fast_paths_give_the_plain_modules_numbers():
-        model = load(classifier)
-        kinds = {type(m).__name__ for m in model.modules()}
-        assert "CpuLinear" in kinds and "Linear" not in kinds
-        reference = copy.deepcopy(model)
-        assert plain(reference) > 0
-        assert "Linear" in {type(m).__name__ for m in reference.modules()}
-        for rows in (1, 2, 1):
-            batch = example(rows)
-            assert (run(model, batch) - run(reference, batch)).abs().max() <= 1e-5
-
-    def test_lora_all_linear_trains_saves_reloads_and_merges(tmp_path):
-        torch.manual_seed(0)
-        model = load(classifier)
-        peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
-        peft.train()
-        peft(**example(2), labels=torch.tensor([1, 0])).loss.backward()
-        trainable = [p for p in peft.parameters() if p.requires_grad]
-        assert len(trainable) >= 2 * 2 * 3 and all(p.grad is not None for p in trainable)   # 3 blocks x 2
-        with torch.no_grad():
-            for p in trainable:
-                p.add_(torch.randn_like(p) * 0.05)   # a non-zero adapter: skipping it would show
-        peft.eval()
-        base = run(load(classifier), example(2))
-        for rows in (1, 2):
-            batch = example(rows)
-            got = run(peft, batch)
-            reference = copy.deepcopy(peft)
-            plain(reference)
-            assert (got - run(reference, batch)).abs().max() <= 1e-5
-        assert (got - base).abs().max() > 1e-3
-        peft.save_pretrained(tmp_path / "adapter")
-        again = PeftModel.from_pretrained(load(classifier), tmp_path / "adapter")
-        assert (run(again, batch) - got).abs().max() <= 1e-5
-        merged = again.merge_and_unload()
-        assert (run(merged, batch) - got).abs().max() <= 1e-4
-
-    def test_torch_compile_gives_the_same_outputs():
-        torch._dynamo.reset()
-        model = load(classifier)
-        batch = example(2)
-        want = run(model, batch)
-        assert (run(torch.compile(model), batch) - want).abs().max() <= 1e-5
 
     def test_training_a_step_moves_every_weight():
         torch.manual_seed(0)
@@ -240,7 +139,8 @@ def convnext_tests(model_type: str, classifier: str) -> dict:
         with pytest.raises(ConfigError, match=words):
             config_class(**{**dict(num_stages=2, hidden_sizes=[8, 16], depths=[1, 2]), **bad})
 
-    return {k: v for k, v in locals().items() if k.startswith("test_")}
+    own = {k: v for k, v in locals().items() if k.startswith("test_")}
+    return {**image_model_tests(GOLDENS, names, classifier, min_trainable=2 * 2 * 3), **own}
 
 
 globals().update(convnext_tests("convnext", "convnext-tiny-imgcls"))
