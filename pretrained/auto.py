@@ -250,6 +250,12 @@ class AutoModelForImageClassification(_AutoModel):
     head = "image-classification"
 
 
+class AutoModelForObjectDetection(_AutoModel):
+    """Object detectors (DETR, YOLOS): ``logits`` and normalised ``pred_boxes`` per query."""
+
+    head = "object-detection"
+
+
 class AutoModelForSpeechRecognition(_AutoModel):
     """What the speech-recognition pipeline loads: Whisper's generation head, else a CTC head."""
 
@@ -270,4 +276,5 @@ _HEADS = {c.__name__: c for c in (AutoModel, AutoModelForCausalLM, AutoModelForM
                                   AutoModelForSequenceClassification,
                                   AutoModelForTokenClassification, AutoModelForQuestionAnswering,
                                   AutoModelForSeq2SeqLM, AutoModelForSpeechSeq2Seq, AutoModelForCTC,
-                                  AutoModelForAudioClassification, AutoModelForImageClassification)}
+                                  AutoModelForAudioClassification, AutoModelForImageClassification,
+                                  AutoModelForObjectDetection)}
