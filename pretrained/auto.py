@@ -250,10 +250,12 @@ class AutoModelForImageClassification(_AutoModel):
     head = "image-classification"
 
 
-class AutoModelForObjectDetection(_AutoModel):
-    """Object detectors (DETR, YOLOS): ``logits`` and normalised ``pred_boxes`` per query."""
+class AutoBackbone(_AutoModel):
+    """Feature maps per stage for detectors and segmenters (ResNet): ``out_features=[...]`` picks
+    the stages (``model(pixel_values).feature_maps``); loads from a classifier's checkpoint too.
+    A model's ``backbone_config`` builds one with :func:`pretrained.layers.backbone.load_backbone`."""
 
-    head = "object-detection"
+    head = "backbone"
 
 
 class AutoModelForSpeechRecognition(_AutoModel):
@@ -277,4 +279,4 @@ _HEADS = {c.__name__: c for c in (AutoModel, AutoModelForCausalLM, AutoModelForM
                                   AutoModelForTokenClassification, AutoModelForQuestionAnswering,
                                   AutoModelForSeq2SeqLM, AutoModelForSpeechSeq2Seq, AutoModelForCTC,
                                   AutoModelForAudioClassification, AutoModelForImageClassification,
-                                  AutoModelForObjectDetection)}
+                                  AutoBackbone)}

@@ -18,7 +18,8 @@ __all__ = ["AutoImageProcessor", "IMAGE_PROCESSORS"]
 IMAGE_PROCESSORS: dict[str, type[BaseImageProcessor]] = {
     cls.__name__: cls for cls in (ViTImageProcessor, DeiTImageProcessor, ConvNextImageProcessor)}
 _BY_MODEL_TYPE = {"vit": ViTImageProcessor, "deit": DeiTImageProcessor, "convnext": ConvNextImageProcessor,
-                  "convnextv2": ConvNextImageProcessor}
+                  "convnextv2": ConvNextImageProcessor,
+                  "resnet": ConvNextImageProcessor}   # as the reference: microsoft/resnet-* crop by crop_pct
 
 
 def _supported() -> str:
