@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "AutoModelForCTC": "auto",
     "AutoModelForAudioClassification": "auto",
     "AutoModelForImageClassification": "auto",
+    "AutoModelForObjectDetection": "auto",
     "AutoBackbone": "auto",
     "AutoImageProcessor": "vision",
     "load_image": "vision",

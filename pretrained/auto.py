@@ -250,6 +250,12 @@ class AutoModelForImageClassification(_AutoModel):
     head = "image-classification"
 
 
+class AutoModelForObjectDetection(_AutoModel):
+    """Object detectors (DETR, YOLOS): ``logits`` and normalised ``pred_boxes`` per query."""
+
+    head = "object-detection"
+
+
 class AutoBackbone(_AutoModel):
     """Feature maps per stage for detectors and segmenters (ResNet): ``out_features=[...]`` picks
     the stages (``model(pixel_values).feature_maps``); loads from a classifier's checkpoint too.
@@ -279,4 +285,4 @@ _HEADS = {c.__name__: c for c in (AutoModel, AutoModelForCausalLM, AutoModelForM
                                   AutoModelForTokenClassification, AutoModelForQuestionAnswering,
                                   AutoModelForSeq2SeqLM, AutoModelForSpeechSeq2Seq, AutoModelForCTC,
                                   AutoModelForAudioClassification, AutoModelForImageClassification,
-                                  AutoBackbone)}
+                                  AutoModelForObjectDetection, AutoBackbone)}

@@ -7,7 +7,8 @@ SDPA and grouped-query attention), :mod:`.rope` (rotary embeddings), :mod:`.norm
 :mod:`.decoder` (forward helpers of each family), :mod:`.seq2seq`, :mod:`.bart_blocks` and
 :mod:`.seq2seq_heads` (encoder-decoders: the contract's helpers, the BART family's blocks and
 task heads), :mod:`.speech_encoder` (Wav2Vec2 / HuBERT: convolutions over the waveform,
-positional convolution, the transformer stack, CTC loss) and :mod:`.conv1d` (GPT-2's ``Conv1D``). Plain PyTorch math only: speed lives in :mod:`pretrained.backends`, which swaps modules after loading.
+positional convolution, the transformer stack, CTC loss) and :mod:`.conv1d` (GPT-2's ``Conv1D``), :mod:`.detection` (DETR / YOLOS: boxes, Hungarian
+matching, the set loss, the MLP heads). Plain PyTorch math only: speed lives in :mod:`pretrained.backends`, which swaps modules after loading.
 Every name is re-exported here, so callers import from ``pretrained.layers``.
 """
 
@@ -92,6 +93,17 @@ from .speech_encoder import (
     span_mask,
 )
 
+from .detection import (
+    MLPPredictionHead,
+    ObjectDetectionOutput,
+    center_to_corners,
+    check_detection_labels,
+    corners_to_center,
+    detection_loss,
+    generalized_box_iou,
+    hungarian_match,
+    linear_sum_assignment,
+)
 from .vit_blocks import (
     ImageEmbeddings,
     ImagePatchEmbeddings,
@@ -106,6 +118,15 @@ from .vit_blocks import (
 )
 
 __all__ = [
+    "MLPPredictionHead",
+    "ObjectDetectionOutput",
+    "center_to_corners",
+    "check_detection_labels",
+    "corners_to_center",
+    "detection_loss",
+    "generalized_box_iou",
+    "hungarian_match",
+    "linear_sum_assignment",
     "ImageEmbeddings",
     "ImagePatchEmbeddings",
     "ViTAttention",

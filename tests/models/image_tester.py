@@ -57,9 +57,12 @@ def run(model, batch: dict, **kw) -> torch.Tensor:
     return out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state
 
 
-def image_model_tests(goldens: Goldens, names: list[str], classifier: str, min_trainable: int) -> dict:
-    """``classifier``: a fixture with a classification head (32 x 32 pixels, 3 channels, labels
-    0-2); ``min_trainable``: the LoRA tensors all-linear must give it at least (2 per linear)."""
+def image_model_tests(goldens: Goldens, names: list[str], classifier: str, min_trainable: int,
+                      labels=None) -> dict:
+    """``classifier``: a fixture with a head (32 x 32 pixels, 3 channels, labels 0-2);
+    ``min_trainable``: the LoRA tensors all-linear must give it at least (2 per linear);
+    ``labels``: the labels of a 2-image batch for its loss (default: classes 1 and 0)."""
+    labels = torch.tensor([1, 0]) if labels is None else labels
 
     @pytest.mark.parametrize("name", names)
     def test_the_reference_reads_our_save(name):
@@ -109,7 +112,7 @@ def image_model_tests(goldens: Goldens, names: list[str], classifier: str, min_t
         peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
         stats = {k: v.clone() for k, v in peft.named_buffers()}
         peft.train()
-        peft(**example(2), labels=torch.tensor([1, 0])).loss.backward()
+        peft(**example(2), labels=labels).loss.backward()
         with torch.no_grad():   # batch norms (ResNet) learnt running statistics the adapter does not carry
             for k, v in peft.named_buffers():
                 v.copy_(stats[k])
