@@ -33,6 +33,8 @@ _LAZY: dict[str, str] = {
     "AutoModelForCTC": "auto",
     "AutoModelForAudioClassification": "auto",
     "AutoModelForImageClassification": "auto",
+    "AutoModelForSemanticSegmentation": "auto",
+    "AutoModelForImageSegmentation": "auto",
     "AutoModelForObjectDetection": "auto",
     "AutoBackbone": "auto",
     "AutoImageProcessor": "vision",

@@ -250,6 +250,32 @@ class AutoModelForImageClassification(_AutoModel):
     head = "image-classification"
 
 
+class AutoModelForSemanticSegmentation(_AutoModel):
+    """Semantic segmenters (SegFormer): per-pixel ``logits`` (B, num_labels, h, w); the image
+    processor's ``post_process_semantic_segmentation`` turns them into a class map per picture."""
+
+    head = "semantic-segmentation"
+
+
+class AutoModelForImageSegmentation(_AutoModel):
+    """What the image-segmentation pipeline loads: the first head the model type has among
+    ``heads`` (universal -- Mask2Former --, instance, panoptic image -- DETR -- and semantic
+    segmentation). A segmentation model registers its class under one of these names in its
+    ``MODEL_CLASSES``."""
+
+    head = None   # one of several: the pipeline checks which it got
+    heads = ("universal-segmentation", "instance-segmentation", "image-segmentation", "semantic-segmentation")
+
+    @classmethod
+    def _model_class(cls, model_type: str):
+        classes = model_module(model_type).MODEL_CLASSES
+        for head in cls.heads:
+            if head in classes:
+                return classes[head]
+        raise InvalidInputError(f"model_type {model_type!r} has no segmentation head in pretrained (one of "
+                                f"{', '.join(cls.heads)}); it has: {', '.join(sorted(classes))}")
+
+
 class AutoModelForObjectDetection(_AutoModel):
     """Object detectors (DETR, YOLOS): ``logits`` and normalised ``pred_boxes`` per query."""
 

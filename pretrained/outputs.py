@@ -76,6 +76,16 @@ class SequenceClassifierOutput(ModelOutput):
 
 
 @dataclass
+class SemanticSegmenterOutput(ModelOutput):
+    """A semantic segmentation head's output: ``logits`` (B, num_labels, h, w) per pixel of the
+    head's map (SegFormer: 1/4 of the input's size)."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
 class TokenClassifierOutput(ModelOutput):
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
