@@ -298,6 +298,8 @@ def checkpoint_key_map(model_names: Iterable[str], ckpt_keys: Iterable[str],
             cand = name[len(prefix) + 1:]
         elif prefix and not model_has_prefix and ckpt_has_prefix:
             cand = f"{prefix}.{name}"
+            if cand not in ckpt:   # a backbone's file can hold both (Swin's: embeddings.*, swin.layernorm.*)
+                cand = name
         if cand in ckpt:
             out[name] = ckpt[cand]
     return out

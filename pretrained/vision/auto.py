@@ -19,7 +19,8 @@ IMAGE_PROCESSORS: dict[str, type[BaseImageProcessor]] = {
     cls.__name__: cls for cls in (ViTImageProcessor, DeiTImageProcessor, ConvNextImageProcessor)}
 _BY_MODEL_TYPE = {"vit": ViTImageProcessor, "deit": DeiTImageProcessor, "convnext": ConvNextImageProcessor,
                   "convnextv2": ConvNextImageProcessor,
-                  "resnet": ConvNextImageProcessor}   # as the reference: microsoft/resnet-* crop by crop_pct
+                  "resnet": ConvNextImageProcessor,   # as the reference: microsoft/resnet-* crop by crop_pct
+                  "swin": ViTImageProcessor}   # as the reference (microsoft/swin-*: ViTFeatureExtractor)
 
 
 def _supported() -> str:

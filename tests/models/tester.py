@@ -43,6 +43,7 @@ GOLDENS = {   # index file -> folder of the goldens it lists
     FIX / "goldens" / "ast" / "ast.json": FIX / "goldens" / "ast",   # test_audio_spectrogram_transformer.py
     FIX / "goldens" / "vit" / "vit.json": FIX / "goldens" / "vit",   # test_vit.py, test_deit.py
     FIX / "goldens" / "convnext" / "convnext.json": FIX / "goldens" / "convnext",   # test_convnext.py, test_convnextv2.py
+    FIX / "goldens" / "swin" / "swin.json": FIX / "goldens" / "swin",   # test_swin.py
     FIX / "goldens" / "segformer" / "segformer.json": FIX / "goldens" / "segformer",   # test_segformer.py
     FIX / "goldens" / "yolos" / "yolos.json": FIX / "goldens" / "yolos",   # test_yolos.py
     FIX / "goldens" / "resnet" / "resnet.json": FIX / "goldens" / "resnet",   # test_resnet.py
