@@ -138,6 +138,143 @@ def blocks() -> dict:
     return meta
 
 
+# --- the image processor --------------------------------------------------------------------------
+PICTURES = ["chelsea.png", "rocket.jpg", "camera.png"]   # rocket turned a quarter: a portrait
+PROC_CASES = {   # name -> (processor kwargs, call kwargs, which pictures, segmentation maps?)
+    "edges": (dict(size={"shortest_edge": 16, "longest_edge": 26}, size_divisor=4), {}, [0, 1, 2], None),
+    "divisor32": (dict(size={"shortest_edge": 14, "longest_edge": 22}), {}, [1, 2], None),
+    "max_size": (dict(size=12, max_size=20, size_divisor=0, image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.3, 0.4]),
+                 {}, [0, 1], None),
+    "height_width": (dict(size={"height": 14, "width": 18}, size_divisor=0, do_normalize=False), {}, [0], None),
+    "max_height_width": (dict(size={"max_height": 20, "max_width": 15}, size_divisor=0), {}, [0, 1], None),
+    "pad_size": (dict(size={"shortest_edge": 12, "longest_edge": 18}, size_divisor=0, pad_size={"height": 21, "width": 23}),
+                 {}, [1, 2], None),
+    "semantic_maps": (dict(size={"shortest_edge": 16, "longest_edge": 26}, size_divisor=4), dict(ignore_index=255),
+                      [0, 1], "semantic"),
+    "reduce_labels": (dict(size={"shortest_edge": 16, "longest_edge": 26}, size_divisor=4, do_reduce_labels=True,
+                           ignore_index=255), {}, [1, 2], "semantic"),
+    "instances": (dict(size={"shortest_edge": 16, "longest_edge": 26}, size_divisor=4, ignore_index=0), {}, [0, 1],
+                  "instance"),
+}
+INSTANCE_TO_CLASS = {1: 7, 2: 3, 3: 7, 4: 1, 5: 2}
+
+
+def pictures():
+    from PIL import Image
+
+    pics = [Image.open(FIX / "images" / name).convert("RGB") for name in PICTURES]
+    pics[1] = pics[1].transpose(Image.Transpose.ROTATE_90)
+    return pics
+
+
+def segmentation_map(picture, kind: str):
+    """Labels from the picture's own grey levels (4 bands; 'instance': ids 1-5), (H, W) uint8."""
+    import numpy as np
+
+    grey = np.asarray(picture.convert("L"), dtype=np.int64)
+    bands = np.digitize(grey, [60, 110, 170]).astype(np.uint8)
+    if kind == "instance":
+        bands = bands + 1
+        bands[: grey.shape[0] // 5, : grey.shape[1] // 5] = 5
+    return bands
+
+
+def post_outputs(gen: torch.Generator, batch: int = 2, queries: int = 8, labels: int = 4):
+    """Model-like outputs: six confident queries (classes 0, 2, 0, 1, 3, 0: class 0 three times, to
+    fuse), two "no object" ones; each query's mask a blob on its own cell of a 3 x 4 grid, but
+    query 3 shares query 1's cell (weaker: its segment is mostly taken)."""
+    classes = torch.randn(batch, queries, labels + 1, generator=gen) * 1.5
+    classes[:, :6, :labels] += 5 * torch.nn.functional.one_hot(torch.tensor([0, 2, 0, 1, 3, 0]), labels)
+    classes[:, 6:, labels] += 5
+    coarse = torch.randn(batch, queries, 12, generator=gen) * 1.5 - 4
+    for b in range(batch):
+        cells = torch.randperm(12, generator=gen)[:queries]
+        cells[3] = cells[1]
+        coarse[b, torch.arange(queries), cells] += torch.tensor([10.0, 10, 10, 7, 10, 10, 10, 10])
+    masks = torch.nn.functional.interpolate(coarse.view(batch, queries, 3, 4), size=(12, 16), mode="bilinear",
+                                            align_corners=False)
+    return classes, masks
+
+
+def digest(t) -> str:
+    import hashlib
+
+    return hashlib.md5(t.to(torch.int64).contiguous().numpy().tobytes()).hexdigest()
+
+
+POST_CASES = {   # name -> (method, kwargs)
+    "semantic": ("semantic", {}),
+    "semantic_sizes": ("semantic", dict(target_sizes=[(20, 30), (17, 11)])),
+    "semantic_scores": ("semantic", dict(target_sizes=[(20, 30), (17, 11)], return_segmentation_scores=True)),
+    "instance": ("instance", {}),
+    "instance_sizes": ("instance", dict(target_sizes=[(20, 30), (17, 11)], threshold=0.3)),
+    "instance_binary": ("instance", dict(target_sizes=[(20, 30), (17, 11)], threshold=0.2, return_binary_maps=True)),
+    "instance_coco": ("instance", dict(target_sizes=[(20, 30), (17, 11)], threshold=0.2, return_coco_annotation=True)),
+    "instance_none": ("instance", dict(target_sizes=[(20, 30), (17, 11)], threshold=0.999)),
+    "panoptic": ("panoptic", dict(label_ids_to_fuse={0})),
+    "panoptic_sizes": ("panoptic", dict(target_sizes=[(20, 30), (17, 11)], threshold=0.4, label_ids_to_fuse={0, 2})),
+    "panoptic_loose": ("panoptic", dict(target_sizes=[(20, 30), (17, 11)], threshold=0.2, mask_threshold=0.3,
+                                        overlap_mask_area_threshold=0.5)),
+    "panoptic_none": ("panoptic", dict(target_sizes=[(20, 30), (17, 11)], threshold=0.999)),
+}
+
+
+def processor() -> dict:
+    t: dict[str, torch.Tensor] = {}
+    meta: dict = {"pictures": PICTURES, "cases": {}, "post": {}, "instance_to_class": INSTANCE_TO_CLASS}
+    pics = pictures()
+    for name, (init, call, which, maps) in PROC_CASES.items():
+        proc = transformers.Mask2FormerImageProcessorPil(**init)
+        kw = dict(call)
+        if maps is not None:
+            kw["segmentation_maps"] = [segmentation_map(pics[i], maps) for i in which]
+            if maps == "instance":
+                kw["instance_id_to_semantic_id"] = INSTANCE_TO_CLASS
+        out = proc([pics[i] for i in which], return_tensors="pt", **kw)
+        t[f"{name}.pixel_values"] = out["pixel_values"]
+        assert out["pixel_mask"].dtype == torch.int64
+        t[f"{name}.pixel_mask"] = out["pixel_mask"].to(torch.uint8)   # 0/1 (int64 in the reference)
+        for i, (m, c) in enumerate(zip(out.get("mask_labels", []), out.get("class_labels", []))):
+            assert m.dtype == torch.float32 and bool(((m == 0) | (m == 1) | (m == 255)).all())
+            t[f"{name}.mask_labels.{i}"] = m.to(torch.uint8)   # 0/1 and the padding's ignore_index
+            t[f"{name}.class_labels.{i}"] = c
+        meta["cases"][name] = {"init": init, "call": call, "pictures": which, "maps": maps,
+                               "config": json.loads(proc.to_json_string())}
+    # post-processing on model-like outputs
+    gen = torch.Generator().manual_seed(7)
+    classes, masks = post_outputs(gen)
+    t["post.class_queries_logits"], t["post.masks_queries_logits"] = classes, masks
+    proc = transformers.Mask2FormerImageProcessorPil()
+    outputs = ref.Mask2FormerForUniversalSegmentationOutput(class_queries_logits=classes, masks_queries_logits=masks)
+    for name, (method, kwargs) in POST_CASES.items():
+        got = getattr(proc, f"post_process_{method}_segmentation")(outputs, **kwargs)
+        record = []
+        for i, item in enumerate(got):
+            if method == "semantic":
+                seg = item.segmentation if kwargs.get("return_segmentation_scores") else item
+                if kwargs.get("return_segmentation_scores"):
+                    t[f"post.{name}.{i}.scores"] = item.segmentation_scores
+                entry = {"shape": list(seg.shape), "dtype": str(seg.dtype)}
+            else:
+                seg = item["segmentation"]
+                entry = {"segments_info": item["segments_info"]}
+                if isinstance(seg, list):   # run-length encodings
+                    entry["rle"] = [[int(v) for v in r] for r in seg]
+                    record.append(entry)
+                    continue
+                entry.update(shape=list(seg.shape), dtype=str(seg.dtype))
+            if seg.numel() <= 5000:
+                t[f"post.{name}.{i}.segmentation"] = seg.clone()
+            else:   # 384 x 384: its digest, and the count of each value
+                values, counts = torch.unique(seg, return_counts=True)
+                entry.update(md5=digest(seg), values=values.tolist(), counts=counts.tolist())
+            record.append(entry)
+        meta["post"][name] = {"method": method, "kwargs": {k: sorted(v) if isinstance(v, set) else v
+                                                           for k, v in kwargs.items()}, "results": record}
+    save_file({k: v.contiguous() for k, v in t.items()}, str(OUT / "processor.safetensors"))
+    return meta
+
+
 def main(parts: list[str]) -> None:
     transformers.utils.logging.disable_progress_bar()
     index = json.loads(INDEX.read_text()) if INDEX.exists() else {}
@@ -145,6 +282,10 @@ def main(parts: list[str]) -> None:
     if "blocks" in parts:
         index["blocks"] = blocks()
         print("blocks: empty-mask fractions", {c: m["empty_mask_fraction"] for c, m in index["blocks"]["tm"].items()})
+    if "processor" in parts:
+        index["processor"] = processor()
+        print("processor:", {n: [len(r.get("segments_info", [])) for r in c["results"]]
+                             for n, c in index["processor"]["post"].items() if c["method"] != "semantic"})
     INDEX.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 
