@@ -17,6 +17,7 @@ __all__ = [
     "ViTImageProcessor",
     "DeiTImageProcessor",
     "ConvNextImageProcessor",
+    "Mask2FormerImageProcessor",
     "AutoImageProcessor",
     "IMAGE_PROCESSORS",
 ]
@@ -29,6 +30,7 @@ _WHERE = {
     "ViTImageProcessor": "processors",
     "DeiTImageProcessor": "processors",
     "ConvNextImageProcessor": "processors",
+    "Mask2FormerImageProcessor": "mask2former_processing",
     "AutoImageProcessor": "auto",
     "IMAGE_PROCESSORS": "auto",
 }
@@ -36,6 +38,7 @@ _WHERE = {
 if TYPE_CHECKING:
     from .auto import IMAGE_PROCESSORS, AutoImageProcessor
     from .io import convert_to_rgb, load_image
+    from .mask2former_processing import Mask2FormerImageProcessor
     from .processors import (BaseImageProcessor, BatchFeature, ConvNextImageProcessor, DeiTImageProcessor,
                              ViTImageProcessor)
 

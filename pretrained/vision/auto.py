@@ -11,6 +11,7 @@ from typing import Any
 from ..audio.auto import _hub_kwargs, _model_type
 from ..audio.base import PREPROCESSOR_CONFIG, read_preprocessor_config
 from ..errors import UnknownModelTypeError
+from .mask2former_processing import Mask2FormerImageProcessor
 from .processors import BaseImageProcessor, ConvNextImageProcessor, DeiTImageProcessor, ViTImageProcessor
 
 __all__ = ["AutoImageProcessor", "IMAGE_PROCESSORS"]
@@ -21,6 +22,9 @@ _BY_MODEL_TYPE = {"vit": ViTImageProcessor, "deit": DeiTImageProcessor, "convnex
                   "convnextv2": ConvNextImageProcessor,
                   "resnet": ConvNextImageProcessor,   # as the reference: microsoft/resnet-* crop by crop_pct
                   "swin": ViTImageProcessor}   # as the reference (microsoft/swin-*: ViTFeatureExtractor)
+
+IMAGE_PROCESSORS[Mask2FormerImageProcessor.__name__] = Mask2FormerImageProcessor
+_BY_MODEL_TYPE["mask2former"] = Mask2FormerImageProcessor
 
 
 def _supported() -> str:
