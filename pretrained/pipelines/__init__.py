@@ -24,6 +24,7 @@ automatic-speech-        the text of each audio (+ timestamped chunks)        sp
 recognition
 audio-classification     labels and scores for each audio                     audio-classification
 image-classification     labels and scores for each picture                   image-classification
+object-detection         labelled boxes in pixels for each picture            object-detection
 =======================  ===================================================  ====================
 
 Example::
@@ -116,6 +117,8 @@ for _task in (
          "AutoModelForAudioClassification", tokenizer=False),
     Task("image-classification", f"{_P}.image_classification", "ImageClassificationPipeline",
          "AutoModelForImageClassification", tokenizer=False),
+    Task("object-detection", f"{_P}.object_detection", "ObjectDetectionPipeline", "AutoModelForObjectDetection",
+         tokenizer=False),
 ):
     register_task(_task)
 del _task
@@ -129,6 +132,7 @@ _ARCH_TASKS = (   # first match wins: the audio models' names before the generic
     ("HubertForSequenceClassification", "audio-classification"),
     ("ForImageClassification", "image-classification"),
     ("ForImageClassificationWithTeacher", "image-classification"),
+    ("ForObjectDetection", "object-detection"),
     ("ForSequenceClassification", "text-classification"),
     ("ForTokenClassification", "token-classification"),
     ("ForQuestionAnswering", "question-answering"),

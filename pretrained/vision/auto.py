@@ -12,6 +12,7 @@ from ..audio.auto import _hub_kwargs, _model_type
 from ..audio.base import PREPROCESSOR_CONFIG, read_preprocessor_config
 from ..errors import UnknownModelTypeError
 from .mask2former_processing import Mask2FormerImageProcessor
+from .detection_processing import DetrImageProcessor, YolosImageProcessor
 from .processors import BaseImageProcessor, ConvNextImageProcessor, DeiTImageProcessor, ViTImageProcessor
 
 __all__ = ["AutoImageProcessor", "IMAGE_PROCESSORS"]
@@ -22,6 +23,8 @@ _BY_MODEL_TYPE = {"vit": ViTImageProcessor, "deit": DeiTImageProcessor, "convnex
                   "convnextv2": ConvNextImageProcessor,
                   "resnet": ConvNextImageProcessor,   # as the reference: microsoft/resnet-* crop by crop_pct
                   "swin": ViTImageProcessor}   # as the reference (microsoft/swin-*: ViTFeatureExtractor)
+IMAGE_PROCESSORS.update({cls.__name__: cls for cls in (DetrImageProcessor, YolosImageProcessor)})
+_BY_MODEL_TYPE.update({"detr": DetrImageProcessor, "yolos": YolosImageProcessor})
 
 IMAGE_PROCESSORS[Mask2FormerImageProcessor.__name__] = Mask2FormerImageProcessor
 _BY_MODEL_TYPE["mask2former"] = Mask2FormerImageProcessor
