@@ -24,6 +24,8 @@ automatic-speech-        the text of each audio (+ timestamped chunks)        sp
 recognition
 audio-classification     labels and scores for each audio                     audio-classification
 image-classification     labels and scores for each picture                   image-classification
+image-segmentation       labelled masks for each picture (semantic,           semantic-, instance- or
+                         instance, panoptic: ``subtask=``)                    universal-segmentation
 object-detection         labelled boxes in pixels for each picture            object-detection
 =======================  ===================================================  ====================
 
@@ -117,6 +119,8 @@ for _task in (
          "AutoModelForAudioClassification", tokenizer=False),
     Task("image-classification", f"{_P}.image_classification", "ImageClassificationPipeline",
          "AutoModelForImageClassification", tokenizer=False),
+    Task("image-segmentation", f"{_P}.image_segmentation", "ImageSegmentationPipeline",
+         "AutoModelForImageSegmentation", tokenizer=False),
     Task("object-detection", f"{_P}.object_detection", "ObjectDetectionPipeline", "AutoModelForObjectDetection",
          tokenizer=False),
 ):
@@ -132,6 +136,9 @@ _ARCH_TASKS = (   # first match wins: the audio models' names before the generic
     ("HubertForSequenceClassification", "audio-classification"),
     ("ForImageClassification", "image-classification"),
     ("ForImageClassificationWithTeacher", "image-classification"),
+    ("ForSemanticSegmentation", "image-segmentation"),
+    ("ForUniversalSegmentation", "image-segmentation"),
+    ("ForInstanceSegmentation", "image-segmentation"),
     ("ForObjectDetection", "object-detection"),
     ("ForSequenceClassification", "text-classification"),
     ("ForTokenClassification", "token-classification"),

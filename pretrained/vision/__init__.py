@@ -17,6 +17,7 @@ __all__ = [
     "ViTImageProcessor",
     "DeiTImageProcessor",
     "ConvNextImageProcessor",
+    "SegformerImageProcessor",
     "DetrImageProcessor",
     "YolosImageProcessor",
     "Mask2FormerImageProcessor",
@@ -32,6 +33,7 @@ _WHERE = {
     "ViTImageProcessor": "processors",
     "DeiTImageProcessor": "processors",
     "ConvNextImageProcessor": "processors",
+    "SegformerImageProcessor": "segmentation_processing",
     "DetrImageProcessor": "detection_processing",
     "YolosImageProcessor": "detection_processing",
     "Mask2FormerImageProcessor": "mask2former_processing",
@@ -41,6 +43,7 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from .auto import IMAGE_PROCESSORS, AutoImageProcessor
+    from .segmentation_processing import SegformerImageProcessor
     from .io import convert_to_rgb, load_image
     from .mask2former_processing import Mask2FormerImageProcessor
     from .processors import (BaseImageProcessor, BatchFeature, ConvNextImageProcessor, DeiTImageProcessor,

@@ -14,6 +14,7 @@ from ..errors import UnknownModelTypeError
 from .mask2former_processing import Mask2FormerImageProcessor
 from .detection_processing import DetrImageProcessor, YolosImageProcessor
 from .processors import BaseImageProcessor, ConvNextImageProcessor, DeiTImageProcessor, ViTImageProcessor
+from .segmentation_processing import SegformerImageProcessor
 
 __all__ = ["AutoImageProcessor", "IMAGE_PROCESSORS"]
 
@@ -28,6 +29,8 @@ _BY_MODEL_TYPE.update({"detr": DetrImageProcessor, "yolos": YolosImageProcessor}
 
 IMAGE_PROCESSORS[Mask2FormerImageProcessor.__name__] = Mask2FormerImageProcessor
 _BY_MODEL_TYPE["mask2former"] = Mask2FormerImageProcessor
+IMAGE_PROCESSORS[SegformerImageProcessor.__name__] = SegformerImageProcessor
+_BY_MODEL_TYPE["segformer"] = SegformerImageProcessor
 
 
 def _supported() -> str:
