@@ -147,6 +147,48 @@ def test_decompression_bomb_keeps_pillows_limit(monkeypatch):
         load_image(buf.getvalue())
 
 
+def test_decompression_bomb_warning_zone_is_pillows(monkeypatch):
+    """Between the limit and twice it Pillow warns and decodes (as the reference): kept, not
+    turned into an error or silenced."""
+    buf = io.BytesIO()
+    Image.new("L", (100, 100)).save(buf, format="PNG")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6000)  # 6,000 < 10,000 pixels < 12,000
+    with pytest.warns(Image.DecompressionBombWarning):
+        assert load_image(buf.getvalue()).size == (100, 100)
+
+
+def test_an_empty_file_is_named(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ImageDecodeError, match=r"empty \(0 bytes\)"):
+        load_image(tmp_path / "empty.jpg")
+
+
+@pytest.mark.parametrize("shape", [(0, 0, 3), (3, 0, 5), (0, 5, 3), (5, 0)])
+@pytest.mark.parametrize("cls_name", ["ViTImageProcessor", "ConvNextImageProcessor"])
+def test_an_empty_array_is_a_named_error_not_a_resized_blank(cls_name, shape):
+    # before: ViT resized it to a blank 224 x 224 picture, ConvNeXt divided by zero
+    for dtype in (np.uint8, np.float32):
+        with pytest.raises(ImageDecodeError, match="no pixels"):
+            CLASSES[cls_name]()(np.zeros(shape, dtype), return_tensors="pt")
+
+
+@pytest.mark.parametrize("array, words", [
+    (np.full((8, 8, 3), np.nan, np.float32), "NaN or infinite"),
+    (np.full((8, 8, 3), np.inf, np.float64), "NaN or infinite"),
+    (np.zeros((8, 8, 3), complex), "dtype complex128"),
+    (np.zeros((8, 8, 3), object), "dtype object"),
+])
+def test_arrays_that_are_not_finite_real_pixels_are_named_errors(array, words):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # named at once, not after a NumPy cast warning
+        with pytest.raises(InvalidInputError, match=words):
+            ViTImageProcessor()(array)
+        with pytest.raises(InvalidInputError, match=words):
+            load_image(array)
+
+
 def test_without_convert_rgb_channel_mismatch_is_named():
     # the reference fails here too (1 channel vs 3 means); ours names the fix
     with pytest.raises(InvalidInputError, match="do_convert_rgb=True"):

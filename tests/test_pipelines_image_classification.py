@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pretrained import pipeline
-from pretrained.errors import InvalidInputError
+from pretrained.errors import ImageDecodeError, ImageFileNotFoundError, ImageTooLargeError, InvalidInputError
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 GOLDEN = json.loads((FIX / "goldens" / "image_classification.json").read_text())
@@ -59,3 +59,47 @@ def test_errors_name_the_fix(clf, tmp_path):
         clf(str(bad))
     with pytest.raises(InvalidInputError):
         clf("https://example.com/cat.png")
+
+
+def _bad_inputs(tmp_path):
+    """The issue's bad pictures, as a user hands them to the pipeline."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    rocket = Path(IMAGES[0]).read_bytes()
+    (tmp_path / "truncated.png").write_bytes(rocket[: len(rocket) // 2])
+    (tmp_path / "report.jpg").write_bytes(b"%PDF-1.4 not a picture")
+    (tmp_path / "empty.png").write_bytes(b"")
+    return {
+        "truncated file": (str(tmp_path / "truncated.png"), ImageDecodeError, "corrupt or truncated"),
+        "truncated bytes": (rocket[:3000], ImageDecodeError, "corrupt or truncated"),
+        "non-image file": (str(tmp_path / "report.jpg"), ImageDecodeError, "not an image Pillow can read"),
+        "empty file": (str(tmp_path / "empty.png"), ImageDecodeError, "empty"),
+        "missing file": (str(tmp_path / "nope.png"), ImageFileNotFoundError, "no such image file"),
+        "0x0 image": (Image.new("RGB", (0, 0)), ImageDecodeError, "no pixels"),
+        "0x0 array": (np.zeros((0, 0, 3), np.uint8), ImageDecodeError, "no pixels"),
+        "2 channels": (np.zeros((8, 8, 2), np.uint8), InvalidInputError, "channels"),
+        "5 channels": (torch.zeros(5, 8, 8), InvalidInputError, "channels"),
+        "NaN pixels": (np.full((8, 8, 3), np.nan, np.float32), InvalidInputError, "NaN"),
+        "URL": ("https://example.com/cat.png", InvalidInputError, "URL.*download it first"),
+    }
+
+
+@pytest.mark.parametrize("case", ["truncated file", "truncated bytes", "non-image file", "empty file", "missing file",
+                                  "0x0 image", "0x0 array", "2 channels", "5 channels", "NaN pixels", "URL"])
+def test_bad_pictures_are_named_errors(clf, tmp_path, case):
+    picture, error, words = _bad_inputs(tmp_path)[case]
+    with pytest.raises(error, match=words):
+        clf(picture)
+    with pytest.raises(error, match=words):   # one bad picture in a batch: the batch fails, named
+        clf([IMAGES[0], picture], batch_size=2)
+
+
+def test_a_decompression_bomb_names_pillows_limit(clf, tmp_path, monkeypatch):
+    from PIL import Image
+
+    Image.new("L", (100, 100)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)   # 10,000 pixels > 2 x 1000: refused
+    with pytest.raises(ImageTooLargeError, match=r"PIL.Image.MAX_IMAGE_PIXELS = 1000"):
+        clf(str(tmp_path / "bomb.png"))

@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import (ImageDecodeError, ImageFileNotFoundError, ImageTooLargeError, InvalidInputError,
                       MissingDependencyError)
 
-__all__ = ["load_image", "convert_to_rgb", "array_to_pil", "pil", "ImageSource"]
+__all__ = ["load_image", "convert_to_rgb", "array_to_pil", "check_pixel_numbers", "pil", "ImageSource"]
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
 
@@ -91,8 +91,7 @@ def array_to_pil(array: Any, what: str = "the array"):
     if _is_torch(array):
         array = array.detach().cpu().numpy()
     array = np.asarray(array)
-    if array.dtype.kind not in "uifb":
-        raise InvalidInputError(f"{what} has dtype {array.dtype}; an image array holds numbers")
+    check_pixel_numbers(array, what)
     if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
         array = np.moveaxis(array, 0, -1)  # CHW -> HWC
     elif array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] in (1, 3, 4):
@@ -110,11 +109,22 @@ def array_to_pil(array: Any, what: str = "the array"):
     return pil().fromarray(np.ascontiguousarray(array))
 
 
+def check_pixel_numbers(array: np.ndarray, what: str) -> None:
+    """Real numbers, all finite: a complex array or a NaN / infinite value would otherwise be cast
+    to some pixel value silently (with only a NumPy warning)."""
+    if array.dtype.kind not in "uifb":
+        raise InvalidInputError(f"{what} has dtype {array.dtype}; an image array holds real numbers "
+                                "(uint8 levels, or floats in [0, 1])")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidInputError(f"{what} holds NaN or infinite values; an image array holds finite pixel values")
+
+
 def to_uint8(array: np.ndarray, what: str) -> np.ndarray:
     """The reference's rule before PIL: uint8 as is; whole numbers in [0, 255] cast; floats in [0, 1]
     times 255 (in float64, then float32) then truncated; anything else refused."""
     if array.dtype == np.uint8:
         return array
+    check_pixel_numbers(array, what)
     if array.dtype == np.bool_:
         array = array.astype(np.uint8)
     if np.allclose(array, array.astype(int)):
@@ -147,6 +157,8 @@ def load_image(source: ImageSource):
             raise ImageFileNotFoundError(f"no such image file: {path!r}")
         if os.path.isdir(path):
             raise InvalidInputError(f"{path!r} is a directory, not an image file")
+        if os.path.getsize(path) == 0:
+            raise ImageDecodeError(f"image file {path!r} is empty (0 bytes)")
         image = _open(path, f"image file {path!r}")
         what = f"image file {path!r}"
     elif isinstance(source, (bytes, bytearray, memoryview)):

@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..audio.base import BatchFeature, read_preprocessor_config, write_preprocessor_config
-from ..errors import ConfigError, InvalidInputError, UnsupportedOptionError
-from .io import _is_pil, _is_torch, channel_axis, convert_to_rgb, load_image, pil, to_uint8
+from ..errors import ConfigError, ImageDecodeError, InvalidInputError, UnsupportedOptionError
+from .io import _is_pil, _is_torch, channel_axis, check_pixel_numbers, convert_to_rgb, load_image, pil, to_uint8
 
 __all__ = ["BaseImageProcessor", "ViTImageProcessor", "DeiTImageProcessor", "ConvNextImageProcessor",
            "IMAGENET_STANDARD_MEAN", "IMAGENET_STANDARD_STD", "IMAGENET_DEFAULT_MEAN", "IMAGENET_DEFAULT_STD"]
@@ -228,7 +228,9 @@ class BaseImageProcessor:
         if was_pil:
             width, height = image.size
             if width == 0 or height == 0:
-                raise InvalidInputError(f"image {index} has no pixels ({width}x{height})")
+                raise ImageDecodeError(f"image {index} has no pixels ({width}x{height})")
+        if not was_pil:
+            check_pixel_numbers(image, f"image {index}")
         if not was_pil and image.ndim == 2:
             image = image[None]
         if not was_pil and image.ndim != 3:
@@ -238,10 +240,15 @@ class BaseImageProcessor:
         elif was_pil:
             image = np.array(image)
         if image.ndim == 2:
-            return image[None]
-        if was_pil:
-            return np.moveaxis(image, -1, 0)
-        return image if channel_axis(image) == 0 else np.moveaxis(image, -1, 0)
+            chw = image[None]
+        elif was_pil:
+            chw = np.moveaxis(image, -1, 0)
+        else:
+            chw = image if channel_axis(image) == 0 else np.moveaxis(image, -1, 0)
+        if chw.shape[1] == 0 or chw.shape[2] == 0:   # an empty array would resize to zeros silently
+            raise ImageDecodeError(f"image {index} has no pixels ({chw.shape[2]}x{chw.shape[1]}, "
+                                   f"array shape {tuple(image.shape)})")
+        return chw
 
     def _geometry(self, pictures: list[np.ndarray], opts: dict[str, Any]) -> list[np.ndarray]:
         out = []
