@@ -282,3 +282,20 @@ def test_the_digit_vit_config(example):
     x = proc(np.full((32, 32, 3), 255, np.uint8), return_tensors="pt")["pixel_values"]
     assert tuple(x.shape) == (1, 3, 32, 32) and torch.allclose(x, torch.full_like(x, 0.7 / 0.4))
     assert json.loads(proc.to_json_string())["size"] == {"height": 32, "width": 32}
+
+
+def test_the_digit_convnext_config_and_processor_keep_the_digit_whole(example):
+    model = example.build_convnext([32, 64], [2, 2])
+    c = model.config
+    assert (c.model_type, c.num_stages, c.hidden_sizes, c.depths, c.patch_size) == ("convnext", 2, [32, 64], [2, 2], 2)
+    assert c.drop_path_rate == 0.1 and c.id2label == {i: str(i) for i in range(10)}
+    proc = example.image_processor(0.3, 0.4, "convnext")
+    assert type(proc).__name__ == "ConvNextImageProcessor"
+    assert json.loads(proc.to_json_string())["size"] == {"shortest_edge": 32}
+    digits = example.load()["test"]["images"][:4]
+    got = proc(digits, return_tensors="pt")["pixel_values"]
+    # crop_pct 1 at 32: nothing resampled or cropped, the 32x32 digit only rescaled and normalised
+    want = torch.tensor(np.stack([np.asarray(d, dtype=np.float64).transpose(2, 0, 1) for d in digits]) / 255.0)
+    assert got.shape == (4, 3, 32, 32) and torch.allclose(got.double(), (want - 0.3) / 0.4, atol=1e-5)
+    with torch.no_grad():
+        assert model.eval()(pixel_values=got).logits.shape == (4, 10)
