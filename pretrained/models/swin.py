@@ -525,10 +525,17 @@ class SwinBackbone(BackboneMixin, SwinPreTrainedModel):
     ``backbone_config``), or loaded from a backbone's or a classifier's checkpoint::
 
         SwinBackbone.from_pretrained(path, out_features=["stage1", "stage2", "stage3", "stage4"])
+
+    Inside a parent model (Mask2Former's ``model.pixel_level_module.encoder``) its keys are
+    ``<prefix>.embeddings.*``, ``<prefix>.encoder.*`` and ``<prefix>.hidden_states_norms.<stage>.*``;
+    the reference 5.x also writes ``<prefix>.swin.layernorm.*`` (a norm no backbone uses) and old
+    checkpoints ``...relative_position_index``: a parent lists :attr:`ignore_unexpected` (these two
+    patterns, which match under any prefix) in its own.
     """
 
+    forward_inputs = frozenset({"pixel_values"})
     # the reference 5.x also writes the bare model's unused final norm with a backbone
-    ignore_unexpected = SwinPreTrainedModel.ignore_unexpected + (r"^swin\.layernorm\.",)
+    ignore_unexpected = SwinPreTrainedModel.ignore_unexpected + (r"(^|\.)swin\.layernorm\.",)
 
     def __init__(self, config: SwinConfig) -> None:
         super().__init__(config)
