@@ -173,7 +173,31 @@ def yolos_detector(folder: Path):
     return processor
 
 
-DETECTORS = {"yolos-det-pipeline": yolos_detector}
+def detr_detector(folder: Path):
+    backbone = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24], depths=[1, 1, 1], layer_type="basic",
+                                         out_features=["stage3"])
+    config = transformers.DetrConfig(use_timm_backbone=False, backbone_config=backbone, d_model=16, encoder_layers=1,
+                                     decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+                                     encoder_ffn_dim=24, decoder_ffn_dim=24, num_queries=6,
+                                     num_labels=len(DETECT_LABELS), id2label=dict(enumerate(DETECT_LABELS)),
+                                     label2id={n: i for i, n in enumerate(DETECT_LABELS)})
+    model = transformers.DetrForObjectDetection(config).eval()
+    with torch.no_grad():   # away from init; spread the heads: scores far apart, boxes of many sizes
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+        for key, buf in model.named_buffers():
+            if key.endswith("running_var"):
+                buf.uniform_(0.5, 1.5)
+        model.model.query_position_embeddings.weight.normal_(std=1.0)
+        model.class_labels_classifier.weight.normal_(std=0.8)
+        model.bbox_predictor.layers[2].weight.normal_(std=0.5)
+    model.save_pretrained(folder)
+    processor = DetrImageProcessorPil(size={"shortest_edge": 48, "longest_edge": 80})
+    processor.save_pretrained(folder)
+    return processor
+
+
+DETECTORS = {"yolos-det-pipeline": yolos_detector, "detr-det-pipeline": detr_detector}
 
 
 def pipelines() -> None:

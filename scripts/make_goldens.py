@@ -208,7 +208,7 @@ def make_models() -> None:
 # and asr_pipeline the fetched real Whisper models, asr_pipeline also alsa-utils and espeak-ng)
 AREAS = ["tokenizers", "seq2seq_tokenizers", "decoders", "generation", "gguf", "encoders", "pipelines", "training", "finetuned", "t5",
          "seq2seq_models", "speech_encoders", "whisper", "audio_features", "ast", "asr_ctc", "audio_classification",
-         "whisper_tokenizer", "asr_pipeline", "segformer", "image_segmentation", "yolos", "resnet", "swin", "detection"]
+         "whisper_tokenizer", "asr_pipeline", "segformer", "image_segmentation", "yolos", "resnet", "swin", "detection", "detr"]
 
 
 def main(argv: list[str]) -> None:

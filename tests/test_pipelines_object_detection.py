@@ -60,6 +60,8 @@ def test_a_pil_image_an_array_the_default_threshold_and_batches(det):
 
 
 def test_same_sized_pictures_share_a_batch(det):
+    from PIL import Image
+
     _, pipe = det
     calls = []
     forward = pipe.model.forward
@@ -68,12 +70,23 @@ def test_same_sized_pictures_share_a_batch(det):
         calls.append(kwargs["pixel_values"].shape[0])
         return forward(*args, **kwargs)
 
+    pictures = [IMAGES[0], IMAGES[0], IMAGES[1], IMAGES[3], IMAGES[3]]
+    shapes = [tuple(pipe.image_processor(Image.open(p).convert("RGB"), return_tensors="pt")["pixel_values"].shape)
+              for p in pictures]
+    runs = [1]
+    for before, now in zip(shapes, shapes[1:]):
+        if now == before:
+            runs[-1] += 1
+        else:
+            runs.append(1)
+    assert len(runs) >= 2 and max(runs) >= 2
     pipe.model.forward = counting
     try:
-        pipe([IMAGES[0], IMAGES[1], IMAGES[3]], batch_size=4)   # chelsea and rocket: 32x48; horse not
+        got = pipe(pictures, batch_size=4, threshold=0.3)
     finally:
         del pipe.model.forward
-    assert calls == [2, 1]
+    assert calls == runs
+    assert got[0] == got[1]
 
 
 def test_the_task_is_read_from_the_checkpoint():

@@ -46,6 +46,7 @@ GOLDENS = {   # index file -> folder of the goldens it lists
     FIX / "goldens" / "swin" / "swin.json": FIX / "goldens" / "swin",   # test_swin.py
     FIX / "goldens" / "segformer" / "segformer.json": FIX / "goldens" / "segformer",   # test_segformer.py
     FIX / "goldens" / "yolos" / "yolos.json": FIX / "goldens" / "yolos",   # test_yolos.py
+    FIX / "goldens" / "detr" / "detr.json": FIX / "goldens" / "detr",   # test_detr.py
     FIX / "goldens" / "resnet" / "resnet.json": FIX / "goldens" / "resnet",   # test_resnet.py
 }
 # outputs a plain forward on the golden's inputs gives (others need their own call: e.g.
