@@ -51,6 +51,7 @@ _LAZY: dict[str, str] = {
     "BatchEncoding": "tokenization",
     "PretrainedConfig": "config",
     "PreTrainedModel": "modeling",
+    "BitsAndBytesConfig": "quantization",
     "pipeline": "pipelines",
     "GenerationConfig": "generation",
     "TextStreamer": "generation",

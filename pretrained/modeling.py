@@ -29,6 +29,7 @@ from .errors import (
     UnsupportedOptionError,
 )
 from .backends import accelerate
+from .quantization.load import check_unquantized, plan_quantization
 from .layers import init_normal_
 from .loading import (
     PT_WEIGHTS,
@@ -79,12 +80,6 @@ def _available_memory() -> int | None:
 
 # the reference's from_pretrained options this library does not implement, with what to do
 _NOT_HERE = {
-    "load_in_8bit": "8-bit weights are not implemented yet; load in bfloat16 "
-                    "(torch_dtype=torch.bfloat16) for half the memory of float32",
-    "load_in_4bit": "4-bit weights are not implemented yet; load in bfloat16 "
-                    "(torch_dtype=torch.bfloat16) for half the memory of float32",
-    "quantization_config": "quantized loading (bitsandbytes, GPTQ, AWQ) is not implemented yet; "
-                           "load in bfloat16 (torch_dtype=torch.bfloat16), or a GGUF file with gguf_file=",
     "max_memory": "device_map placement across devices is not implemented yet; pass "
                   "device_map='cpu' or 'cuda:0'",
     "offload_folder": "offloading weights to disk is not implemented yet; the weights are "
@@ -198,6 +193,12 @@ class PreTrainedModel(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return next(p for p in self.parameters() if p.is_floating_point()).dtype
+
+    def get_memory_footprint(self, return_buffers: bool = True) -> int:
+        """Bytes held by the parameters (and buffers): quantized layers count their packed bytes
+        and statistics, tied weights once."""
+        tensors = [*self.parameters(), *(self.buffers() if return_buffers else ())]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
     def num_parameters(self, only_trainable: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
@@ -328,6 +329,9 @@ class PreTrainedModel(nn.Module):
         ignore_mismatched_sizes: bool = False,
         output_loading_info: bool = False,
         gguf_file: str | os.PathLike | None = None,
+        quantization_config: Any = None,
+        load_in_8bit: bool = False,
+        load_in_4bit: bool = False,
         **config_overrides: Any,
     ):
         """Load a model from a local folder or hub id in HF format.
@@ -338,6 +342,9 @@ class PreTrainedModel(nn.Module):
         ``torch_dtype`` (or ``dtype``): "auto" (the default, as the reference: the dtype the
         checkpoint was saved in), torch.float32, torch.bfloat16 or torch.float16.
         Extra keyword arguments override config fields (``num_labels=3``).
+        ``load_in_8bit`` / ``load_in_4bit`` / ``quantization_config`` (a ``BitsAndBytesConfig``):
+        quantized linear layers, see :mod:`pretrained.quantization`; a checkpoint saved quantized
+        loads quantized from its config.json alone.
 
         Example::
 
@@ -371,6 +378,8 @@ class PreTrainedModel(nn.Module):
                 "config object instead"
             )
         device = resolve_device(device_map)
+        quant = plan_quantization(config, quantization_config=quantization_config, device=device,
+                                  load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit)
         ckpt = source.checkpoint()
         try:
             want = resolve_dtype(dtype if dtype is not None else torch_dtype)
@@ -382,11 +391,14 @@ class PreTrainedModel(nn.Module):
                 model = cls(config)
             model.tie_weights()
             model._untie_stored_copies(set(ckpt.keys()))
-            if device.type == "cpu":
+            if device.type == "cpu" and quant is None:
                 cls._check_fits(model, want)
-            try:
+            if quant is None:
+                check_unquantized(ckpt.keys(), files.name)
+            try:   # a quantizing load hides the layers it quantizes itself, one at a time, below
                 report = load_checkpoint_into(
-                    model, ckpt, dtype=want, device=device, prefix=cls.base_model_prefix,
+                    model, ckpt if quant is None else quant.attach(model, ckpt, cls.base_model_prefix),
+                    dtype=want, device=device, prefix=cls.base_model_prefix,
                     ignore_unexpected=cls.ignore_unexpected,
                     ignore_mismatched_sizes=ignore_mismatched_sizes,
                 )
@@ -395,6 +407,8 @@ class PreTrainedModel(nn.Module):
                 if typo is None:
                     raise
                 raise ShapeMismatchError(f"{typo}; that would explain this: {e}") from None
+            if quant is not None:
+                quant.finish(model, ckpt, report, want, device)
         finally:
             ckpt.close()
         model._retie_equal_copies()
@@ -460,8 +474,11 @@ class PreTrainedModel(nn.Module):
     # --- saving -----------------------------------------------------------------------------
     def _unique_state_dict(self) -> dict[str, torch.Tensor]:
         """One entry per distinct tensor under its first name (tied copies dropped), contiguous."""
-        every = self.state_dict(keep_vars=True)
-        return {n[0]: every[n[0]].detach().contiguous() for n in _slots(self) if n[0] in every}
+        every, slots = self.state_dict(keep_vars=True), _slots(self)
+        out = {n[0]: every[n[0]].detach().contiguous() for n in slots if n[0] in every}
+        named = {n for slot in slots for n in slot}   # + what modules write under their own names
+        out.update({k: t.detach().contiguous() for k, t in every.items() if k not in named})  # (quantized)
+        return out
 
     def save_pretrained(
         self,

@@ -332,8 +332,7 @@ def test_wrong_head_for_model_type():
 
 
 @pytest.mark.parametrize("kwargs,error,says", [
-    (dict(load_in_8bit=True), "UnsupportedOptionError", "load_in_8bit"),
-    (dict(load_in_4bit=True), "UnsupportedOptionError", "load_in_4bit"),
+    (dict(load_in_8bit=True, load_in_4bit=True), "InvalidInputError", "choose one"),   # tests/test_quantization.py
     (dict(quantization_config={"load_in_4bit": True}), "UnsupportedOptionError", "quantization_config"),
     (dict(max_memory={"cpu": "1GB"}), "UnsupportedOptionError", "device_map"),
     (dict(attn_implementation="flash_attention_2"), "UnsupportedOptionError", "sdpa"),

@@ -175,12 +175,14 @@ _NEVER = {
     "generation": {"models", "pipelines", "tokenization", "backends"},
     "tokenization": {"models", "modeling", "generation", "pipelines", "backends"},
     "cache": {"models", "layers", "generation", "modeling"},
+    "quantization": {"models", "backends", "generation", "tokenization", "pipelines", "training", "peft",
+                     "gguf", "modeling", "auto"},
     "paths": {"*"},
     "_version": {"*"},
     "errors": {"*"},
 }
 # ... and the few that may import only what is listed
-_ONLY = {"gguf": {"errors", "hub"}, "backends": {"layers", "errors"}, "cache": {"errors"}}
+_ONLY = {"gguf": {"errors", "hub"}, "backends": {"layers", "errors", "quantization"}, "cache": {"errors"}}
 
 
 def test_import_rules():

@@ -9,7 +9,9 @@ compute the same numbers faster on this machine:
 - GPT-2's ``Conv1D`` -> :class:`~.linear.CpuConv1D` (opt-in packed weights);
 - :class:`~pretrained.layers.LayerStack` -> :class:`~.encoder.FusedLayerStack` (a whole
   post-LayerNorm encoder in one C call, where its structure and a probe say it is one);
-- :class:`~pretrained.layers.RMSNorm` -> :class:`~.norms.CpuRMSNorm` (one C call per norm).
+- :class:`~pretrained.layers.RMSNorm` -> :class:`~.norms.CpuRMSNorm` (one C call per norm);
+- the quantized linears (:mod:`pretrained.quantization`) -> :mod:`.quantized` (int8 through
+  ``torch._weight_int8pack_mm``, NF4/FP4 dequantized through a byte table).
 
 The swap changes a module's class only: parameters, buffers, state_dict keys, ``isinstance``
 checks against ``nn.Linear`` and pickling are unchanged, so LoRA, prefix tuning, ``.to()``,
@@ -40,10 +42,12 @@ from .encoder import FusedLayerStack
 from .linear import RUNTIME_KEYS, CpuConv1D, CpuLinear
 from .norms import CpuRMSNorm
 from .packed import PackedWeights
+from .quantized import RUNTIME_KEYS as QUANT_RUNTIME_KEYS, CpuLinear4bit, CpuLinear8bit
+from ..quantization import Linear4bit, Linear8bit
 
 #: plain class -> its CPU class; exact types only (a subclass may compute something else)
 SWAPS: dict[type, type] = {nn.Linear: CpuLinear, Conv1D: CpuConv1D, LayerStack: FusedLayerStack,
-                           RMSNorm: CpuRMSNorm}
+                           RMSNorm: CpuRMSNorm, Linear8bit: CpuLinear8bit, Linear4bit: CpuLinear4bit}
 _PLAIN = {fast: slow for slow, fast in SWAPS.items()}
 
 
@@ -70,7 +74,7 @@ def plain(model: nn.Module) -> int:
     for module in model.modules():
         if type(module) in _PLAIN:
             module.__class__ = _PLAIN[type(module)]
-            for key in (*RUNTIME_KEYS, "_parent"):
+            for key in (*RUNTIME_KEYS, *QUANT_RUNTIME_KEYS, "_parent"):
                 module.__dict__.pop(key, None)
             n += 1
     return n
