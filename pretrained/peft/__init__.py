@@ -10,8 +10,10 @@ Example::
 
 from __future__ import annotations
 
+from .kbit import prepare_model_for_kbit_training
 from .lora import LoraConfig, LoraLinear
 from .model import PeftModel, get_peft_model
 from .prefix import PrefixTuningConfig, PrefixTuningModel
 
-__all__ = ["LoraConfig", "LoraLinear", "PeftModel", "get_peft_model", "PrefixTuningConfig", "PrefixTuningModel"]
+__all__ = ["LoraConfig", "LoraLinear", "PeftModel", "get_peft_model", "PrefixTuningConfig", "PrefixTuningModel",
+           "prepare_model_for_kbit_training"]

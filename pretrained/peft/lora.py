@@ -32,8 +32,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, UnsupportedOptionError
 from ..layers import Conv1D
+from ..quantization.int8 import QuantizedLinear
+
+# what LoRA adapts: linears, GPT-2's Conv1D, and the 8-/4-bit linears (QLoRA)
+_ADAPTABLE = (nn.Linear, Conv1D, QuantizedLinear)
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -165,17 +169,21 @@ class LoraLinear(nn.Module):
         super().__init__()
         if isinstance(base_layer, Conv1D):
             fan_in_fan_out = True  # GPT-2 stores (in, out)
-        elif not isinstance(base_layer, nn.Linear):
-            raise InvalidInputError(f"LoRA wraps nn.Linear or Conv1D layers, not {type(base_layer).__name__}")
+        elif not isinstance(base_layer, _ADAPTABLE):
+            raise InvalidInputError(f"LoRA wraps nn.Linear, Conv1D or quantized linear layers, not "
+                                    f"{type(base_layer).__name__}")
         weight = base_layer.weight
-        n_in, n_out = (weight.shape[0], weight.shape[1]) if fan_in_fan_out else (weight.shape[1], weight.shape[0])
+        if isinstance(base_layer, QuantizedLinear):   # packed codes: the sizes are the layer's
+            n_in, n_out = base_layer.in_features, base_layer.out_features
+        else:
+            n_in, n_out = (weight.shape[0], weight.shape[1]) if fan_in_fan_out else (weight.shape[1], weight.shape[0])
         self.base_layer = base_layer
         self.fan_in_fan_out = fan_in_fan_out
         self.r, self.lora_alpha = r, lora_alpha
         self.scaling = lora_alpha / (math.sqrt(r) if use_rslora else r)
         self.lora_dropout = nn.Dropout(lora_dropout) if lora_dropout > 0 else nn.Identity()
-        # Half-precision base layers keep float32 adapters (as PEFT's autocast_adapter_dtype).
-        dtype = torch.float32 if weight.dtype in (torch.float16, torch.bfloat16) else weight.dtype
+        # Half-precision and quantized base layers keep float32 adapters (PEFT's autocast_adapter_dtype).
+        dtype = weight.dtype if weight.dtype in (torch.float32, torch.float64) else torch.float32
         self.lora_A = nn.Linear(n_in, r, bias=False, device=weight.device, dtype=dtype)
         self.lora_B = nn.Linear(r, n_out, bias=False, device=weight.device, dtype=dtype)
         self.merged = False
@@ -204,6 +212,11 @@ class LoraLinear(nn.Module):
         return (delta.T if self.fan_in_fan_out else delta).to(self.base_layer.weight.dtype)
 
     def merge(self) -> None:
+        if isinstance(self.base_layer, QuantizedLinear):
+            raise UnsupportedOptionError(
+                "merging a LoRA adapter into 8-bit or 4-bit weights is not implemented (it would round the "
+                "update away); load the full-precision base, PeftModel.from_pretrained(base, adapter), and "
+                "merge there")
         if not self.merged:
             with torch.no_grad():
                 self.base_layer.weight += self.delta_weight()
@@ -278,15 +291,15 @@ def target_names(model: nn.Module, config: LoraConfig) -> list[str]:
         if config.exclude_modules and _matches(name, config.exclude_modules):
             continue
         if targets == "all-linear":
-            if isinstance(module, (nn.Linear, Conv1D)) and module is not output:
+            if isinstance(module, _ADAPTABLE) and module is not output:
                 found.append(name)
         elif _matches(name, targets):
-            (found if isinstance(module, (nn.Linear, Conv1D)) else wrong_type).append(name)
+            (found if isinstance(module, _ADAPTABLE) else wrong_type).append(name)
     if wrong_type:
         raise InvalidInputError(f"LoRA target {wrong_type[0]!r} is a {type(model.get_submodule(wrong_type[0])).__name__}; "
-                                "only nn.Linear and Conv1D layers can be adapted")
+                                "only nn.Linear, Conv1D and quantized linear layers can be adapted")
     if not found:
-        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, (nn.Linear, Conv1D))})
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, _ADAPTABLE)})
         raise InvalidInputError(f"LoraConfig.target_modules={targets!r} matches no layer of "
                                 f"{type(model).__name__}; its linear layers are named {linear}")
     return found
