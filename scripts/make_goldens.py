@@ -205,8 +205,9 @@ def make_models() -> None:
 
 # Areas with their own goldens module in scripts/ (golden_<area>.py, each with main()).
 # (audio: asr_ctc and audio_classification read speech_encoders' checkpoints; whisper_tokenizer
-# and asr_pipeline the fetched real Whisper models, asr_pipeline also alsa-utils and espeak-ng)
-AREAS = ["tokenizers", "seq2seq_tokenizers", "decoders", "generation", "gguf", "encoders", "pipelines", "training", "finetuned", "t5",
+# and asr_pipeline the fetched real Whisper models, asr_pipeline also alsa-utils and espeak-ng;
+# bnb needs bitsandbytes in the reference venv)
+AREAS = ["tokenizers", "seq2seq_tokenizers", "decoders", "generation", "gguf", "encoders", "pipelines", "training", "finetuned", "t5", "bnb",
          "seq2seq_models", "speech_encoders", "whisper", "audio_features", "ast", "asr_ctc", "audio_classification",
          "whisper_tokenizer", "asr_pipeline", "segformer", "image_segmentation", "yolos", "resnet", "swin", "detection", "detr"]
 
