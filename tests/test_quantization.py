@@ -221,3 +221,38 @@ def test_load_in_8bit_shortcut_and_4bit_compute_dtype():
         load_in_4bit=True, bnb_4bit_quant_type="nf4")))
     diff = (logits(m4) - f32).abs().max()
     assert 0 < diff < 0.05 * f32.abs().max()
+
+
+def test_float_weights_are_quantized_one_at_a_time(monkeypatch):
+    """Quantize-on-load streams: when a layer's float weight is read, no earlier one is alive."""
+    import gc
+    import weakref
+
+    from pretrained.loading import Checkpoint
+
+    alive, most = [], []
+    real_get = Checkpoint.get
+
+    def get(self, key):
+        t = real_get(self, key)
+        if key.endswith("proj.weight"):
+            gc.collect()
+            most.append(sum(r() is not None for r in alive))
+            alive.append(weakref.ref(t))
+        return t
+
+    monkeypatch.setattr(Checkpoint, "get", get)
+    model = AutoModelForCausalLM.from_pretrained(FLOAT, load_in_4bit=True)
+    assert len(most) == 7 and max(most) == 0 and isinstance(model.model.layers[0].mlp.up_proj, Linear4bit)
+
+
+def test_quant_storage_round_trip(tmp_path):
+    q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_quant_storage="bfloat16")
+    model = AutoModelForCausalLM.from_pretrained(FLOAT, quantization_config=q)
+    model.save_pretrained(tmp_path)
+    saved = load_file(str(tmp_path / "model.safetensors"))
+    w = saved["model.layers.0.mlp.up_proj.weight"]
+    assert w.dtype == torch.bfloat16 and w.numel() * 2 == 64 * 128 // 2   # the same bytes, viewed
+    back = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert torch.equal(logits(back), logits(model))
+    assert back.model.layers[0].mlp.up_proj.quant_storage is torch.bfloat16
