@@ -110,7 +110,7 @@ def test_lora_linear_from_base_and_dtypes():
     assert lora.lora_A.weight.dtype == torch.float32 and lora.scaling == 2.0
     y = lora(torch.randn(3, 6, dtype=torch.bfloat16))
     assert y.dtype == torch.bfloat16
-    with pytest.raises(InvalidInputError, match="nn.Linear or Conv1D"):
+    with pytest.raises(InvalidInputError, match="nn.Linear, Conv1D or quantized linear"):
         LoraLinear.from_base(torch.nn.Embedding(4, 4))
 
 
