@@ -70,6 +70,7 @@ _LAZY: dict[str, str] = {
     "DataCollatorForAudioClassification": "training",
     "DataCollatorSpeechSeq2SeqWithPadding": "training",
     "DataCollatorForImageClassification": "training",
+    "DataCollatorForSemanticSegmentation": "training",
     "default_data_collator": "training",
     "EvalPrediction": "training",
     "set_seed": "training",

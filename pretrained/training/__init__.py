@@ -21,12 +21,12 @@ from .schedules import get_scheduler
 from .seq2seq import Seq2SeqTrainer, Seq2SeqTrainingArguments
 from .trainer import Trainer
 from .utils import EvalPrediction, PredictionOutput, TrainOutput, set_seed
-from .vision import DataCollatorForImageClassification, DefaultImageCollator
+from .vision import DataCollatorForImageClassification, DataCollatorForSemanticSegmentation, DefaultImageCollator
 
 __all__ = ["Trainer", "TrainingArguments", "Seq2SeqTrainer", "Seq2SeqTrainingArguments",
            "TrainerCallback", "TrainerState", "TrainerControl", "EarlyStoppingCallback",
            "ProgressCallback", "PrinterCallback", "TensorBoardCallback", "DataCollatorWithPadding",
            "DataCollatorForLanguageModeling", "DataCollatorForTokenClassification",
            "DataCollatorForSeq2Seq", "DataCollatorWithAudioPadding",
-           "DataCollatorForAudioClassification", "DataCollatorSpeechSeq2SeqWithPadding", "DataCollatorForImageClassification", "DefaultImageCollator", "default_data_collator", "get_scheduler", "EvalPrediction",
+           "DataCollatorForAudioClassification", "DataCollatorSpeechSeq2SeqWithPadding", "DataCollatorForImageClassification", "DataCollatorForSemanticSegmentation", "DefaultImageCollator", "default_data_collator", "get_scheduler", "EvalPrediction",
            "PredictionOutput", "TrainOutput", "set_seed"]

@@ -17,6 +17,9 @@ labels.
 and ``label`` / ``labels`` / ``label_ids``: a class id (a ``long`` tensor (B,) comes back), a
 class name mapped through ``label2id``, or a multi-label vector of floats (stacked as float).
 
+:class:`DataCollatorForSemanticSegmentation` does the same for pictures and their segmentation
+maps (``labels`` (B, H, W) class ids), through a segmentation model's processor.
+
 Example::
 
     >>> import numpy as np
@@ -41,7 +44,7 @@ import torch
 from ..errors import InvalidInputError
 from .collators import _as_dicts, _rename_labels
 
-__all__ = ["DataCollatorForImageClassification", "DefaultImageCollator"]
+__all__ = ["DataCollatorForImageClassification", "DefaultImageCollator", "DataCollatorForSemanticSegmentation"]
 
 INPUT_KEYS = ("pixel_values", "image")
 
@@ -157,3 +160,105 @@ class DataCollatorForImageClassification:
 
 
 DefaultImageCollator = DataCollatorForImageClassification
+
+
+MAP_KEYS = ("segmentation_map", "annotation", "labels")   # "label" / "label_ids" are read as "labels"
+
+
+def _takes_maps(processor: Any) -> bool:
+    """Whether the processor's call names a ``segmentation_maps`` argument."""
+    import inspect
+
+    for method in (getattr(processor, "__call__", None), getattr(processor, "preprocess", None)):
+        try:
+            if method is not None and "segmentation_maps" in inspect.signature(method).parameters:
+                return True
+        except (TypeError, ValueError):
+            continue
+    return False
+
+
+class DataCollatorForSemanticSegmentation(DataCollatorForImageClassification):
+    """Batch pictures with their segmentation maps for a semantic segmentation model (SegFormer).
+
+    Each example holds either
+
+    * ``image`` (as :class:`DataCollatorForImageClassification` takes it) and its map under
+      ``segmentation_map``, ``annotation`` or ``label`` / ``labels`` (a 2-D array of class ids, a
+      mode L / P / I ``PIL.Image``, a file path): the batch goes through the processor together
+      (``image_processor(images, segmentation_maps=maps, return_tensors="pt")``), which resizes
+      both (the maps with nearest resampling, label reduction if its ``do_reduce_labels``); or
+    * ready ``pixel_values`` (C, H, W) and ``labels`` (H, W) class ids (e.g. the processor's own
+      output per example): stacked, ``labels`` as int64 (B, H, W).
+
+    A batch without maps (prediction) gives ``pixel_values`` only. As for images, the Trainer keeps
+    the ``image`` column only with ``TrainingArguments(remove_unused_columns=False)``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> from pretrained.vision import SegformerImageProcessor
+        >>> from pretrained.training import DataCollatorForSemanticSegmentation
+        >>> collate = DataCollatorForSemanticSegmentation(SegformerImageProcessor(size={"height": 8, "width": 8}))
+        >>> batch = collate([{"image": np.zeros((10, 12, 3), np.uint8), "segmentation_map": np.ones((10, 12), np.uint8)},
+        ...                  {"image": np.zeros((6, 6, 3), np.uint8), "segmentation_map": np.zeros((6, 6), np.uint8)}])
+        >>> tuple(batch["pixel_values"].shape), tuple(batch["labels"].shape), batch["labels"].dtype
+        ((2, 3, 8, 8), (2, 8, 8), torch.int64)
+    """
+
+    def __init__(self, image_processor: Any = None) -> None:
+        super().__init__(image_processor)
+
+    @staticmethod
+    def _map_key(feats: list[dict[str, Any]]) -> str | None:
+        keys = [[k for k in MAP_KEYS if f.get(k) is not None] for f in feats]
+        for i, ks in enumerate(keys):
+            if len(ks) > 1:
+                raise InvalidInputError(f"example {i} has several segmentation maps ({ks}): give one")
+        present = [bool(ks) for ks in keys]
+        if any(present) and not all(present):
+            raise InvalidInputError(f"example {present.index(False)} has no segmentation map while example "
+                                    f"{present.index(True)} has one: give every example its map, or none")
+        if not any(present):
+            return None
+        if len({ks[0] for ks in keys}) > 1:
+            raise InvalidInputError(f"a batch names its maps differently ({sorted({ks[0] for ks in keys})}): use one key")
+        return keys[0][0]
+
+    def _stack_maps(self, values: list[Any]) -> torch.Tensor:
+        rows = []
+        for i, value in enumerate(values):
+            x = value.detach().cpu() if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
+            if x.dim() == 3 and x.shape[0] == 1:
+                x = x[0]
+            if x.dim() != 2 or x.is_floating_point() and not torch.equal(x, x.round()):
+                raise InvalidInputError(f"the labels of example {i} (shape {tuple(x.shape)}, {x.dtype}) are not one "
+                                        "(height, width) map of class ids")
+            rows.append(x.long())
+        shapes = sorted({tuple(r.shape) for r in rows})
+        if len(shapes) > 1:
+            raise InvalidInputError(f"the label maps of one batch have different sizes {shapes}: process them with "
+                                    "one size (the image processor's do_resize) before batching")
+        return torch.stack(rows)
+
+    def __call__(self, features: list[Any]) -> dict[str, torch.Tensor]:
+        if not isinstance(features, (list, tuple)) or not features:
+            raise InvalidInputError(f"{type(self).__name__} takes a non-empty list of examples (dicts)")
+        feats = [_rename_labels(f) for f in _as_dicts(list(features))]
+        key, map_key = self._input_key(feats), self._map_key(feats)
+        maps = None if map_key is None else [f[map_key] for f in feats]
+        if key == "pixel_values":
+            batch = {"pixel_values": self._stack(feats)}
+            if maps is not None:
+                batch["labels"] = self._stack_maps(maps)
+            return batch
+        if self.image_processor is None:
+            raise InvalidInputError("examples hold an 'image': DataCollatorForSemanticSegmentation needs the "
+                                    "image_processor that turns it into pixel_values")
+        if maps is None:
+            return {"pixel_values": self._process(feats)}
+        if not _takes_maps(self.image_processor):
+            raise InvalidInputError(f"{type(self.image_processor).__name__} does not take segmentation maps; use a "
+                                    "segmentation model's image processor (SegformerImageProcessor)")
+        out = self.image_processor([f["image"] for f in feats], segmentation_maps=maps, return_tensors="pt")
+        return {"pixel_values": torch.as_tensor(out["pixel_values"]), "labels": torch.as_tensor(out["labels"]).long()}
