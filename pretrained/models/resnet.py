@@ -5,7 +5,7 @@ detectors and segmenters read feature maps from (DETR's ``backbone.conv_encoder.
 Input: ``pixel_values`` (B, num_channels, H, W) from the model's image processor (for
 microsoft/resnet-50 the ConvNeXt processor: ``crop_pct`` resize and crop to 224). Any size works.
 
-Every convolution here is ``convolution`` (no bias, padding kernel // 2) + ``normalization``
+Every convolution here is ``convolution`` (no bias, padding kernel_size // 2) + ``normalization``
 (``nn.BatchNorm2d``, eps 1e-5: in eval mode the running statistics) + an activation. The stem
 (``embedder``): a 7 x 7 stride-2 convolution to ``embedding_size`` channels with ``hidden_act``,
 then a 3 x 3 stride-2 max pool (padding 1). Then ``len(depths)`` stages of ``depths[i]`` layers
