@@ -5,16 +5,13 @@
 
 Writes under tests/fixtures/goldens/mask2former/ (index: mask2former.json):
 
-blocks.safetensors: the parts on their own, on random inputs (no backbone needed)
+blocks.safetensors: parts on their own, on random inputs (the model fixtures cover the rest)
   msda.*     the reference's pure-PyTorch multi_scale_deformable_attention (3 levels, points
              partly outside the maps)
-  pd.*       Mask2FormerPixelDecoder (random weights ``pd.w.<key>``) on four random feature maps:
-             mask features, the three multi-scale maps
-  tm<c>.*    Mask2FormerTransformerModule (weights ``tm<c>.w.<key>``) on random maps: every
+  tmb.*      Mask2FormerTransformerModule (weights ``tmb.w.<key>``) on random maps: every
              layer's hidden states, normalised queries and mask logits, the self-attention
-             weights; case a: post-norm, a 1x1 input projection, random mask features; case b:
-             pre-norm, GELU, no projection, spatially constant mask features (so half the
-             queries' masks are empty: those attend everywhere)
+             weights; pre-norm, GELU, no projection, spatially constant mask features (so a
+             quarter of the queries' masks are empty: those attend everywhere)
 
 models: tiny random checkpoints (ResNet and Swin backbones; weights moved away from their init
 values) saved to tests/fixtures/models/<name>/ with the reference's processor; per fixture
@@ -64,13 +61,10 @@ def block_config(**kw) -> transformers.Mask2FormerConfig:
     return transformers.Mask2FormerConfig(**{**base, **kw})
 
 
-TM_CASES = {
-    "a": dict(config=dict(), constant_masks=False),
+TM_CASES = {   # (post-norm with projections: the model fixtures)
     "b": dict(config=dict(feature_size=16, pre_norm=True, activation_function="gelu", decoder_layers=3),
               constant_masks=True),
 }
-PD_SHAPES = [(10, 14), (5, 7), (3, 4), (2, 2)]
-PD_CHANNELS = [8, 16, 24, 32]
 
 
 def blocks() -> dict:
@@ -87,25 +81,6 @@ def blocks() -> dict:
     t.update({"msda.value": value, "msda.locations": locations, "msda.weights": weights,
               "msda.output": ref.multi_scale_deformable_attention(value, shapes, locations, weights)})
     meta["msda_shapes"] = shapes
-    # 2. the pixel decoder
-    config = block_config()
-    pd = ref.Mask2FormerPixelDecoder(config, feature_channels=PD_CHANNELS).eval()
-    randomize(pd, gen)
-    with torch.no_grad():
-        for layer in pd.encoder.layers:   # offsets of a few pixels, some points off the maps
-            layer.self_attn.sampling_offsets.weight.mul_(4.0)
-    features = [torch.randn(2, c, h, w, generator=gen) for c, (h, w) in zip(PD_CHANNELS, PD_SHAPES)]
-    with torch.no_grad():
-        out = pd(features, output_attentions=True)
-    t.update({f"pd.w.{k}": v.clone() for k, v in pd.state_dict().items()})
-    t.update({f"pd.feature.{i}": f for i, f in enumerate(features)})
-    t["pd.mask_features"] = out.mask_features
-    t.update({f"pd.multi_scale.{i}": m for i, m in enumerate(out.multi_scale_features)})
-    meta["pd_config"] = {k: getattr(config, k) for k in ("feature_size", "mask_feature_size", "encoder_layers",
-                                                        "num_attention_heads", "encoder_feedforward_dim",
-                                                        "common_stride", "dropout")}
-    meta["pd_config"]["feature_strides"] = list(config.feature_strides)
-    meta["pd_channels"] = PD_CHANNELS
     # 3. the transformer module
     meta["tm"] = {}
     for case, spec in TM_CASES.items():
@@ -136,6 +111,185 @@ def blocks() -> dict:
     OUT.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in t.items()}, str(OUT / "blocks.safetensors"))
     return meta
+
+
+# --- models ---------------------------------------------------------------------------------------
+B = 2
+SIZE = (48, 64)   # (smaller maps make GroupNorm over a 1 x 2 map amplify rounding a thousandfold)
+LABELS = ["cat", "rocket", "sky"]
+NAMED = dict(id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)})
+FOUR = ["stage1", "stage2", "stage3", "stage4"]
+RESNET = dict(model_type="resnet", embedding_size=4, hidden_sizes=[4, 8, 8, 16], depths=[1, 1, 1, 1],
+              layer_type="basic", out_features=FOUR)
+BOTTLENECK = dict(model_type="resnet", embedding_size=4, hidden_sizes=[8, 8, 16, 16], depths=[1, 1, 1, 1],
+                  layer_type="bottleneck", out_features=FOUR)
+SWIN = dict(model_type="swin", image_size=32, patch_size=4, embed_dim=4, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 2],
+            window_size=4, mlp_ratio=2.0, out_features=FOUR)
+SMALL = dict(feature_size=32, mask_feature_size=16, hidden_dim=16, encoder_feedforward_dim=32, encoder_layers=2,
+             decoder_layers=4, num_attention_heads=2, dim_feedforward=32, num_queries=6, train_num_points=48)
+# name -> (backbone, config kwargs)
+FIXTURES = {
+    "mask2former-resnet": (RESNET, dict(SMALL, **NAMED)),
+    "mask2former-prenorm": (BOTTLENECK, dict(SMALL, hidden_dim=32, pre_norm=True, enforce_input_projection=True,
+                                             activation_function="gelu", decoder_layers=3, num_queries=4, num_labels=5,
+                                             encoder_layers=1,
+                                             use_auxiliary_loss=False, no_object_weight=0.3)),
+    "mask2former-swin": (SWIN, dict(SMALL, num_labels=4, class_weight=1.5, importance_sample_ratio=1.0,
+                                    encoder_layers=1)),
+}
+PROCESSOR = dict(size={"shortest_edge": 48, "longest_edge": 64}, size_divisor=32)
+
+
+def normalized(picture: torch.Tensor) -> torch.Tensor:
+    return (picture.float() / 255 - 0.5) / 0.25
+
+
+def other_pixels(x: torch.Tensor) -> torch.Tensor:
+    return x.flip(-1).transpose(-2, -1).contiguous()
+
+
+def outputs_of(model, pixel_values, **kw) -> dict[str, torch.Tensor]:
+    with torch.no_grad():
+        out = model(pixel_values=pixel_values, output_hidden_states=True, output_attentions=True,
+                    output_auxiliary_logits=True, **kw)
+    got = {k: getattr(out, k).detach().clone() for k in (
+        "class_queries_logits", "masks_queries_logits", "encoder_last_hidden_state", "pixel_decoder_last_hidden_state",
+        "transformer_decoder_last_hidden_state")}
+    for key in ("encoder_hidden_states", "pixel_decoder_hidden_states", "transformer_decoder_hidden_states",
+                "attentions"):
+        got.update({f"{key}.{i}": h.detach().clone() for i, h in enumerate(getattr(out, key))})
+    for i, aux in enumerate(out.auxiliary_logits):
+        got.update({f"aux.{i}.{k}": v.detach().clone() for k, v in aux.items()})
+    return got
+
+
+def targets(seed: int, config, size) -> tuple[list, list]:
+    """Per image 2-3 binary masks (rectangles and noise) at pixel resolution, random classes."""
+    g = torch.Generator().manual_seed(seed)
+    masks, classes = [], []
+    for n in (2, 3):
+        m = (torch.rand(n, *size, generator=g) < 0.15).float()
+        for j in range(n):
+            top, left = int(torch.randint(0, size[0] // 2, (1,), generator=g)), int(torch.randint(0, size[1] // 2, (1,), generator=g))
+            m[j, top:top + size[0] // 2, left:left + size[1] // 3] = 1.0
+        masks.append(m)
+        classes.append(torch.randint(0, config.num_labels, (n,), generator=g))
+    return masks, classes
+
+
+def ref_load(cls, folder, head_keys_unused: bool = False, **kw):
+    model, info = cls.from_pretrained(folder, output_loading_info=True, **kw)
+    unexpected = set(info["unexpected_keys"]) - ({"class_predictor.weight", "class_predictor.bias",
+                                                  "criterion.empty_weight"} if head_keys_unused else set())
+    # our Swin backbone has no final norm (no backbone uses it); the reference initialises it then
+    missing = {k for k in info["missing_keys"] if ".swin.layernorm." not in k}
+    if missing or info["mismatched_keys"] or unexpected:
+        raise SystemExit(f"{folder}: the reference did not load cleanly: {info}")
+    return model.eval()
+
+
+def build(name: str) -> dict:
+    import shutil
+
+    backbone, kwargs = FIXTURES[name]
+    config = transformers.Mask2FormerConfig(backbone_config=dict(backbone), **kwargs)
+    seed = sum(map(ord, name))
+    torch.manual_seed(seed)
+    model = transformers.Mask2FormerForUniversalSegmentation(config).eval()
+    with torch.no_grad():   # away from init values (norms 1/0, zero offsets and biases...)
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.15)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn_like(m.running_mean) * 0.1)
+                m.running_var.copy_(torch.rand_like(m.running_var) + 0.5)
+    folder = FIX / "models" / name
+    shutil.rmtree(folder, ignore_errors=True)
+    model.save_pretrained(folder)
+    transformers.Mask2FormerImageProcessorPil(**PROCESSOR).save_pretrained(folder)
+    cls = transformers.Mask2FormerForUniversalSegmentation
+    loaded = ref_load(cls, folder)
+    g = torch.Generator().manual_seed(seed)
+    # 8-bit pictures, normalised as a processor would (stored as bytes); the other size is the same
+    # pixels mirrored and transposed (64 x 48)
+    picture = torch.randint(0, 256, (B, 3, *SIZE), generator=g, dtype=torch.uint8)
+    x, xo = normalized(picture), other_pixels(normalized(picture))
+    t = {"input.picture": picture}
+    expected = outputs_of(loaded, x)
+    t.update({f"output.{k}": v for k, v in expected.items()})
+    other = outputs_of(loaded, xo)
+    t.update({f"other.{k}": other[k] for k in ("class_queries_logits", "masks_queries_logits")})
+    bf = ref_load(cls, folder, dtype=torch.bfloat16)
+    attention_masks = {}
+    for run in (loaded, bf):   # the masked attention's masks: bfloat16 may flip pixels at p = 0.5
+        keep = attention_masks.setdefault(id(run), [])
+        hook = run.model.transformer_module.decoder.mask_predictor.register_forward_hook(
+            lambda mod, inp, out, keep=keep: keep.append(out[1]))
+        with torch.no_grad():
+            bf_out = run(pixel_values=x.to(run.dtype), output_hidden_states=True)
+        hook.remove()
+    flips = sum(int((a != b).sum()) for a, b in zip(attention_masks[id(loaded)], attention_masks[id(bf)]))
+    t["bf16.class_queries_logits"] = bf_out.class_queries_logits.float()
+    t["bf16.masks_queries_logits"] = bf_out.masks_queries_logits.float()
+    # the bare model: its outputs are the head's (the tests compare ours with output.*)
+    bare = ref_load(transformers.Mask2FormerModel, folder, head_keys_unused=True)
+    with torch.no_grad():
+        bare_out = bare(pixel_values=x, output_hidden_states=True)
+    assert torch.equal(bare_out.transformer_decoder_last_hidden_state, expected["transformer_decoder_last_hidden_state"])
+    assert torch.equal(bare_out.masks_queries_logits[-1], expected["masks_queries_logits"])
+    # losses: the point sampling draws from torch's global generator, so a seed fixes them
+    masks, classes = targets(seed, loaded.config, SIZE)
+    t.update({f"labels.mask.{i}": m.to(torch.uint8) for i, m in enumerate(masks)})
+    t.update({f"labels.class.{i}": c for i, c in enumerate(classes)})
+    losses = {}
+    for case, overrides in (("default", {}), ("no_auxiliary", {"use_auxiliary_loss": False})):
+        fresh = ref_load(cls, folder, **overrides)
+        torch.manual_seed(1234)
+        with torch.no_grad():
+            # output_hidden_states: without it the reference's head fails when use_auxiliary_loss is off
+            out = fresh(pixel_values=x, mask_labels=masks, class_labels=classes, output_hidden_states=True)
+        losses[case] = {"loss": float(out.loss), "config": overrides, "seed": 1234}
+    OUT.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in t.items()}, str(OUT / f"{name}.safetensors"))
+    meta = {"class": "Mask2FormerForUniversalSegmentation", "files": sorted(p.name for p in folder.iterdir()),
+            "losses": losses, "outputs": sorted(expected), "backbone": backbone["model_type"],
+            "bf16_attention_mask_flips": flips}
+    meta["roundtrip_max_abs_diff"], meta["roundtrip_model_max_abs_diff"] = roundtrip(folder, x, expected, bare_out)
+    return meta
+
+
+def roundtrip(folder: Path, x, expected, bare_out) -> tuple[float, float]:
+    """Load with OUR library, save with OUR save_pretrained, read back with the reference's Auto
+    classes (the head and the bare model)."""
+    import tempfile
+
+    from safetensors.torch import load_file
+
+    from pretrained.models.mask2former import Mask2FormerForUniversalSegmentation, Mask2FormerModel
+
+    diffs = []
+    for ours, auto, want in ((Mask2FormerForUniversalSegmentation, "AutoModelForUniversalSegmentation", expected),
+                             (Mask2FormerModel, "AutoModel", None)):
+        model = ours.from_pretrained(folder, strict=ours is Mask2FormerForUniversalSegmentation)
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save_pretrained(tmp)
+            back = ref_load(getattr(transformers, auto), tmp)
+            if type(back).__name__ != ours.__name__:
+                raise SystemExit(f"the reference read our save as {type(back).__name__}")
+            names = sorted(load_file(str(Path(tmp) / "model.safetensors")))
+            if want is not None:
+                theirs = sorted(k for k in load_file(str(folder / "model.safetensors")) if ".swin.layernorm." not in k)
+                if names != theirs:   # (less the Swin bare model's final norm, which no backbone has)
+                    raise SystemExit("our save has other tensor names than the reference's")
+                got = outputs_of(back, x)
+                diffs.append(max(float((got[k] - want[k]).abs().max()) for k in want))
+            else:
+                with torch.no_grad():
+                    got = back(pixel_values=x, output_hidden_states=True)
+                pairs = [(got.transformer_decoder_last_hidden_state, bare_out.transformer_decoder_last_hidden_state)]
+                pairs += list(zip(got.masks_queries_logits, bare_out.masks_queries_logits))
+                diffs.append(max(float((a - b).abs().max()) for a, b in pairs))
+    return diffs[0], diffs[1]
 
 
 # --- the image processor --------------------------------------------------------------------------
@@ -275,13 +429,21 @@ def processor() -> dict:
     return meta
 
 
-def main(parts: list[str]) -> None:
+def main(parts: list[str] | None = None) -> None:
+    parts = parts or ["blocks", "models", "processor"]
     transformers.utils.logging.disable_progress_bar()
     index = json.loads(INDEX.read_text()) if INDEX.exists() else {}
     index.update({"transformers_version": transformers.__version__, "torch_version": torch.__version__})
     if "blocks" in parts:
         index["blocks"] = blocks()
         print("blocks: empty-mask fractions", {c: m["empty_mask_fraction"] for c, m in index["blocks"]["tm"].items()})
+    if "models" in parts:
+        index["models"] = {}
+        for name in FIXTURES:
+            index["models"][name] = build(name)
+            m = index["models"][name]
+            print(f"{name:22s} losses {m['losses']}  round trip {m['roundtrip_max_abs_diff']:.2e} / "
+                  f"{m['roundtrip_model_max_abs_diff']:.2e}")
     if "processor" in parts:
         index["processor"] = processor()
         print("processor:", {n: [len(r.get("segments_info", [])) for r in c["results"]]
@@ -290,4 +452,4 @@ def main(parts: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["blocks", "models", "processor"])
+    main(sys.argv[1:])
