@@ -35,6 +35,7 @@ _LAZY: dict[str, str] = {
     "AutoModelForImageClassification": "auto",
     "AutoModelForSemanticSegmentation": "auto",
     "AutoModelForImageSegmentation": "auto",
+    "AutoModelForUniversalSegmentation": "auto",
     "AutoModelForObjectDetection": "auto",
     "AutoBackbone": "auto",
     "AutoImageProcessor": "vision",

@@ -257,6 +257,14 @@ class AutoModelForSemanticSegmentation(_AutoModel):
     head = "semantic-segmentation"
 
 
+class AutoModelForUniversalSegmentation(_AutoModel):
+    """Universal segmenters (Mask2Former): ``class_queries_logits`` and ``masks_queries_logits`` per
+    query; the image processor's ``post_process_semantic/instance/panoptic_segmentation`` turn them
+    into maps and segments."""
+
+    head = "universal-segmentation"
+
+
 class AutoModelForImageSegmentation(_AutoModel):
     """What the image-segmentation pipeline loads: the first head the model type has among
     ``heads`` (universal -- Mask2Former --, instance, panoptic image -- DETR -- and semantic
@@ -312,3 +320,4 @@ _HEADS = {c.__name__: c for c in (AutoModel, AutoModelForCausalLM, AutoModelForM
                                   AutoModelForSeq2SeqLM, AutoModelForSpeechSeq2Seq, AutoModelForCTC,
                                   AutoModelForAudioClassification, AutoModelForImageClassification,
                                   AutoModelForObjectDetection, AutoBackbone)}
+_HEADS[AutoModelForUniversalSegmentation.__name__] = AutoModelForUniversalSegmentation

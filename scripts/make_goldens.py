@@ -209,7 +209,7 @@ def make_models() -> None:
 # bnb needs bitsandbytes in the reference venv)
 AREAS = ["tokenizers", "seq2seq_tokenizers", "decoders", "generation", "gguf", "encoders", "pipelines", "training", "finetuned", "t5", "bnb",
          "seq2seq_models", "speech_encoders", "whisper", "audio_features", "ast", "asr_ctc", "audio_classification",
-         "whisper_tokenizer", "asr_pipeline", "segformer", "image_segmentation", "yolos", "resnet", "swin", "detection", "detr"]
+         "whisper_tokenizer", "asr_pipeline", "segformer", "image_segmentation", "yolos", "resnet", "swin", "detection", "detr", "mask2former"]
 
 
 def main(argv: list[str]) -> None:

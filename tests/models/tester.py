@@ -48,6 +48,7 @@ GOLDENS = {   # index file -> folder of the goldens it lists
     FIX / "goldens" / "yolos" / "yolos.json": FIX / "goldens" / "yolos",   # test_yolos.py
     FIX / "goldens" / "detr" / "detr.json": FIX / "goldens" / "detr",   # test_detr.py
     FIX / "goldens" / "resnet" / "resnet.json": FIX / "goldens" / "resnet",   # test_resnet.py
+    FIX / "goldens" / "mask2former" / "mask2former.json": FIX / "goldens" / "mask2former",   # test_mask2former.py
 }
 # outputs a plain forward on the golden's inputs gives (others need their own call: e.g.
 # decoders' output.logits_pos is recorded with position_ids)
