@@ -1,7 +1,7 @@
 """Goldens for Mask2Former (``model_type: "mask2former"``), from the reference (transformers 5.25):
 
     /work/refvenv/bin/python scripts/golden_mask2former.py            # everything
-    /work/refvenv/bin/python scripts/golden_mask2former.py blocks     # some parts: blocks models processor
+    /work/refvenv/bin/python scripts/golden_mask2former.py blocks     # some parts: blocks models processor pipeline
 
 Writes under tests/fixtures/goldens/mask2former/ (index: mask2former.json):
 
@@ -22,6 +22,11 @@ mask2former.json records the round trip (our save read back by the reference).
 processor.safetensors + the json's "processor": Mask2FormerImageProcessorPil on the bundled
 pictures (resize with shortest/longest edge, size_divisor, pad with pixel_mask, segmentation maps
 to mask/class labels) and its three post-processing methods on recorded outputs.
+
+the json's "pipeline": the image-segmentation pipeline on the mask2former-resnet fixture (whose
+class head is made to tell the queries apart) over the bundled pictures, per case (semantic,
+instance, panoptic, thresholds, the default): each answer's label, score and mask (mode, size,
+pixels inside, md5 of its bytes).
 """
 
 from __future__ import annotations
@@ -137,6 +142,7 @@ FIXTURES = {
     "mask2former-swin": (SWIN, dict(SMALL, num_labels=4, class_weight=1.5, importance_sample_ratio=1.0,
                                     encoder_layers=1)),
 }
+PIPELINE_FIXTURE = "mask2former-resnet"
 PROCESSOR = dict(size={"shortest_edge": 48, "longest_edge": 64}, size_divisor=32)
 
 
@@ -199,6 +205,17 @@ def build(name: str) -> dict:
     with torch.no_grad():   # away from init values (norms 1/0, zero offsets and biases...)
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.15)
+        if name == PIPELINE_FIXTURE:
+            # a random decoder's queries differ little (std 0.1 across queries against 1 across channels), so
+            # its class head gives one class everywhere: take out of the head the direction all queries share
+            # and scale it, so the labels follow what tells the queries apart
+            probe = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(5))
+            out = model(pixel_values=probe, output_hidden_states=True)
+            shared = model.model.transformer_module.decoder.layernorm(out.transformer_decoder_last_hidden_state)
+            u = shared.mean((0, 1))
+            weight = model.class_predictor.weight
+            weight.sub_(torch.outer(weight @ u, u) / u.dot(u)).mul_(8.0)
+            model.class_predictor.bias.zero_()
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.copy_(torch.randn_like(m.running_mean) * 0.1)
@@ -429,8 +446,44 @@ def processor() -> dict:
     return meta
 
 
+# --- the image-segmentation pipeline -------------------------------------------------------------------
+PIPE_IMAGES = ["chelsea.png", "rocket.jpg", "camera.png", "coins.png", "horse.png"]
+PIPE_CASES = {   # name -> the pipeline's keyword arguments
+    "semantic": dict(subtask="semantic"),
+    "instance": dict(subtask="instance", threshold=0.3),
+    "instance_all": dict(subtask="instance", threshold=0.0),
+    "panoptic": dict(subtask="panoptic", threshold=0.3),
+    "panoptic_loose": dict(subtask="panoptic", threshold=0.1, mask_threshold=0.3, overlap_mask_area_threshold=0.2),
+    "default": {},
+}
+
+
+def mask_record(mask) -> dict:
+    """A mask as the golden keeps it: mode, size, pixels inside, and the md5 of its bytes (exact)."""
+    import hashlib
+
+    import numpy as np
+
+    array = np.asarray(mask)
+    return {"mode": mask.mode, "size": list(mask.size), "inside": int((array == 255).sum()),
+            "values": sorted(int(v) for v in np.unique(array)), "md5": hashlib.md5(array.tobytes()).hexdigest()}
+
+
+def pipeline_goldens() -> dict:
+    folder = FIX / "models" / PIPELINE_FIXTURE
+    seg = transformers.pipeline("image-segmentation", model=str(folder),
+                                image_processor=transformers.Mask2FormerImageProcessorPil.from_pretrained(folder))
+    meta = {"model": PIPELINE_FIXTURE, "images": PIPE_IMAGES, "cases": {}}
+    for case, kwargs in PIPE_CASES.items():
+        answers = [seg(str(FIX / "images" / name), **kwargs) for name in PIPE_IMAGES]
+        meta["cases"][case] = {"kwargs": kwargs, "answers": [
+            [{"label": a["label"], "score": a["score"], "mask": mask_record(a["mask"])} for a in per_image]
+            for per_image in answers]}
+    return meta
+
+
 def main(parts: list[str] | None = None) -> None:
-    parts = parts or ["blocks", "models", "processor"]
+    parts = parts or ["blocks", "models", "processor", "pipeline"]
     transformers.utils.logging.disable_progress_bar()
     index = json.loads(INDEX.read_text()) if INDEX.exists() else {}
     index.update({"transformers_version": transformers.__version__, "torch_version": torch.__version__})
@@ -444,6 +497,9 @@ def main(parts: list[str] | None = None) -> None:
             m = index["models"][name]
             print(f"{name:22s} losses {m['losses']}  round trip {m['roundtrip_max_abs_diff']:.2e} / "
                   f"{m['roundtrip_model_max_abs_diff']:.2e}")
+    if "pipeline" in parts:
+        index["pipeline"] = pipeline_goldens()
+        print("pipeline:", {c: [len(a) for a in v["answers"]] for c, v in index["pipeline"]["cases"].items()})
     if "processor" in parts:
         index["processor"] = processor()
         print("processor:", {n: [len(r.get("segments_info", [])) for r in c["results"]]
