@@ -8,7 +8,8 @@ SDPA and grouped-query attention), :mod:`.rope` (rotary embeddings), :mod:`.norm
 :mod:`.seq2seq_heads` (encoder-decoders: the contract's helpers, the BART family's blocks and
 task heads), :mod:`.speech_encoder` (Wav2Vec2 / HuBERT: convolutions over the waveform,
 positional convolution, the transformer stack, CTC loss) and :mod:`.conv1d` (GPT-2's ``Conv1D``), :mod:`.detection` (DETR / YOLOS: boxes, Hungarian
-matching, the set loss, the MLP heads). Plain PyTorch math only: speed lives in :mod:`pretrained.backends`, which swaps modules after loading.
+matching, the set loss, the MLP heads), :mod:`.deformable_attention` (multi-scale deformable attention) and
+:mod:`.mask2former_pixel_decoder` / :mod:`.mask2former_decoder` / :mod:`.mask2former_loss` (Mask2Former). Plain PyTorch math only: speed lives in :mod:`pretrained.backends`, which swaps modules after loading.
 Every name is re-exported here, so callers import from ``pretrained.layers``.
 """
 
@@ -116,6 +117,15 @@ from .vit_blocks import (
     pair,
     vit_encoder,
 )
+from .deformable_attention import (
+    MultiscaleDeformableAttention,
+    init_deformable_attention_,
+    multi_scale_deformable_attention,
+    reference_grid,
+)
+from .mask2former_pixel_decoder import Mask2FormerPixelDecoder, sine_position_embedding
+from .mask2former_decoder import Mask2FormerTransformerModule
+from .mask2former_loss import check_mask_labels, mask2former_losses, sample_point, weighted_loss
 
 __all__ = [
     "MLPPredictionHead",
@@ -137,6 +147,17 @@ __all__ = [
     "interpolate_patch_positions",
     "pair",
     "vit_encoder",
+    "MultiscaleDeformableAttention",
+    "init_deformable_attention_",
+    "multi_scale_deformable_attention",
+    "reference_grid",
+    "Mask2FormerPixelDecoder",
+    "sine_position_embedding",
+    "Mask2FormerTransformerModule",
+    "check_mask_labels",
+    "mask2former_losses",
+    "sample_point",
+    "weighted_loss",
     "FeatureEncoder",
     "FeatureProjection",
     "PositionalConvEmbedding",
