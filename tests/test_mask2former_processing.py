@@ -112,6 +112,15 @@ def test_return_tensors_none_and_np():
     assert np.array_equal(np.stack(lists["pixel_values"]), arrays["pixel_values"])
 
 
+def test_segmentation_maps_can_be_positional():
+    proc = Mask2FormerImageProcessor(size={"shortest_edge": 16, "longest_edge": 26}, ignore_index=255)
+    pics = pictures()[:1]
+    maps = [segmentation_map(pics[0], "semantic")]
+    a = proc(pics, maps, return_tensors="pt")
+    b = proc(pics, segmentation_maps=maps, return_tensors="pt")
+    assert all(torch.equal(x, y) for x, y in zip(a["mask_labels"], b["mask_labels"]))
+
+
 def test_size_rules():
     assert size_with_aspect_ratio((300, 451), 800, 1333) == (800, 1202)
     assert size_with_aspect_ratio((100, 400), 800, 1333) == (333, 1333)   # the long side capped

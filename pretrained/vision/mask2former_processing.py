@@ -197,6 +197,10 @@ class Mask2FormerImageProcessor(BaseImageProcessor):
             new = tuple(int(math.ceil(s / size_divisor) * size_divisor) for s in new)
         return new
 
+    def __call__(self, images: Any, segmentation_maps: Any = None, instance_id_to_semantic_id: Any = None,
+                 **kwargs: Any) -> BatchFeature:
+        return self.preprocess(images, segmentation_maps, instance_id_to_semantic_id, **kwargs)
+
     def preprocess(self, images: Any, segmentation_maps: Any = None, instance_id_to_semantic_id: Any = None, *,
                    return_tensors: str | None = None, **kwargs: Any) -> BatchFeature:
         """Pictures (one or a list) -> ``pixel_values`` (B, 3, H, W) and ``pixel_mask`` (B, H, W);

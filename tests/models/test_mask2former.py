@@ -91,6 +91,26 @@ def test_deformable_attention_init_starts_points_on_a_ring():
     assert torch.all(attn.attention_weights.weight == 0) and torch.all(attn.sampling_offsets.weight == 0)
 
 
+def test_deformable_attention_with_boxes_scales_the_offsets_by_the_box():
+    # 4-value reference points (cx, cy, w, h): a point sits at centre + offset / n_points * size / 2
+    torch.manual_seed(0)
+    attn = MultiscaleDeformableAttention(embed_dim=4, num_heads=1, n_levels=1, n_points=2)
+    shapes = [(5, 6)]
+    x = torch.randn(1, 3, 4)
+    memory = torch.randn(1, 30, 4)
+    boxes = torch.tensor([[0.5, 0.5, 0.4, 0.2], [0.3, 0.6, 0.1, 0.5], [0.7, 0.2, 0.2, 0.2]]).view(1, 3, 1, 4)
+    out, weights = attn(x, memory, boxes, shapes)
+    offsets = attn.sampling_offsets(x).view(1, 3, 1, 1, 2, 2)
+    where = boxes[:, :, None, :, None, :2] + offsets / 2 * boxes[:, :, None, :, None, 2:] * 0.5
+    value = attn.value_proj(memory).view(1, 30, 1, 4)
+    want = attn.output_proj(multi_scale_deformable_attention(value, shapes, where, weights))
+    assert torch.allclose(out, want, atol=1e-6)
+    with pytest.raises(InvalidInputError, match="end in 2"):
+        attn(x, memory, boxes[..., :3], shapes)
+    with pytest.raises(InvalidInputError, match="levels"):
+        attn(x, memory, boxes, [(5, 5)])
+
+
 def test_sine_positions_are_the_detr_table():
     pos = sine_position_embedding(torch.Size([1, 5, 2, 3]), torch.float32, "cpu", num_features=4)
     assert pos.shape == (1, 8, 2, 3)
