@@ -42,6 +42,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,8 +110,8 @@ class Mask2FormerConfig(PretrainedConfig):
                                          "supported; give its config as backbone_config")
         if isinstance(kwargs.get("feature_strides"), tuple):
             kwargs["feature_strides"] = list(kwargs["feature_strides"])
-        object.__setattr__(self, "backbone_config",
-                           _backbone_config(DEFAULT_BACKBONE if backbone_config is None else backbone_config))
+        object.__setattr__(self, "backbone_config", _backbone_config(
+            copy.deepcopy(DEFAULT_BACKBONE) if backbone_config is None else backbone_config))
         super().__init__(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
