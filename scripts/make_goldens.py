@@ -206,8 +206,8 @@ def make_models() -> None:
 # Areas with their own goldens module in scripts/ (golden_<area>.py, each with main()).
 # (audio: asr_ctc and audio_classification read speech_encoders' checkpoints; whisper_tokenizer
 # and asr_pipeline the fetched real Whisper models, asr_pipeline also alsa-utils and espeak-ng;
-# bnb needs bitsandbytes in the reference venv)
-AREAS = ["tokenizers", "seq2seq_tokenizers", "decoders", "generation", "gguf", "encoders", "pipelines", "training", "finetuned", "t5", "bnb",
+# bnb needs bitsandbytes in the reference venv, gptq_awq AutoAWQ's wheel unpacked at AUTOAWQ_DIR)
+AREAS = ["tokenizers", "seq2seq_tokenizers", "decoders", "generation", "gguf", "encoders", "pipelines", "training", "finetuned", "t5", "bnb", "gptq_awq",
          "seq2seq_models", "speech_encoders", "whisper", "audio_features", "ast", "asr_ctc", "audio_classification",
          "whisper_tokenizer", "asr_pipeline", "segformer", "image_segmentation", "yolos", "resnet", "swin", "detection", "detr", "mask2former"]
 

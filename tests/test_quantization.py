@@ -188,8 +188,8 @@ def test_quantized_tensors_without_a_config_saying_how(tmp_path):
             AutoModelForCausalLM.from_pretrained(dest)
 
 
-@pytest.mark.parametrize("method", ["gptq", "awq"])
-def test_gptq_awq_configs_refused(tmp_path, method):
+@pytest.mark.parametrize("method", ["aqlm", "hqq"])
+def test_other_methods_refused(tmp_path, method):
     dest = copy_with_config(tmp_path, "bnb-llama-float", lambda c: c.update(
         quantization_config={"quant_method": method, "bits": 4, "group_size": 128}))
     with pytest.raises(UnsupportedOptionError, match=f"quant_method='{method}' \\(not implemented yet\\).*bitsandbytes"):

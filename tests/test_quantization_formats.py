@@ -131,7 +131,7 @@ def test_config_refuses_bad_values(kwargs, match):
         BitsAndBytesConfig(**kwargs)
 
 
-@pytest.mark.parametrize("method", ["gptq", "awq", "something"])
+@pytest.mark.parametrize("method", ["aqlm", "hqq", "something"])
 def test_other_quant_methods_refused_by_name(method):
     with pytest.raises(UnsupportedOptionError, match=rf"quant_method='{method}'.*'bitsandbytes'"):
         quantization_config_from_dict({"quant_method": method, "bits": 4})

@@ -11,7 +11,9 @@ compute the same numbers faster on this machine:
   post-LayerNorm encoder in one C call, where its structure and a probe say it is one);
 - :class:`~pretrained.layers.RMSNorm` -> :class:`~.norms.CpuRMSNorm` (one C call per norm);
 - the quantized linears (:mod:`pretrained.quantization`) -> :mod:`.quantized` (int8 through
-  ``torch._weight_int8pack_mm``, NF4/FP4 dequantized through a byte table).
+  ``torch._weight_int8pack_mm``, NF4/FP4 dequantized through a byte table);
+- GPTQ / AWQ linears -> :mod:`.group_quant` (4-bit through ``torch._weight_int4pack_mm_for_cpu``,
+  8-bit through ``torch._weight_int8pack_mm`` per group, converted on the first call).
 
 The swap changes a module's class only: parameters, buffers, state_dict keys, ``isinstance``
 checks against ``nn.Linear`` and pickling are unchanged, so LoRA, prefix tuning, ``.to()``,
@@ -42,12 +44,14 @@ from .encoder import FusedLayerStack
 from .linear import RUNTIME_KEYS, CpuConv1D, CpuLinear
 from .norms import CpuRMSNorm
 from .packed import PackedWeights
+from .group_quant import RUNTIME_KEYS as GROUP_RUNTIME_KEYS, CpuGroupQuantLinear
 from .quantized import RUNTIME_KEYS as QUANT_RUNTIME_KEYS, CpuLinear4bit, CpuLinear8bit
-from ..quantization import Linear4bit, Linear8bit
+from ..quantization import GroupQuantLinear, Linear4bit, Linear8bit
 
 #: plain class -> its CPU class; exact types only (a subclass may compute something else)
 SWAPS: dict[type, type] = {nn.Linear: CpuLinear, Conv1D: CpuConv1D, LayerStack: FusedLayerStack,
                            RMSNorm: CpuRMSNorm, Linear8bit: CpuLinear8bit, Linear4bit: CpuLinear4bit}
+SWAPS[GroupQuantLinear] = CpuGroupQuantLinear   # GPTQ / AWQ codes (backends/group_quant.py)
 _PLAIN = {fast: slow for slow, fast in SWAPS.items()}
 
 
@@ -73,8 +77,9 @@ def plain(model: nn.Module) -> int:
     n = 0
     for module in model.modules():
         if type(module) in _PLAIN:
+            getattr(module, "_before_plain", lambda: None)()   # a converted layout goes back first
             module.__class__ = _PLAIN[type(module)]
-            for key in (*RUNTIME_KEYS, *QUANT_RUNTIME_KEYS, "_parent"):
+            for key in (*RUNTIME_KEYS, *QUANT_RUNTIME_KEYS, *GROUP_RUNTIME_KEYS, "_parent"):
                 module.__dict__.pop(key, None)
             n += 1
     return n

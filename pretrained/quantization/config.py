@@ -22,12 +22,13 @@ import torch
 
 from ..errors import InvalidInputError, UnsupportedOptionError
 from .formats import QUANT_TYPES
+from .gptq_config import AwqConfig, GPTQConfig
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _STORAGE = {"uint8": torch.uint8, "int8": torch.int8, "float16": torch.float16,
             "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 #: quantization methods of the reference that this library does not load yet
-_LATER = ("gptq", "awq", "aqlm", "quanto", "eetq", "hqq", "compressed-tensors", "fbgemm_fp8",
+_LATER = ("aqlm", "quanto", "eetq", "hqq", "compressed-tensors", "fbgemm_fp8",
           "torchao", "bitnet", "vptq", "spqr", "fp8", "higgs", "quark", "auto-round", "mxfp4")
 
 
@@ -162,22 +163,24 @@ class BitsAndBytesConfig:
         return f"BitsAndBytesConfig({self.to_dict()})"
 
 
-def quantization_config_from_dict(data: Any, source: str = "quantization_config") -> BitsAndBytesConfig:
+def quantization_config_from_dict(data: Any, source: str = "quantization_config") -> Any:
     """A ``quantization_config`` (an object or a dict, e.g. config.json's) -> the config class of
-    its ``quant_method``; every method other than bitsandbytes is refused by name."""
-    if isinstance(data, BitsAndBytesConfig):
+    its ``quant_method`` (bitsandbytes, gptq, awq); every other method is refused by name."""
+    if isinstance(data, (BitsAndBytesConfig, GPTQConfig, AwqConfig)):
         return data
     if not isinstance(data, dict):
-        raise InvalidInputError(f"{source} must be a BitsAndBytesConfig or a dict, got {type(data).__name__}")
+        raise InvalidInputError(f"{source} must be a BitsAndBytesConfig, GPTQConfig, AwqConfig or a dict, "
+                                f"got {type(data).__name__}")
     method = data.get("quant_method")
-    if method == BitsAndBytesConfig.quant_method:
-        return BitsAndBytesConfig.from_dict(data)
+    for cls in (BitsAndBytesConfig, GPTQConfig, AwqConfig):
+        if method == cls.quant_method:
+            return cls.from_dict(data)
     later = " (not implemented yet)" if method in _LATER else ""
     raise UnsupportedOptionError(
         f"{source} has quant_method={method!r}{later}: this library loads quant_method 'bitsandbytes' "
-        "(load_in_8bit / load_in_4bit). GPTQ and AWQ checkpoints do not load yet; use the model's "
-        "unquantized weights (in bfloat16 for half the memory of float32) and quantize them on load "
-        "with BitsAndBytesConfig")
+        "(load_in_8bit / load_in_4bit), 'gptq' and 'awq'; use the model's unquantized weights (in "
+        "bfloat16 for half the memory of float32) and quantize them on load with BitsAndBytesConfig, "
+        "or make GPTQ/AWQ weights with `pretrained quantize`")
 
 
 __all__ = ["BitsAndBytesConfig", "quantization_config_from_dict"]

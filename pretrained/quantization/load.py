@@ -19,6 +19,9 @@ modules of tied weights, the module of the last parameter, the output embeddings
 stays in full precision) or, when given, ``llm_int8_skip_modules`` instead. A name skips a
 module when it matches from the start up to a module boundary, as a regex with that boundary,
 or as a suffix. A checkpoint saved quantized decides by its own tensors.
+
+GPTQ and AWQ checkpoints (``quant_method`` "gptq" / "awq" in config.json) follow
+:class:`~.load_group.GroupQuantPlan`, with the same two steps.
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointCorruptError, CheckpointError, InvalidInputError, ShapeMismatchError
+from ..errors import (CheckpointCorruptError, CheckpointError, InvalidInputError, ShapeMismatchError,
+                      UnsupportedOptionError)
 from ..layers.conv1d import Conv1D
 from ..loading import LoadReport, checkpoint_key_map
 from .config import BitsAndBytesConfig, quantization_config_from_dict
+from .gptq_config import AwqConfig, GPTQConfig
 from .int8 import Linear8bit
+from .load_group import GroupQuantPlan
 from .nf4 import STATE_PREFIX, Linear4bit
 
 _STATS_4BIT = ("absmax", "quant_map", "nested_absmax", "nested_quant_map")
@@ -44,7 +50,8 @@ _QUANT_SUFFIXES = ((".SCB", "bitsandbytes 8-bit"), (".weight_format", "bitsandby
 
 
 def plan_quantization(config: Any, *, quantization_config: Any = None, load_in_8bit: bool = False,
-                      load_in_4bit: bool = False, device: torch.device) -> "QuantizationPlan | None":
+                      load_in_4bit: bool = False, device: torch.device
+                      ) -> "QuantizationPlan | GroupQuantPlan | None":
     """What ``from_pretrained`` was asked, reconciled with ``config.json``'s
     ``quantization_config``; None when the model loads unquantized."""
     if load_in_8bit and load_in_4bit:
@@ -60,16 +67,25 @@ def plan_quantization(config: Any, *, quantization_config: Any = None, load_in_8
     saved = quantization_config_from_dict(saved_dict, "config.json's quantization_config") \
         if saved_dict is not None else None
     if saved is not None and asked is not None:
-        if asked.quantization_method() != saved.quantization_method():
+        if type(asked) is not type(saved) or asked.quantization_method() != saved.quantization_method():
             raise InvalidInputError(
                 f"this checkpoint was saved quantized as {saved.quantization_method()!r} (config.json), "
                 f"but {asked.quantization_method()!r} was asked for; load it without quantization "
                 "arguments, or quantize its unquantized original")
-        saved.bnb_4bit_compute_dtype = asked.bnb_4bit_compute_dtype   # how to compute is the caller's
+        if isinstance(saved, BitsAndBytesConfig):
+            saved.bnb_4bit_compute_dtype = asked.bnb_4bit_compute_dtype   # how to compute is the caller's
     chosen = saved or asked
     if chosen is None:
         return None
     chosen.check_device(device)
+    if isinstance(chosen, (GPTQConfig, AwqConfig)):
+        if saved is None:
+            raise UnsupportedOptionError(
+                f"quantization_config={type(chosen).__name__} on a checkpoint that is not {chosen.quant_method}-"
+                "quantized: GPTQ and AWQ need a calibration pass, which loading does not run; make the "
+                f"weights first (`pretrained quantize <model> --method {chosen.quant_method} --out <folder>`) "
+                "and load that folder, or quantize on load with BitsAndBytesConfig")
+        return GroupQuantPlan(chosen)
     return QuantizationPlan(chosen, prequantized=saved is not None)
 
 
@@ -84,7 +100,9 @@ def check_unquantized(keys: list[str], name: str) -> None:
                 f"{name!r} holds {kind} quantized tensors ({key!r}) but its config.json has no "
                 "quantization_config saying how they were made; add the quantization_config the "
                 "quantizing tool wrote (bitsandbytes: quant_method 'bitsandbytes' with load_in_8bit "
-                "or load_in_4bit), or load the model's unquantized checkpoint")
+                "or load_in_4bit; GPTQ: quant_method 'gptq' with bits, group_size, checkpoint_format; "
+                "AWQ: quant_method 'awq' with bits, group_size, version), or load the model's "
+                "unquantized checkpoint")
 
 
 def skip_patterns(model: nn.Module, config: BitsAndBytesConfig) -> list[str]:
