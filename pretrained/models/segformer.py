@@ -14,7 +14,7 @@ padding ``patch_sizes[i] // 2``, then a LayerNorm) and runs ``depths[i]`` blocks
     x = x + drop_path(mlp(layer_norm_2(x)))                # Mix-FFN
 
 The efficient self-attention (``attention.self``) takes queries from every token but keys and
-values from a map shrunk by ``sr_ratios[i]`` (``sr``: a convolution with kernel = stride =
+values from a map shrunk by ``sr_ratios[i]`` (``sr``: a convolution with kernel_size = stride =
 sr_ratio, then ``layer_norm``), which is what keeps the first, largest stages affordable;
 ``attention.output.dense`` projects back. The Mix-FFN (``mlp``) is ``dense2(act(dwconv(dense1(x))))``
 with a depthwise 3 x 3 convolution over the token map between the two linears. Each stage ends
