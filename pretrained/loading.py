@@ -356,7 +356,9 @@ def load_checkpoint_into(
                 f"values where the model has {str(first.dtype).replace('torch.', '')} weights "
                 f"({names[0]!r}); the checkpoint is damaged or not this model's")
         t = convert(names[0], t)
-        value = nn.Parameter(t, requires_grad=True) if isinstance(first, nn.Parameter) else t
+        # (an integer parameter, such as packed GGUF blocks, cannot require grad)
+        value = nn.Parameter(t, requires_grad=t.is_floating_point()) \
+            if isinstance(first, nn.Parameter) else t
         for n in names:
             _set_tensor(model, n, value)
     ignore = [re.compile(p) for p in ignore_unexpected]

@@ -29,6 +29,7 @@ from .errors import (
     UnsupportedOptionError,
 )
 from .backends import accelerate
+from .layers.gguf import dequantized_state, keep_packed
 from .quantization.load import check_unquantized, plan_quantization
 from .layers import init_normal_
 from .loading import (
@@ -329,6 +330,7 @@ class PreTrainedModel(nn.Module):
         ignore_mismatched_sizes: bool = False,
         output_loading_info: bool = False,
         gguf_file: str | os.PathLike | None = None,
+        dequantize: bool = False,
         quantization_config: Any = None,
         load_in_8bit: bool = False,
         load_in_4bit: bool = False,
@@ -337,7 +339,9 @@ class PreTrainedModel(nn.Module):
         """Load a model from a local folder or hub id in HF format.
 
         ``gguf_file``: load config and weights from this GGUF file of the folder instead
-        (llama.cpp format; quantized weights are dequantized, see :mod:`pretrained.gguf`).
+        (llama.cpp format, see :mod:`pretrained.gguf`). Its quantized linears and embeddings stay
+        the file's blocks, memory-mapped (:mod:`pretrained.layers.gguf`; CPU only);
+        ``dequantize=True`` turns them into float weights instead, as the reference does.
 
         ``torch_dtype`` (or ``dtype``): "auto" (the default, as the reference: the dtype the
         checkpoint was saved in), torch.float32, torch.bfloat16 or torch.float16.
@@ -391,6 +395,8 @@ class PreTrainedModel(nn.Module):
                 model = cls(config)
             model.tie_weights()
             model._untie_stored_copies(set(ckpt.keys()))
+            if gguf_file is not None or dequantize:   # a GGUF file's blocks stay as stored (mapped)
+                ckpt = keep_packed(model, ckpt, cls.base_model_prefix, device, dequantize, quant)
             if device.type == "cpu" and quant is None:
                 cls._check_fits(model, want)
             if quant is None:
@@ -486,19 +492,25 @@ class PreTrainedModel(nn.Module):
         *,
         safe_serialization: bool = True,
         max_shard_size: int | str = "5GB",
+        gguf: str | None = None,
     ) -> Path:
         """Write config.json and the weights (safetensors by default, sharded above
         ``max_shard_size``) so that this library and the reference both read them back.
+        ``gguf="q8_0"`` (f32, f16, bf16, q4_0, q4_1): one GGUF file for llama.cpp instead, with
+        the tokenizer (:func:`pretrained.convert.gguf.save_gguf`); returns the file's path.
 
         Files are written to a temporary folder first and moved into place one by one, so a
         failure part-way leaves the previous save intact.
         """
         target = Path(save_directory)
+        if gguf is not None:   # (pretrained.convert is imported only when used)
+            from .convert.gguf import save_gguf
+            return save_gguf(self, target, gguf)
         target.mkdir(parents=True, exist_ok=True)
         config = self.config
         config.architectures = [type(self).__name__]
         config.dtype = str(self.dtype).replace("torch.", "")
-        state = self._unique_state_dict()
+        state = dequantized_state(self, self._unique_state_dict())   # GGUF blocks: as floats
         shards = _shard(state, _parse_size(max_shard_size))
         with tempfile.TemporaryDirectory(dir=target, prefix=".tmp-save-") as tmp:
             tmp_dir = Path(tmp)

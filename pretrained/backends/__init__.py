@@ -9,6 +9,8 @@ compute the same numbers faster on this machine:
 - GPT-2's ``Conv1D`` -> :class:`~.linear.CpuConv1D` (opt-in packed weights);
 - :class:`~pretrained.layers.LayerStack` -> :class:`~.encoder.FusedLayerStack` (a whole
   post-LayerNorm encoder in one C call, where its structure and a probe say it is one);
+- :class:`~pretrained.layers.gguf.GGUFLinear` -> :class:`~.gguf_linear.CpuGGUFLinear` (integer
+  dot products on a GGUF file's own 4/5/6/8-bit blocks, C);
 - :class:`~pretrained.layers.RMSNorm` -> :class:`~.norms.CpuRMSNorm` (one C call per norm);
 - the quantized linears (:mod:`pretrained.quantization`) -> :mod:`.quantized` (int8 through
   ``torch._weight_int8pack_mm``, NF4/FP4 dequantized through a byte table);
@@ -40,7 +42,9 @@ from torch import nn
 from ..layers.conv1d import Conv1D
 from ..layers.encoder import LayerStack
 from ..layers.norms import RMSNorm
+from ..layers.gguf import GGUFLinear
 from .encoder import FusedLayerStack
+from .gguf_linear import CpuGGUFLinear
 from .linear import RUNTIME_KEYS, CpuConv1D, CpuLinear
 from .norms import CpuRMSNorm
 from .packed import PackedWeights
@@ -52,6 +56,7 @@ from ..quantization import GroupQuantLinear, Linear4bit, Linear8bit
 SWAPS: dict[type, type] = {nn.Linear: CpuLinear, Conv1D: CpuConv1D, LayerStack: FusedLayerStack,
                            RMSNorm: CpuRMSNorm, Linear8bit: CpuLinear8bit, Linear4bit: CpuLinear4bit}
 SWAPS[GroupQuantLinear] = CpuGroupQuantLinear   # GPTQ / AWQ codes (backends/group_quant.py)
+SWAPS[GGUFLinear] = CpuGGUFLinear   # a GGUF file's blocks (pretrained.layers.gguf)
 _PLAIN = {fast: slow for slow, fast in SWAPS.items()}
 
 

@@ -1,4 +1,5 @@
-"""Building and loading the C kernels (``rows_kernel.c``, ``rows_bf16.c``, ``encoder.c``): which
+"""Building and loading the C kernels (``rows_kernel.c``, ``rows_bf16.c``, ``encoder.c``,
+``norms.c``, ``gguf_kernel.c``): which
 instruction-set variant, where, and whether to trust it.
 
 One source is compiled once per variant with explicit instruction-set flags (never
@@ -6,7 +7,8 @@ One source is compiled once per variant with explicit instruction-set flags (nev
 
 * ``avx2``: AVX2 + FMA, float32 linears and encoders; bfloat16 stays with PyTorch.
 * ``avx512``: the same on AVX-512 (F, BW, VL, DQ).
-* ``avx512bf16``: plus bfloat16 linears and encoders on ``vdpbf16ps`` (AMD Zen 4, Intel Cooper Lake).
+* ``avx512bf16``: plus bfloat16 linears and encoders on ``vdpbf16ps`` (AMD Zen 4, Intel Cooper Lake),
+  and the GGUF block products on AVX-512 VNNI's ``vpdpbusd`` (every CPU with AVX512-BF16 has it).
 * ``amx``: plus AMX tiles for bfloat16 (Intel Sapphire Rapids), ``vdpbf16ps`` where tiles do not fit.
 
 At run time the best variant the CPU lists in ``/proc/cpuinfo`` is chosen;
@@ -45,7 +47,8 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 _HERE = Path(__file__).parent
-SOURCES = tuple(_HERE / n for n in ("rows_kernel.c", "rows_bf16.c", "encoder.c", "norms.c"))
+SOURCES = tuple(_HERE / n for n in ("rows_kernel.c", "rows_bf16.c", "encoder.c", "norms.c",
+                                    "gguf_kernel.c"))
 HEADERS = (_HERE / "kernels.h",)
 PACKAGED = _HERE / "_lib"   # variants built at install (setup.py); else built into kernels_dir()
 
@@ -53,11 +56,12 @@ _AVX2 = ["-mavx2", "-mfma"]
 _AVX512 = _AVX2 + ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq"]
 # name -> (compiler flags, the /proc/cpuinfo flags the library's instructions need); best first
 VARIANTS: dict[str, tuple[list[str], set[str]]] = {
-    "amx": (_AVX512 + ["-mavx512bf16", "-mamx-tile", "-mamx-bf16"],
+    "amx": (_AVX512 + ["-mavx512bf16", "-mavx512vnni", "-mamx-tile", "-mamx-bf16"],
             {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16",
-             "amx_tile", "amx_bf16"}),
-    "avx512bf16": (_AVX512 + ["-mavx512bf16"],
-                   {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16"}),
+             "avx512_vnni", "amx_tile", "amx_bf16"}),
+    "avx512bf16": (_AVX512 + ["-mavx512bf16", "-mavx512vnni"],
+                   {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16",
+                    "avx512_vnni"}),
     "avx512": (_AVX512, {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"}),
     "avx2": (_AVX2, {"avx2", "fma"}),
 }

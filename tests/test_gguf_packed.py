@@ -1,0 +1,253 @@
+"""GGUF blocks kept packed: the C block kernels against the dequantized products, the packed
+modules and their loading (no dequantize, no copy), whole models against the dequantized model.
+
+Expected values come from the numpy dequantizers (:mod:`pretrained.gguf.dequant`, equal bit for
+bit to the reference's ``gguf.quants`` in tests/test_gguf.py) and float64 products, never from the
+kernels under test. The int8 way is checked against the exact integer dot products of the
+activations it quantized (recomputed here in numpy from the stated rule: d = max|x| / 127,
+q = round-half-even(x / d)).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pretrained import AutoModelForCausalLM
+from pretrained.backends import accelerate, build, plain
+from pretrained.backends.gguf_linear import (CpuGGUFLinear, gguf_dequantize, gguf_matmul,
+                                             quantize_activations, set_gguf_activations,
+                                             tiled_linear)
+from pretrained.errors import InvalidInputError, UnsupportedOptionError
+from pretrained.gguf import dequant
+from pretrained.gguf.dequant import GGML_TYPES, dequantize, type_name
+from pretrained.layers.gguf import PACKED_TYPES, GGUFEmbedding, GGUFLinear, row_bytes
+
+TINY = Path(__file__).parent / "fixtures" / "models" / "gguf-tiny"
+VARIANTS = build.runnable()
+needs_kernels = pytest.mark.skipif(not build.available(), reason="no C kernels on this machine")
+_F16_AT = {8: [0], 2: [0], 6: [0], 3: [0, 2], 7: [0, 2], 12: [0, 2], 13: [0, 2], 14: [208]}
+
+
+def random_blocks(ggml_type: int, rows: int, k: int, seed: int = 0) -> torch.Tensor:
+    """Random bytes as blocks of ``ggml_type`` with small positive f16 scales (random bytes there
+    would be huge or NaN): every code, nibble, fifth bit and 6-bit scale is exercised."""
+    rng = np.random.default_rng(seed)
+    _, block, size = GGML_TYPES[ggml_type]
+    b = rng.integers(0, 256, size=(rows * k // block, size), dtype=np.uint8)
+    for i, at in enumerate(_F16_AT[ggml_type]):
+        lo, hi = (-0.05, 0.05) if i == 1 and ggml_type in (3, 7) else (0.001, 0.01)
+        b[:, at:at + 2] = rng.uniform(lo, hi, len(b)).astype(np.float16).reshape(-1, 1).view(np.uint8)
+    return torch.from_numpy(b.reshape(rows, -1))
+
+
+def _k_for(t: int) -> int:
+    return 512 if GGML_TYPES[t][1] == 256 else 320
+
+
+def _libs():
+    return [build.load_variant(v) for v in VARIANTS] if build.available() else []
+
+
+# --- the kernels ---------------------------------------------------------------------------------
+@needs_kernels
+def test_activations_quantize_by_the_stated_rule():
+    x = torch.randn(3, 320) * torch.linspace(0.1, 10, 320)
+    x[1, :32] = 0.0   # an all-zero block: scale 0, codes 0
+    for lib in _libs():
+        q, d, ds, s16 = quantize_activations(x, lib=lib)
+        blocks = x.numpy().reshape(3, -1, 32)
+        d_ref = np.abs(blocks).max(-1) / np.float32(127)
+        inv = np.where(d_ref != 0, np.float32(1) / np.where(d_ref == 0, 1, d_ref), 0).astype(np.float32)
+        q_ref = np.rint(blocks * inv[..., None]).astype(np.int8)
+        assert np.array_equal(q.numpy().reshape(3, -1, 32), q_ref)
+        assert np.array_equal(d.numpy(), d_ref)
+        assert np.array_equal(s16.numpy(), q_ref.reshape(3, -1, 16).sum(-1).astype(np.int16))
+        assert np.allclose(ds.numpy(), d_ref * q_ref.sum(-1), rtol=1e-6)
+
+
+@needs_kernels
+@pytest.mark.parametrize("ggml_type", PACKED_TYPES, ids=type_name)
+@pytest.mark.parametrize("rows", [1, 3, 5, 8, 16])
+def test_int8_kernel_is_the_exact_integer_dot_product(ggml_type, rows):
+    n, k = 40, _k_for(ggml_type)
+    blocks = random_blocks(ggml_type, n, k)
+    w = dequantize(blocks.reshape(-1), ggml_type, (n, k)).double()
+    x = torch.randn(rows, k)
+    for lib in _libs():
+        q, d, _, _ = quantize_activations(x, lib=lib)
+        xq = (q.double().view(rows, -1, 32) * d.double().unsqueeze(-1)).view(rows, k)
+        expected, scale = xq @ w.T, xq.abs() @ w.abs().T
+        got = gguf_matmul(x, blocks, ggml_type, n, lib=lib, int8=True)
+        # int32 block sums are exact; only the float32 per-block scalings round
+        assert ((got.double() - expected).abs() <= 2e-6 * scale + 1e-30).all(), lib.variant_name()
+        # and the activations' rounding is all that separates it from the float product
+        exact = x.double() @ w.T
+        assert (got.double() - exact).norm() / exact.norm() < 0.02
+
+
+@needs_kernels
+@pytest.mark.parametrize("ggml_type", PACKED_TYPES, ids=type_name)
+@pytest.mark.parametrize("rows", [1, 4, 16])
+def test_float_kernel_is_the_dequantized_product(ggml_type, rows):
+    n, k = 37, _k_for(ggml_type)
+    blocks = random_blocks(ggml_type, n, k, seed=1)
+    w = dequantize(blocks.reshape(-1), ggml_type, (n, k)).double()
+    x = torch.randn(rows, k)
+    bias = torch.randn(n)
+    expected, scale = x.double() @ w.T + bias.double(), x.double().abs() @ w.abs().T
+    for lib in _libs():
+        got = gguf_matmul(x, blocks, ggml_type, n, bias, lib=lib)
+        assert ((got.double() - expected).abs() <= 1e-6 * scale + 1e-6).all(), lib.variant_name()
+        tiled = tiled_linear(x, blocks, ggml_type, n, bias, lib=lib)
+        assert ((tiled.double() - expected).abs() <= 1e-5 * scale + 1e-5).all()
+
+
+@needs_kernels
+@pytest.mark.parametrize("ggml_type", PACKED_TYPES, ids=type_name)
+def test_c_dequantizer_equals_numpy(ggml_type):
+    k = _k_for(ggml_type)
+    blocks = random_blocks(ggml_type, 9, k, seed=2)
+    expected = dequantize(blocks.reshape(-1), ggml_type, (9, k))
+    for lib in _libs():
+        got = gguf_dequantize(blocks, ggml_type, k, lib=lib)
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
+
+
+# --- the modules --------------------------------------------------------------------------------
+@pytest.mark.parametrize("ggml_type", PACKED_TYPES, ids=type_name)
+def test_plain_module_is_the_dequantized_linear_and_keeps_the_blocks(ggml_type):
+    k = _k_for(ggml_type)
+    blocks = random_blocks(ggml_type, 24, k, seed=3)
+    lin = GGUFLinear.from_blocks(blocks, ggml_type, k, bias=torch.randn(24))
+    assert lin.weight.data_ptr() == blocks.data_ptr() and not lin.weight.requires_grad
+    assert lin.weight.shape == (24, row_bytes(ggml_type, k))
+    w = dequantize(blocks.reshape(-1), ggml_type, (24, k))
+    x = torch.randn(2, 5, k, requires_grad=True)
+    y = lin(x)
+    assert torch.equal(y, F.linear(x, w, lin.bias))
+    y.sum().backward()   # autograd through the input (LoRA-style training of the rest)
+    assert torch.allclose(x.grad, w.sum(0).expand_as(x), atol=1e-5)
+
+
+@needs_kernels
+def test_backend_swap_rows_order_bias_dtypes_and_steps_aside():
+    t, k, n = dequant.GGML_Q4_1, 64, 32
+    blocks = random_blocks(t, n, k, seed=4)
+    lin = GGUFLinear.from_blocks(blocks, t, k, bias=torch.randn(n))
+    lin.out_index = torch.from_numpy(np.random.default_rng(0).permutation(n).astype(np.int32))
+    model = torch.nn.Sequential(lin)
+    x = torch.randn(3, k)
+    with torch.no_grad():
+        expected = model(x)   # plain: dequantize, put rows in order, F.linear
+        assert accelerate(model) == 1 and type(model[0]) is CpuGGUFLinear
+        for rows in (x, torch.randn(40, k)):   # the kernel and the tiles
+            ref = F.linear(rows, lin.dequantize(), lin.bias)
+            torch.testing.assert_close(model(rows), ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+        y16 = model(x.to(torch.bfloat16))
+        assert y16.dtype == torch.bfloat16
+    xg = x.clone().requires_grad_()
+    model(xg).sum().backward()   # steps aside while autograd records through the input
+    assert xg.grad is not None
+    assert set_gguf_activations(model, "int8") == 1 and model[0].int8_activations
+    with torch.no_grad():
+        assert (model(x) - expected).abs().max() < 0.05 * expected.abs().max()
+    with pytest.raises(InvalidInputError):
+        set_gguf_activations(model, "int4")
+    assert plain(model) == 1 and type(model[0]) is GGUFLinear
+
+
+def test_embedding_dequantizes_only_its_rows_and_follows_casts():
+    t = dequant.GGML_Q8_0
+    blocks = random_blocks(t, 50, 64, seed=5)
+    emb = GGUFEmbedding(50, 64, t, device="meta")
+    emb.weight = torch.nn.Parameter(blocks, requires_grad=False)
+    table = dequantize(blocks.reshape(-1), t, (50, 64))
+    ids = torch.tensor([[3, 49, 0], [7, 7, 1]])
+    assert torch.equal(emb(ids), table[ids])
+    emb.to(torch.bfloat16)
+    assert emb(ids).dtype == torch.bfloat16 and emb.weight.dtype == torch.uint8
+
+
+def test_blocks_on_another_device_are_a_named_error():
+    lin = GGUFLinear.from_blocks(random_blocks(8, 4, 32), 8, 32)
+    lin.weight = torch.nn.Parameter(lin.weight.to("meta"), requires_grad=False)
+    with pytest.raises(UnsupportedOptionError, match="dequantize=True"):
+        lin(torch.randn(1, 32, device="meta"))
+
+
+# --- whole models from GGUF files -----------------------------------------------------------------
+def _prompt(vocab: int) -> torch.Tensor:
+    return torch.tensor([[1, 5, 9, 2, 7, 11, 3, 4, 8, 6, 10, 12]]) % vocab
+
+
+def test_every_block_type_file_loads_packed_without_dequantizing(monkeypatch):
+    """The tiny llama of tests/test_gguf.py (every quant type): packed at load, its blocks
+    views of the mapped file, no dequantizer called while loading."""
+    calls = []
+    for t, fn in list(dequant._DEQUANT.items()):
+        monkeypatch.setitem(dequant._DEQUANT, t, lambda b, fn=fn: calls.append(1) or fn(b))
+    model = AutoModelForCausalLM.from_pretrained(TINY, gguf_file="llama-bpe.gguf")
+    assert calls == []
+    from pretrained.gguf import load_gguf
+
+    f = load_gguf(TINY / "llama-bpe.gguf")
+    lo, hi = f._buf.ctypes.data, f._buf.ctypes.data + f._buf.nbytes
+    packed = [m for m in model.modules() if isinstance(m, (GGUFLinear, GGUFEmbedding))]
+    kinds = {type_name(m.ggml_type) for m in packed}
+    assert {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"} & kinds == kinds
+    assert len(kinds) >= 5
+    for m in packed:
+        assert lo <= m.weight.data_ptr() < hi   # in the mapping: not a copy
+
+
+@pytest.mark.parametrize("mode", ["float", "int8"])
+def test_packed_model_logits_against_the_dequantized_model(mode):
+    packed = AutoModelForCausalLM.from_pretrained(TINY, gguf_file="llama-bpe.gguf")
+    ref = AutoModelForCausalLM.from_pretrained(TINY, gguf_file="llama-bpe.gguf", dequantize=True)
+    assert not any(isinstance(m, GGUFLinear) for m in ref.modules())
+    set_gguf_activations(packed, mode)
+    ids = _prompt(packed.config.vocab_size)
+    with torch.no_grad():
+        got, expected = packed(ids).logits, ref(ids).logits
+        long_ids = torch.randint(0, packed.config.vocab_size, (1, 40))   # > 16 rows: the tiles
+        got_long, expected_long = packed(long_ids).logits, ref(long_ids).logits
+    rel = ((got - expected).abs().max() / expected.abs().max()).item()
+    top1 = (got.argmax(-1) == expected.argmax(-1)).float().mean().item()
+    print(f"{mode}: max relative error {rel:.2e}, top-1 agreement {top1:.3f}")
+    if mode == "float" or not build.available():
+        assert rel < 1e-5 and top1 == 1.0
+    else:
+        assert rel < 0.15 and top1 >= 0.9   # random tiny weights: 7.7e-2, top-1 1.0
+    torch.testing.assert_close(got_long, expected_long, rtol=1e-4, atol=1e-4)
+
+
+def test_packed_model_generates_as_the_dequantized_one_and_saves_as_floats(tmp_path):
+    packed = AutoModelForCausalLM.from_pretrained(TINY, gguf_file="llama-bpe.gguf")
+    ref = AutoModelForCausalLM.from_pretrained(TINY, gguf_file="llama-bpe.gguf", dequantize=True)
+    ids = _prompt(packed.config.vocab_size)
+    kw = {"max_new_tokens": 8, "do_sample": False}
+    assert torch.equal(packed.generate(ids, **kw), ref.generate(ids, **kw))
+    packed.save_pretrained(tmp_path / "float")
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "float")
+    assert not any(isinstance(m, GGUFLinear) for m in again.modules())
+    for (name, a), (_, b) in zip(again.state_dict().items(), ref.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_dequantize_needs_a_gguf_file_and_packing_needs_the_cpu():
+    with pytest.raises(InvalidInputError, match="gguf_file"):
+        AutoModelForCausalLM.from_pretrained(TINY.parent / "llama-gqa", dequantize=True)
+    from pretrained.gguf import load_gguf
+    from pretrained.layers.gguf import keep_packed
+
+    ckpt = load_gguf(TINY / "llama-bpe.gguf").checkpoint()
+    with pytest.raises(UnsupportedOptionError, match="dequantize=True"):   # (no CUDA needed)
+        keep_packed(torch.nn.Linear(2, 2), ckpt, "model", torch.device("cuda"))
+    with pytest.raises(UnsupportedOptionError, match="dequantize=True"):
+        keep_packed(torch.nn.Linear(2, 2), ckpt, "model", "cpu", quantizing=object())
