@@ -12,6 +12,8 @@ compute the same numbers faster on this machine:
 - :class:`~pretrained.layers.gguf.GGUFLinear` -> :class:`~.gguf_linear.CpuGGUFLinear` (integer
   dot products on a GGUF file's own 4/5/6/8-bit blocks, C);
 - :class:`~pretrained.layers.RMSNorm` -> :class:`~.norms.CpuRMSNorm` (one C call per norm);
+- ``nn.Conv2d`` -> :class:`~.conv.CpuConv2d` (the same convolution run channels-last, the layout
+  oneDNN computes in: its weight laid out so once, its output left so for the next one);
 - the quantized linears (:mod:`pretrained.quantization`) -> :mod:`.quantized` (int8 through
   ``torch._weight_int8pack_mm``, NF4/FP4 dequantized through a byte table);
 - GPTQ / AWQ linears -> :mod:`.group_quant` (4-bit through ``torch._weight_int4pack_mm_for_cpu``,
@@ -43,6 +45,7 @@ from ..layers.conv1d import Conv1D
 from ..layers.encoder import LayerStack
 from ..layers.norms import RMSNorm
 from ..layers.gguf import GGUFLinear
+from .conv import CpuConv2d, to_channels_last
 from .encoder import FusedLayerStack
 from .gguf_linear import CpuGGUFLinear
 from .linear import RUNTIME_KEYS, CpuConv1D, CpuLinear
@@ -55,8 +58,9 @@ from ..quantization import GroupQuantLinear, Linear4bit, Linear8bit
 #: plain class -> its CPU class; exact types only (a subclass may compute something else)
 SWAPS: dict[type, type] = {nn.Linear: CpuLinear, Conv1D: CpuConv1D, LayerStack: FusedLayerStack,
                            RMSNorm: CpuRMSNorm, Linear8bit: CpuLinear8bit, Linear4bit: CpuLinear4bit}
-SWAPS[GroupQuantLinear] = CpuGroupQuantLinear   # GPTQ / AWQ codes (backends/group_quant.py)
+SWAPS[nn.Conv2d] = CpuConv2d   # channels-last convolutions (backends/conv.py)
 SWAPS[GGUFLinear] = CpuGGUFLinear   # a GGUF file's blocks (pretrained.layers.gguf)
+SWAPS[GroupQuantLinear] = CpuGroupQuantLinear   # GPTQ / AWQ codes (backends/group_quant.py)
 _PLAIN = {fast: slow for slow, fast in SWAPS.items()}
 
 
@@ -74,6 +78,9 @@ def accelerate(model: nn.Module) -> int:
     if type(model) in SWAPS:
         model.__class__ = SWAPS[type(model)]
         n += 1
+    for module in model.modules():
+        if isinstance(module, CpuConv2d):
+            to_channels_last(module)
     return n
 
 
