@@ -7,6 +7,8 @@
     pretrained fetch --list                     the real checkpoints that can be fetched
     pretrained similarity S1 S2 [...] [--model PATH_OR_NAME]
                                                 cosine similarity matrix of sentence embeddings
+    pretrained convert MODEL --to gguf [--type q8_0|q4_0|q4_1|f16|bf16|f32] [--output FILE]
+                                                a causal LM as one GGUF file for llama.cpp
 
 Errors raised on purpose by the library print one line to stderr and exit with status 1.
 Heavy modules (torch, the models) are imported only by the commands that need them.
@@ -153,6 +155,19 @@ def _chat_model(model: str, dtype: str):
     return tok, AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype, **kw)
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .convert.gguf import save_gguf
+
+    tok, model = _chat_model(args.model, "float32")
+    out = args.output or f"{Path(args.model).stem or 'model'}.{args.type.upper()}.gguf"
+    # a model read from a GGUF file keeps that file's tokenizer metadata as it was
+    path = save_gguf(model, out, args.type, tokenizer=None if "_gguf_file" in model.__dict__ else tok)
+    print(f"{path}: {args.type.upper()}, {path.stat().st_size / 2**20:.1f} MiB")
+    return 0
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from .generation import TextStreamer
 
@@ -241,6 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("convert", help="write a causal LM (llama family, GPT-2) as a GGUF file")
+    p.add_argument("model", help="a model folder, a .gguf file, or a fetchable name")
+    p.add_argument("--to", required=True, choices=["gguf"], help="the format to write")
+    p.add_argument("--type", default="q8_0", choices=["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"],
+                   help="the type of the matrices (default q8_0; norms stay f32)")
+    p.add_argument("--output", "-o", help="the .gguf file to write (default: MODEL.TYPE.gguf here)")
+    p.set_defaults(func=cmd_convert)
     return parser
 
 

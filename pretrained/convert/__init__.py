@@ -8,6 +8,8 @@ when a fetched model needs converting.
 
 - :mod:`.ctranslate2`: our reader of CTranslate2's ``model.bin`` (no code from CTranslate2).
 - :mod:`.whisper_ct2`: a CTranslate2 Whisper folder -> an HF Whisper folder.
+- :mod:`.gguf`: the other way: a loaded model -> one GGUF file for llama.cpp
+  (``save_pretrained(out, gguf="q8_0")``, ``pretrained convert``).
 """
 
 from __future__ import annotations

@@ -63,21 +63,22 @@ def _hparams(config: Any, arch: str) -> dict[str, Any]:
                 "gpt2.attention.layer_norm_epsilon": float(c.layer_norm_epsilon),
                 "gpt2.vocab_size": c.vocab_size}
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    rope = dict(getattr(c, "rope_parameters", None) or {})
     out = {f"{arch}.context_length": c.max_position_embeddings, f"{arch}.embedding_length": c.hidden_size,
            f"{arch}.block_count": c.num_hidden_layers, f"{arch}.feed_forward_length": c.intermediate_size,
            f"{arch}.attention.head_count": c.num_attention_heads,
            f"{arch}.attention.head_count_kv": c.num_key_value_heads or c.num_attention_heads,
-           f"{arch}.rope.freq_base": float(c.rope_theta), f"{arch}.rope.dimension_count": head_dim,
+           f"{arch}.rope.freq_base": float(rope.get("rope_theta", 10000.0)),
+           f"{arch}.rope.dimension_count": head_dim,
            f"{arch}.attention.layer_norm_rms_epsilon": float(c.rms_norm_eps),
            f"{arch}.vocab_size": c.vocab_size}
     if head_dim * c.num_attention_heads != c.hidden_size:
         out[f"{arch}.attention.key_length"] = out[f"{arch}.attention.value_length"] = head_dim
-    rope = getattr(c, "rope_scaling", None)
-    if isinstance(rope, dict) and rope.get("rope_type", rope.get("type")) not in (None, "default"):
-        kind = rope.get("rope_type", rope.get("type"))
+    kind = rope.get("rope_type", "default")
+    if kind != "default":
         if kind not in ("linear", "yarn"):
-            raise UnsupportedOptionError(f"rope_scaling {kind!r} has no GGUF form here; only "
-                                         "linear and yarn are written")
+            raise UnsupportedOptionError(f"rope type {kind!r} has no GGUF form here; linear and "
+                                         "yarn scaling are written (and the default)")
         out[f"{arch}.rope.scaling.type"] = kind
         out[f"{arch}.rope.scaling.factor"] = float(rope["factor"])
         if rope.get("original_max_position_embeddings"):

@@ -55,6 +55,11 @@ class _Arch:
                 out["vocab_size"] = len(tokens)
             elif "token_embd.weight" in f.tensor_infos:
                 out["vocab_size"] = f.tensor_infos["token_embd.weight"].shape[0]
+        if self.model_type == "llama":   # Llama's optional biases: there when the file has them
+            if "blk.0.attn_q.bias" in f.tensor_infos:
+                out["attention_bias"] = True
+            if "blk.0.ffn_up.bias" in f.tensor_infos:
+                out["mlp_bias"] = True
         # llama.cpp writes the output projection only when it is not the embedding matrix
         out["tie_word_embeddings"] = "output.weight" not in f.tensor_infos
         # the file's ids (the reference keeps its config class defaults, e.g. 50256 for gpt2)
