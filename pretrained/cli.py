@@ -9,6 +9,8 @@
                                                 cosine similarity matrix of sentence embeddings
     pretrained convert MODEL --to gguf [--type q8_0|q4_0|q4_1|f16|bf16|f32] [--output FILE]
                                                 a causal LM as one GGUF file for llama.cpp
+    pretrained quantize MODEL --method gptq|awq [--bits 4] [--group-size 128] --out FOLDER
+                                                GPTQ / AWQ weights from a calibration text
 
 Errors raised on purpose by the library print one line to stderr and exit with status 1.
 Heavy modules (torch, the models) are imported only by the commands that need them.
@@ -139,8 +141,9 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     return 0
 
 
-def _chat_model(model: str, dtype: str):
-    """Tokenizer and causal LM from a fetchable name, a .gguf file, or a model folder."""
+def _chat_model(model: str, dtype: str, dequantize: bool = False):
+    """Tokenizer and causal LM from a fetchable name, a .gguf file, or a model folder
+    (``dequantize``: a GGUF file's blocks as float weights)."""
     from pathlib import Path
 
     from .auto import AutoModelForCausalLM
@@ -152,6 +155,8 @@ def _chat_model(model: str, dtype: str):
     folder, gguf = (path.parent, path.name) if path.suffix == ".gguf" else (path, None)
     kw = {"gguf_file": gguf} if gguf else {}
     tok = AutoTokenizer.from_pretrained(folder, **kw)
+    if gguf and dequantize:
+        kw["dequantize"] = True
     return tok, AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype, **kw)
 
 
@@ -198,6 +203,30 @@ def cmd_chat(args: argparse.Namespace) -> int:
             return 0
         if line.strip():
             reply(line.strip())
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from .quantization.quantize import calibration_windows, default_calibration_text, quantize_model
+
+    tok, model = _chat_model(args.model, "float32", dequantize=True)   # GPTQ/AWQ start from float weights
+    text = Path(args.calibration).read_text(encoding="utf-8") if args.calibration else default_calibration_text()
+    ids = calibration_windows(tok, text, args.samples, args.seq_len, seed=args.seed)
+    fmt = args.format or ("gemm" if args.method == "awq" else "gptq")
+    start = time.perf_counter()
+    config = quantize_model(model, ids, method=args.method, bits=args.bits, group_size=args.group_size,
+                            sym=args.sym, desc_act=args.desc_act, damp_percent=args.damp_percent,
+                            clip=not args.no_clip, fmt=fmt)
+    seconds = time.perf_counter() - start
+    out = Path(args.out)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    size = sum(p.stat().st_size for p in out.glob("*.safetensors"))
+    print(f"{out}: {config.quant_method} {args.bits}-bit, group_size {args.group_size}, format {fmt}; "
+          f"{ids.shape[0]} x {ids.shape[1]} calibration tokens, {seconds:.1f} s; weights {size / 2**20:.1f} MiB")
+    return 0
 
 
 def format_matrix(sim: Sequence[Sequence[float]], labels: Sequence[str]) -> str:
@@ -264,6 +293,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the type of the matrices (default q8_0; norms stay f32)")
     p.add_argument("--output", "-o", help="the .gguf file to write (default: MODEL.TYPE.gguf here)")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("quantize", help="make GPTQ or AWQ weights of a causal LM (written in the standard layout)")
+    p.add_argument("model", help="a model folder, a .gguf file, or a fetchable name")
+    p.add_argument("--method", required=True, choices=["gptq", "awq"])
+    p.add_argument("--bits", type=int, default=4, help="GPTQ: 2, 3, 4 or 8; AWQ: 4 (default 4)")
+    p.add_argument("--group-size", type=int, default=128, help="input columns per scale; -1: one group (default 128)")
+    p.add_argument("--out", required=True, help="the folder to write (config.json, model.safetensors, tokenizer)")
+    p.add_argument("--calibration", help="a UTF-8 text file (default: the licence texts in /usr/share/common-licenses)")
+    p.add_argument("--samples", type=int, default=64, help="calibration windows (default 64)")
+    p.add_argument("--seq-len", type=int, default=256, help="tokens per window (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="where the windows start (default 0)")
+    p.add_argument("--format", choices=["gptq", "gptq_v2", "gemm", "gemv"],
+                   help="layout: GPTQ 'gptq' (v1, default) or 'gptq_v2'; AWQ 'gemm' (default) or 'gemv'")
+    p.add_argument("--sym", action="store_true", help="GPTQ: symmetric codes (default: with a zero point)")
+    p.add_argument("--desc-act", action="store_true", help="GPTQ: act-order (columns by decreasing Hessian)")
+    p.add_argument("--damp-percent", type=float, default=0.01, help="GPTQ: dampening (default 0.01)")
+    p.add_argument("--no-clip", action="store_true", help="AWQ: skip the clipping search")
+    p.set_defaults(func=cmd_quantize)
     return parser
 
 
