@@ -251,3 +251,15 @@ def test_dequantize_needs_a_gguf_file_and_packing_needs_the_cpu():
         keep_packed(torch.nn.Linear(2, 2), ckpt, "model", torch.device("cuda"))
     with pytest.raises(UnsupportedOptionError, match="dequantize=True"):
         keep_packed(torch.nn.Linear(2, 2), ckpt, "model", "cpu", quantizing=object())
+
+
+def test_pipeline_and_chat_run_on_the_packed_blocks():
+    from pretrained import pipeline
+    from pretrained.cli import _chat_model
+
+    gen = pipeline("text-generation", model=str(TINY / "llama-bpe.gguf"))
+    assert any(isinstance(m, GGUFLinear) for m in gen.model.modules())
+    out = gen("Hello", max_new_tokens=3, do_sample=False)
+    assert isinstance(out[0]["generated_text"], str)
+    _, model = _chat_model(str(TINY / "llama-bpe.gguf"), "float32")
+    assert any(isinstance(m, GGUFLinear) for m in model.modules())
