@@ -40,14 +40,15 @@ from .grid import minmax_params, quantize_codes
 
 
 class HessianAccumulator:
-    """``H = 2/n sum x x^T`` over every row ``x`` passed to :meth:`add` (float64 running sum)."""
+    """``H = 2/n sum x x^T`` over every row ``x`` passed to :meth:`add` (a float32 sum, as GPTQ
+    keeps it; each batch's product is exact enough, and sums of positive terms stay so)."""
 
     def __init__(self, n_in: int) -> None:
-        self.sum = torch.zeros(n_in, n_in, dtype=torch.float64)
+        self.sum = torch.zeros(n_in, n_in, dtype=torch.float32)
         self.count = 0
 
     def add(self, x: torch.Tensor) -> None:
-        x = x.reshape(-1, x.shape[-1]).to(torch.float64)
+        x = x.reshape(-1, x.shape[-1]).float()
         self.sum.addmm_(x.t(), x)
         self.count += x.shape[0]
 

@@ -162,18 +162,22 @@ def _gptq_block(block: nn.Module, inputs: list, cfg: dict, codes: dict, prefix: 
     groups = _linear_groups(block, inputs) if cfg["true_sequential"] else \
         [[n for g in _linear_groups(block, inputs) for n in g]]
     for group in groups:
-        acc = {n: HessianAccumulator(block.get_submodule(n).in_features) for n in group}
-        _gather_inputs(block, group, inputs, lambda n, x: acc[n].add(x))
+        # the layers of a group read one input: one Hessian for all of them (true_sequential=False
+        # puts every layer in one group: one Hessian per layer then)
+        shared = cfg["true_sequential"]
+        acc = {n: HessianAccumulator(block.get_submodule(n).in_features) for n in (group[:1] if shared else group)}
+        _gather_inputs(block, list(acc), inputs, lambda n, x: acc[n].add(x))
         for n in group:
             lin = block.get_submodule(n)
-            c = gptq_quantize(lin.weight, acc[n].hessian(), bits=cfg["bits"], group_size=cfg["group_size"],
+            h = acc[group[0] if shared else n].hessian()
+            c = gptq_quantize(lin.weight, h, bits=cfg["bits"], group_size=cfg["group_size"],
                               sym=cfg["sym"], desc_act=cfg["desc_act"], damp_percent=cfg["damp_percent"],
                               min_zero=cfg["min_zero"])
             _set_weight(lin, *c)   # the next groups and blocks see the rounded layer
             codes[prefix + n] = c
 
 
-def _awq_block(block: nn.Module, inputs: list, cfg: dict, codes: dict, prefix: str, n_tokens: int = 4096) -> None:
+def _awq_block(block: nn.Module, inputs: list, cfg: dict, codes: dict, prefix: str, n_tokens: int = 2048) -> None:
     missing = [p for p in _LLAMA_PARTS if not _has(block, p)]
     if missing:
         raise UnsupportedOptionError(
