@@ -105,6 +105,7 @@ from .detection import (
     hungarian_match,
     linear_sum_assignment,
 )
+from .drop_path import DropPath, drop_path_rates
 from .vit_blocks import (
     ImageEmbeddings,
     ImagePatchEmbeddings,
@@ -147,6 +148,8 @@ __all__ = [
     "interpolate_patch_positions",
     "pair",
     "vit_encoder",
+    "DropPath",
+    "drop_path_rates",
     "MultiscaleDeformableAttention",
     "init_deformable_attention_",
     "multi_scale_deformable_attention",

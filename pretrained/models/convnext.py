@@ -47,6 +47,7 @@ from torch import nn
 from ..config import PretrainedConfig
 from ..errors import InvalidInputError
 from ..layers import activation, init_normal_, sequence_classification_output
+from ..layers.drop_path import DropPath, drop_path_rates
 from ..layers.vit_blocks import check_pixel_values, pair
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput, SequenceClassifierOutput
@@ -105,22 +106,6 @@ class ChannelsFirstLayerNorm(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: in training, drop a sample's branch with probability ``p`` (the kept ones
-    scaled by 1 / (1 - p)); the identity otherwise."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = 1.0 - self.p
-        mask = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device)
-        return x / keep * (mask + keep).floor()
 
 
 class GRN(nn.Module):
@@ -200,7 +185,7 @@ class ConvNextEncoder(nn.Module):
     def __init__(self, config, grn: bool = False) -> None:
         super().__init__()
         total = sum(config.depths)
-        rates = [config.drop_path_rate * i / (total - 1) if total > 1 else 0.0 for i in range(total)]
+        rates = drop_path_rates(config.drop_path_rate, total)
         self.stages = nn.ModuleList()
         prev, start = config.hidden_sizes[0], 0
         for i, (dim, depth) in enumerate(zip(config.hidden_sizes, config.depths)):

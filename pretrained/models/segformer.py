@@ -63,9 +63,9 @@ from torch.nn import functional as F
 from ..config import PretrainedConfig
 from ..errors import InvalidInputError
 from ..layers import activation, attention, init_normal_, merge_heads, sequence_classification_output, split_heads
+from ..layers.drop_path import DropPath, drop_path_rates
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput, SemanticSegmenterOutput, SequenceClassifierOutput
-from .convnext import DropPath
 
 _STAGE_LISTS = ("depths", "sr_ratios", "hidden_sizes", "patch_sizes", "strides", "num_attention_heads",
                 "mlp_ratios")
@@ -244,7 +244,7 @@ class SegformerEncoder(nn.Module):
         super().__init__()
         self.config = config
         total = sum(config.depths)
-        rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        rates = drop_path_rates(config.drop_path_rate, total)
         channels = [config.num_channels, *config.hidden_sizes[:-1]]
         self.patch_embeddings = nn.ModuleList(
             SegformerOverlapPatchEmbeddings(p, s, c, h)

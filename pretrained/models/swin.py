@@ -67,11 +67,11 @@ from ..config import PretrainedConfig
 from ..errors import InvalidInputError
 from ..layers import activation, attention, init_normal_, merge_heads, sequence_classification_loss, split_heads
 from ..layers.backbone import BackboneConfigMixin, BackboneMixin, BackboneOutput
+from ..layers.drop_path import DropPath, drop_path_rates
 from ..layers.vit_blocks import _Dense, _Intermediate, check_pixel_values, interpolate_patch_positions, pair
 from ..layers.windows import relative_position_index, shifted_window_mask, window_partition, window_reverse
 from ..modeling import PreTrainedModel
 from ..outputs import ModelOutput
-from .convnext import DropPath
 
 _MAX_WINDOW = 1024   # an untrusted window_size would size the bias table ((2w - 1)^2 rows)
 _MAX_BLOCKS = 1000
@@ -367,7 +367,7 @@ class SwinEncoder(nn.Module):
     def __init__(self, config: SwinConfig) -> None:
         super().__init__()
         total = sum(config.depths)
-        rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        rates = drop_path_rates(config.drop_path_rate, total)
         self.layers = nn.ModuleList()
         start = 0
         for i, (depth, heads) in enumerate(zip(config.depths, config.num_heads)):
