@@ -321,3 +321,4 @@ _HEADS = {c.__name__: c for c in (AutoModel, AutoModelForCausalLM, AutoModelForM
                                   AutoModelForAudioClassification, AutoModelForImageClassification,
                                   AutoModelForObjectDetection, AutoBackbone)}
 _HEADS[AutoModelForUniversalSegmentation.__name__] = AutoModelForUniversalSegmentation
+_HEADS[AutoModelForSemanticSegmentation.__name__] = AutoModelForSemanticSegmentation
