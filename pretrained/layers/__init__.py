@@ -106,6 +106,7 @@ from .detection import (
     linear_sum_assignment,
 )
 from .drop_path import DropPath, drop_path_rates
+from .pixels import check_image_pixels, pixels_hint
 from .vit_blocks import (
     ImageEmbeddings,
     ImagePatchEmbeddings,
@@ -150,6 +151,8 @@ __all__ = [
     "vit_encoder",
     "DropPath",
     "drop_path_rates",
+    "check_image_pixels",
+    "pixels_hint",
     "MultiscaleDeformableAttention",
     "init_deformable_attention_",
     "multi_scale_deformable_attention",

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, InvalidInputError
+from ..errors import ConfigError
 from ..outputs import ModelOutput
 
 # model_type -> "module:Class" of its backbone; imported on first use only
@@ -209,28 +209,6 @@ class BackboneMixin:
     def select_feature_maps(self, states: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         """The maps of ``out_features`` among every stage's (stem first)."""
         return tuple(h for name, h in zip(self.stage_names, states) if name in self.out_features)
-
-
-def check_image_pixels(pixel_values: Any, num_channels: int, dtype: torch.dtype, model: str) -> torch.Tensor:
-    """(B, num_channels, H, W) float pixels in ``dtype`` (one (C, H, W) image is a batch of one),
-    or an :class:`InvalidInputError` that says how to make them."""
-    hint = (f"{model} takes pixel_values (batch, num_channels={num_channels}, height, width); make them from "
-            "images with the model's image processor (AutoImageProcessor, return_tensors='pt')")
-    if not isinstance(pixel_values, torch.Tensor):
-        raise InvalidInputError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}; {hint}")
-    if not pixel_values.is_floating_point():
-        raise InvalidInputError(f"pixel_values must hold float pixels (rescaled and normalised), got "
-                                f"{pixel_values.dtype}; {hint}")
-    if pixel_values.dim() == 3 and pixel_values.shape[0] == num_channels:
-        pixel_values = pixel_values.unsqueeze(0)
-    got = tuple(pixel_values.shape)
-    if pixel_values.dim() != 4 or 0 in got:
-        raise InvalidInputError(f"pixel_values has shape {got}; {hint}")
-    if got[1] != num_channels:
-        if got[-1] == num_channels:
-            hint = f"the pixels look channels-last: pass pixel_values.permute(0, 3, 1, 2); {hint}"
-        raise InvalidInputError(f"pixel_values has {got[1]} channels (shape {got}), the model {num_channels}; {hint}")
-    return pixel_values.to(dtype)
 
 
 # --- frozen batch norm (DETR) --------------------------------------------------------------------

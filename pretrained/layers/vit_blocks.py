@@ -44,6 +44,7 @@ from ..errors import InvalidInputError
 from .activations import activation
 from .attention import attention, merge_heads, split_heads
 from .encoder import LayerStack
+from .pixels import check_image_pixels, pixels_hint
 
 __all__ = ["ViTSelfAttention", "ViTAttention", "ViTLayer", "vit_encoder", "check_vit_config",
            "pair", "ImagePatchEmbeddings", "ImageEmbeddings", "check_pixel_values",
@@ -218,25 +219,9 @@ def check_pixel_values(pixel_values: Any, config, dtype: torch.dtype, interpolat
     H x W the config's ``image_size`` unless ``interpolate_pos_encoding``; or a named error."""
     h, w = pair(config.image_size)
     ph, pw = pair(config.patch_size)
-    c = config.num_channels
-    hint = (f"{model} takes pixel_values (batch, num_channels={c}, height={h}, width={w}); make them "
-            "from images with the model's image processor (AutoImageProcessor, return_tensors='pt')")
-    if not isinstance(pixel_values, torch.Tensor):
-        raise InvalidInputError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}; {hint}")
-    if not pixel_values.is_floating_point():
-        raise InvalidInputError(f"pixel_values must hold float pixels (rescaled and normalised), got "
-                                f"{pixel_values.dtype}; {hint}")
-    if pixel_values.dim() == 3 and pixel_values.shape[0] == c:
-        pixel_values = pixel_values.unsqueeze(0)
-    got = tuple(pixel_values.shape)
-    if pixel_values.dim() != 4 or pixel_values.shape[0] == 0:
-        raise InvalidInputError(f"pixel_values has shape {got}; {hint}")
-    if pixel_values.shape[1] != c:
-        if pixel_values.shape[-1] == c:
-            hint = f"the pixels look channels-last: pass pixel_values.permute(0, 3, 1, 2); {hint}"
-        raise InvalidInputError(f"pixel_values has {pixel_values.shape[1]} channels (shape {got}), the "
-                                f"model {c}; {hint}")
-    height, width = got[2:]
+    pixel_values = check_image_pixels(pixel_values, config.num_channels, dtype, model, (h, w))
+    hint = pixels_hint(model, config.num_channels, (h, w))
+    height, width = pixel_values.shape[2:]
     if interpolate_pos_encoding:
         if height < ph or width < pw:
             raise InvalidInputError(f"pixel_values of {height}x{width} is smaller than one {ph}x{pw} patch; {hint}")
@@ -244,4 +229,4 @@ def check_pixel_values(pixel_values: Any, config, dtype: torch.dtype, interpolat
         raise InvalidInputError(f"pixel_values is {height}x{width}, the model takes {h}x{w}; resize with the "
                                 f"image processor, or pass interpolate_pos_encoding=True to resize the "
                                 f"position embeddings; {hint}")
-    return pixel_values.to(dtype)
+    return pixel_values

@@ -60,8 +60,9 @@ from torch.nn import functional as F
 from ..config import PretrainedConfig
 from ..errors import ConfigError, InvalidInputError, UnsupportedOptionError
 from ..layers import activation, attention, merge_heads, split_heads
-from ..layers.backbone import backbone_class, backbone_config, check_image_pixels, freeze_batch_norms
+from ..layers.backbone import backbone_class, backbone_config, freeze_batch_norms
 from ..layers.detection import MLPPredictionHead, ObjectDetectionOutput, detection_loss
+from ..layers.pixels import check_image_pixels
 from ..modeling import PreTrainedModel
 from ..outputs import ModelOutput
 

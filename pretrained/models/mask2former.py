@@ -52,12 +52,13 @@ from torch import nn
 from ..config import PretrainedConfig
 from ..errors import ConfigError, UnsupportedOptionError
 from ..layers import activation
-from ..layers.backbone import backbone_class, backbone_config, check_image_pixels
+from ..layers.backbone import backbone_class, backbone_config
 from ..layers.deformable_attention import MultiscaleDeformableAttention, init_deformable_attention_
 from ..layers.mask2former_decoder import (Mask2FormerMaskedAttentionDecoderLayer, Mask2FormerTransformerModule,
                                           MaskedCrossAttention)
 from ..layers.mask2former_loss import check_mask_labels, mask2former_losses, weighted_loss
 from ..layers.mask2former_pixel_decoder import NUM_FEATURE_LEVELS, Mask2FormerPixelDecoder
+from ..layers.pixels import check_image_pixels
 from ..modeling import PreTrainedModel
 from ..outputs import ModelOutput
 

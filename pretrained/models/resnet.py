@@ -53,7 +53,8 @@ from torch import nn
 
 from ..config import PretrainedConfig
 from ..layers import activation, sequence_classification_output
-from ..layers.backbone import BackboneConfigMixin, BackboneMixin, BackboneOutput, check_image_pixels
+from ..layers.backbone import BackboneConfigMixin, BackboneMixin, BackboneOutput
+from ..layers.pixels import check_image_pixels
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput, SequenceClassifierOutput
 

@@ -64,6 +64,7 @@ from ..config import PretrainedConfig
 from ..errors import InvalidInputError
 from ..layers import activation, attention, init_normal_, merge_heads, sequence_classification_output, split_heads
 from ..layers.drop_path import DropPath, drop_path_rates
+from ..layers.pixels import check_image_pixels
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput, SemanticSegmenterOutput, SequenceClassifierOutput
 
@@ -287,29 +288,14 @@ def min_image_size(config: SegformerConfig) -> int:
 def check_segformer_pixels(pixel_values: Any, config: SegformerConfig, dtype: torch.dtype, model: str) -> torch.Tensor:
     """(B, num_channels, H, W) float pixels (one (C, H, W) image is a batch of one), large enough
     for every stage's sequence reduction; or a named error."""
-    c = config.num_channels
-    hint = (f"{model} takes pixel_values (batch, num_channels={c}, height, width); make them from images "
-            "with the model's image processor (AutoImageProcessor, return_tensors='pt')")
-    if not isinstance(pixel_values, torch.Tensor):
-        raise InvalidInputError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}; {hint}")
-    if not pixel_values.is_floating_point():
-        raise InvalidInputError(f"pixel_values must hold float pixels (rescaled and normalised), got "
-                                f"{pixel_values.dtype}; {hint}")
-    if pixel_values.dim() == 3 and pixel_values.shape[0] == c:
-        pixel_values = pixel_values.unsqueeze(0)
+    pixel_values = check_image_pixels(pixel_values, config.num_channels, dtype, model)
     got = tuple(pixel_values.shape)
-    if pixel_values.dim() != 4 or pixel_values.shape[0] == 0:
-        raise InvalidInputError(f"pixel_values has shape {got}; {hint}")
-    if pixel_values.shape[1] != c:
-        if pixel_values.shape[-1] == c:
-            hint = f"the pixels look channels-last: pass pixel_values.permute(0, 3, 1, 2); {hint}"
-        raise InvalidInputError(f"pixel_values has {pixel_values.shape[1]} channels (shape {got}), the model {c}; {hint}")
     side = min_image_size(config)
     if min(got[2:]) < side:
         raise InvalidInputError(
             f"pixel_values of {got[2]}x{got[3]} is too small for {model}: its stages' sequence reduction "
             f"(sr_ratios {config.sr_ratios}) needs at least {side}x{side} pixels; resize with the image processor")
-    return pixel_values.to(dtype)
+    return pixel_values
 
 
 # --- heads ------------------------------------------------------------------------------------
