@@ -3,7 +3,8 @@
 Input checks that fail early with a clear message (:func:`check_max_length`,
 :func:`check_token_type_ids`) instead of deep inside an embedding, the layer loop that also
 collects hidden states (:class:`LayerStack`), the first-token sentence head
-(:class:`ClassificationHead`) whose parameter names match the checkpoints, and the tails of the
+(:class:`ClassificationHead`) whose parameter names match the checkpoints, the vision heads'
+``classifier`` (:func:`classifier_linear`), and the tails of the
 task-head forwards (loss + output dataclass: :func:`sequence_classification_output`,
 :func:`token_classification_output`, :func:`masked_lm_output`, :func:`span_output`), so each
 model's head keeps only its own modules and the backbone call.
@@ -102,6 +103,13 @@ def classifier_dropout(config) -> float:
     return config.hidden_dropout_prob if p is None else p
 
 
+def classifier_linear(in_features: int, num_labels: int) -> nn.Module:
+    """The vision heads' ``classifier``: ``nn.Linear(in_features, num_labels)``, or
+    ``nn.Identity`` when the config has no labels (``num_labels=0``: the pooled features come
+    back as the logits, as the reference's)."""
+    return nn.Linear(in_features, num_labels) if num_labels > 0 else nn.Identity()
+
+
 def check_span_labels(config, name: str) -> None:
     """A question-answering head has exactly two outputs (start, end); refuse a config whose
     ``num_labels`` says otherwise instead of loading a mis-shaped ``qa_outputs``."""
@@ -114,8 +122,9 @@ def sequence_classification_output(config, logits: torch.Tensor, labels: torch.T
                                    out: BaseModelOutput,
                                    loss_fn=sequence_classification_loss) -> SequenceClassifierOutput:
     """``logits`` (B, num_labels) with ``loss_fn(config, logits, labels)`` when labels are given
-    and the backbone's ``hidden_states``."""
-    loss = None if labels is None else loss_fn(config, logits, labels)
+    (moved to the logits' device first, as the reference's heads do) and the backbone's
+    ``hidden_states``."""
+    loss = None if labels is None else loss_fn(config, logits, labels.to(logits.device))
     return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
 

@@ -255,8 +255,6 @@ class ASTForAudioClassification(ASTPreTrainedModel):
                 output_hidden_states: bool | None = None) -> SequenceClassifierOutput:
         out = self.audio_spectrogram_transformer(input_values, attention_mask, output_hidden_states)
         logits = self.classifier(out.pooler_output)
-        if labels is not None:
-            labels = labels.to(logits.device)
         return sequence_classification_output(self.config, logits, labels, out)
 
 

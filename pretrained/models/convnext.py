@@ -46,7 +46,7 @@ from torch import nn
 
 from ..config import PretrainedConfig
 from ..errors import InvalidInputError
-from ..layers import activation, init_normal_, sequence_classification_output
+from ..layers import activation, classifier_linear, init_normal_, sequence_classification_output
 from ..layers.drop_path import DropPath, drop_path_rates
 from ..layers.vit_blocks import check_pixel_values, pair
 from ..modeling import PreTrainedModel
@@ -280,15 +280,12 @@ class ConvNextForImageClassification(ConvNextPreTrainedModel):
     def __init__(self, config: ConvNextConfig) -> None:
         super().__init__(config)
         setattr(self, self.base_model_prefix, self.model_class(config))
-        self.classifier = nn.Linear(config.hidden_sizes[-1], config.num_labels) if config.num_labels > 0 \
-            else nn.Identity()
+        self.classifier = classifier_linear(config.hidden_sizes[-1], config.num_labels)
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None) -> SequenceClassifierOutput:
         out = self.backbone(pixel_values, output_hidden_states)
         logits = self.classifier(out.pooler_output)
-        if labels is not None:
-            labels = labels.to(logits.device)
         return sequence_classification_output(self.config, logits, labels, out)
 
 

@@ -28,8 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
+from ..layers import classifier_linear
 from ..outputs import ModelOutput
 from .vit import ViTConfig, ViTForImageClassification, ViTModel
 
@@ -66,8 +66,7 @@ class DeiTForImageClassification(ViTForImageClassification):
     def __init__(self, config: DeiTConfig) -> None:
         super(ViTForImageClassification, self).__init__(config)
         self.deit = DeiTModel(config, add_pooling_layer=False)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 \
-            else nn.Identity()
+        self.classifier = classifier_linear(config.hidden_size, config.num_labels)
 
 
 class DeiTForImageClassificationWithTeacher(DeiTForImageClassification):
@@ -78,8 +77,8 @@ class DeiTForImageClassificationWithTeacher(DeiTForImageClassification):
         super(ViTForImageClassification, self).__init__(config)
         self.deit = DeiTModel(config, add_pooling_layer=False)
         n = config.num_labels
-        self.cls_classifier = nn.Linear(config.hidden_size, n) if n > 0 else nn.Identity()
-        self.distillation_classifier = nn.Linear(config.hidden_size, n) if n > 0 else nn.Identity()
+        self.cls_classifier = classifier_linear(config.hidden_size, n)
+        self.distillation_classifier = classifier_linear(config.hidden_size, n)
 
     def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool | None = None,
                 output_hidden_states: bool | None = None) -> DeiTForImageClassificationWithTeacherOutput:

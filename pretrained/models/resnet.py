@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from ..config import PretrainedConfig
-from ..layers import activation, sequence_classification_output
+from ..layers import activation, classifier_linear, sequence_classification_output
 from ..layers.backbone import BackboneConfigMixin, BackboneMixin, BackboneOutput
 from ..layers.pixels import check_image_pixels
 from ..modeling import PreTrainedModel
@@ -263,8 +263,7 @@ class ResNetForImageClassification(ResNetPreTrainedModel):
     def __init__(self, config: ResNetConfig) -> None:
         super().__init__(config)
         self.resnet = ResNetModel(config)
-        head = nn.Linear(config.hidden_sizes[-1], config.num_labels) if config.num_labels > 0 else nn.Identity()
-        self.classifier = nn.Sequential(nn.Flatten(), head)
+        self.classifier = nn.Sequential(nn.Flatten(), classifier_linear(config.hidden_sizes[-1], config.num_labels))
 
     def get_input_embeddings(self) -> nn.Module:
         return self.resnet.get_input_embeddings()
@@ -273,8 +272,6 @@ class ResNetForImageClassification(ResNetPreTrainedModel):
                 output_hidden_states: bool | None = None) -> SequenceClassifierOutput:
         out = self.resnet(pixel_values, output_hidden_states)
         logits = self.classifier(out.pooler_output)
-        if labels is not None:
-            labels = labels.to(logits.device)
         return sequence_classification_output(self.config, logits, labels, out)
 
 

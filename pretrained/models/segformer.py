@@ -439,8 +439,6 @@ class SegformerForImageClassification(SegformerPreTrainedModel):
         if last.dim() == 4:
             last = last.flatten(2).transpose(1, 2)
         logits = self.classifier(last.mean(dim=1))
-        if labels is not None:
-            labels = labels.to(logits.device)
         return sequence_classification_output(self.config, logits, labels, out)
 
 

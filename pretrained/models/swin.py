@@ -65,7 +65,8 @@ from torch.nn import functional as F
 
 from ..config import PretrainedConfig
 from ..errors import InvalidInputError
-from ..layers import activation, attention, init_normal_, merge_heads, sequence_classification_loss, split_heads
+from ..layers import (activation, attention, classifier_linear, init_normal_, merge_heads, sequence_classification_loss,
+                      split_heads)
 from ..layers.backbone import BackboneConfigMixin, BackboneMixin, BackboneOutput
 from ..layers.drop_path import DropPath, drop_path_rates
 from ..layers.vit_blocks import _Dense, _Intermediate, check_pixel_values, interpolate_patch_positions, pair
@@ -493,8 +494,7 @@ class SwinForImageClassification(SwinPreTrainedModel):
     def __init__(self, config: SwinConfig) -> None:
         super().__init__(config)
         self.swin = SwinModel(config)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 \
-            else nn.Identity()
+        self.classifier = classifier_linear(config.hidden_size, config.num_labels)
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None,
                 interpolate_pos_encoding: bool | None = None,

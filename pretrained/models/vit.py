@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from ..config import PretrainedConfig
-from ..layers import activation, init_normal_, sequence_classification_output
+from ..layers import activation, classifier_linear, init_normal_, sequence_classification_output
 from ..layers.vit_blocks import ImageEmbeddings, check_pixel_values, check_vit_config, pair, vit_encoder
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput, SequenceClassifierOutput
@@ -184,16 +184,13 @@ class ViTForImageClassification(ViTPreTrainedModel):
     def __init__(self, config: ViTConfig) -> None:
         super().__init__(config)
         self.vit = ViTModel(config, add_pooling_layer=False)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 \
-            else nn.Identity()
+        self.classifier = classifier_linear(config.hidden_size, config.num_labels)
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None,
                 interpolate_pos_encoding: bool | None = None,
                 output_hidden_states: bool | None = None) -> SequenceClassifierOutput:
         out = self.backbone(pixel_values, interpolate_pos_encoding, output_hidden_states)
         logits = self.classifier(out.last_hidden_state[:, 0])
-        if labels is not None:
-            labels = labels.to(logits.device)
         return sequence_classification_output(self.config, logits, labels, out)
 
 
