@@ -16,38 +16,25 @@ Example::
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import InvalidInputError
-from .processor_base import ProcessorPipeline
+from .processor_base import ImagePipeline
 
 __all__ = ["ImageClassificationPipeline"]
 
 FUNCTIONS = ("softmax", "sigmoid", "none")
 
 
-class ImageClassificationPipeline(ProcessorPipeline):
+class ImageClassificationPipeline(ImagePipeline):
     """Scores the labels of an image-classification model (ViT, DeiT, ConvNeXt, ResNet, Swin)."""
 
     task = "image-classification"
     head = "image-classification"
-    processor_name = "image_processor"
-    needs_tokenizer = False
     model_input_names = ("pixel_values",)
-
-    def __init__(self, model: torch.nn.Module, tokenizer: Any = None, *, image_processor: Any = None,
-                 **kwargs: Any) -> None:
-        super().__init__(model, tokenizer, processor=image_processor, **kwargs)
-
-    @classmethod
-    def load_processor(cls, source: str | os.PathLike) -> Any:
-        from ..vision import AutoImageProcessor
-
-        return AutoImageProcessor.from_pretrained(source)
 
     def _sanitize_parameters(self, *, top_k: int | None = None, function_to_apply: str | None = None,
                              timeout: float | None = None) -> tuple[dict, dict, dict]:
@@ -60,16 +47,8 @@ class ImageClassificationPipeline(ProcessorPipeline):
             if str(function_to_apply).lower() not in FUNCTIONS:
                 raise InvalidInputError(f"function_to_apply must be one of {FUNCTIONS}, got {function_to_apply!r}")
             post["function_to_apply"] = str(function_to_apply).lower()
-        # timeout: accepted for the familiar call; no picture is fetched (URLs are refused)
+        # timeout: accepted for the familiar call (see ImagePipeline)
         return {}, {}, post
-
-    def _is_single(self, inputs: Any) -> bool:
-        if isinstance(inputs, (str, os.PathLike, bytes, bytearray, np.ndarray, torch.Tensor)):
-            return True
-        return type(inputs).__module__.startswith("PIL.")
-
-    def _input_help(self) -> str:
-        return "a file path, the bytes of a picture, a PIL image, an array, or a list of those"
 
     def preprocess(self, item: Any) -> list[dict[str, torch.Tensor]]:
         from ..vision import load_image

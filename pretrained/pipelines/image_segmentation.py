@@ -35,8 +35,6 @@ Example::
 
 from __future__ import annotations
 
-import numbers
-import os
 from typing import Any
 
 import numpy as np
@@ -44,7 +42,7 @@ import torch
 
 from ..audio.base import BatchFeature
 from ..errors import InvalidInputError, UnsupportedOptionError
-from .processor_base import ProcessorPipeline
+from .processor_base import ImagePipeline, unit_interval
 
 __all__ = ["ImageSegmentationPipeline", "SUBTASKS"]
 
@@ -56,26 +54,18 @@ SUBTASKS = {
 }
 
 
-class ImageSegmentationPipeline(ProcessorPipeline):
+class ImageSegmentationPipeline(ImagePipeline):
     """Masks and labels from a segmentation model (SegFormer; Mask2Former, DETR panoptic through
     their processors' post-processing)."""
 
     task = "image-segmentation"
     head = None   # several heads serve the task; __init__ checks the model has one
-    processor_name = "image_processor"
-    needs_tokenizer = False
     model_input_names = ("pixel_values", "pixel_mask")
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any = None, *, image_processor: Any = None,
                  **kwargs: Any) -> None:
         _check_segmentation_model(model)
-        super().__init__(model, tokenizer, processor=image_processor, **kwargs)
-
-    @classmethod
-    def load_processor(cls, source: str | os.PathLike) -> Any:
-        from ..vision import AutoImageProcessor
-
-        return AutoImageProcessor.from_pretrained(source)
+        super().__init__(model, tokenizer, image_processor=image_processor, **kwargs)
 
     # --- parameters ---------------------------------------------------------------------------
     def available_subtasks(self) -> list[str]:
@@ -102,23 +92,12 @@ class ImageSegmentationPipeline(ProcessorPipeline):
             post["subtask"] = subtask
         for name, value in (("threshold", threshold), ("mask_threshold", mask_threshold),
                             ("overlap_mask_area_threshold", overlap_mask_area_threshold)):
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
-                raise InvalidInputError(f"{name} must be a number in [0, 1], got {value!r}")
-            post[name] = float(value)
-        # timeout: accepted for the familiar call; no picture is fetched (URLs are refused)
+            if value is not None:
+                post[name] = unit_interval(name, value)
+        # timeout: accepted for the familiar call (see ImagePipeline)
         return {}, {}, post
 
     # --- running ------------------------------------------------------------------------------
-    def _is_single(self, inputs: Any) -> bool:
-        if isinstance(inputs, (str, os.PathLike, bytes, bytearray, np.ndarray, torch.Tensor)):
-            return True
-        return type(inputs).__module__.startswith("PIL.")
-
-    def _input_help(self) -> str:
-        return "a file path, the bytes of a picture, a PIL image, an array, or a list of those"
-
     def preprocess(self, item: Any) -> list[dict[str, Any]]:
         from ..vision import load_image
 

@@ -19,58 +19,37 @@ Example::
 
 from __future__ import annotations
 
-import numbers
-import os
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..errors import InvalidInputError
-from .processor_base import ProcessorPipeline
+from .processor_base import ImagePipeline, unit_interval
 
 __all__ = ["ObjectDetectionPipeline"]
 
 
-class ObjectDetectionPipeline(ProcessorPipeline):
+class ObjectDetectionPipeline(ImagePipeline):
     """Boxes, labels and scores from an object-detection model (DETR, YOLOS)."""
 
     task = "object-detection"
     head = "object-detection"
-    processor_name = "image_processor"
-    needs_tokenizer = False
     model_input_names = ("pixel_values", "pixel_mask")
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any = None, *, image_processor: Any = None,
                  **kwargs: Any) -> None:
-        super().__init__(model, tokenizer, processor=image_processor, **kwargs)
+        super().__init__(model, tokenizer, image_processor=image_processor, **kwargs)
         if not hasattr(self.image_processor, "post_process_object_detection"):
             raise InvalidInputError(f"the object-detection pipeline needs a detector's image processor (DETR, YOLOS); "
                                     f"got a {type(self.image_processor).__name__}")
-
-    @classmethod
-    def load_processor(cls, source: str | os.PathLike) -> Any:
-        from ..vision import AutoImageProcessor
-
-        return AutoImageProcessor.from_pretrained(source)
 
     def _sanitize_parameters(self, *, threshold: float | None = None,
                              timeout: float | None = None) -> tuple[dict, dict, dict]:
         post: dict[str, Any] = {}
         if threshold is not None:
-            if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold <= 1:
-                raise InvalidInputError(f"threshold must be a number in [0, 1], got {threshold!r}")
-            post["threshold"] = float(threshold)
-        # timeout: accepted for the familiar call; no picture is fetched (URLs are refused)
+            post["threshold"] = unit_interval("threshold", threshold)
+        # timeout: accepted for the familiar call (see ImagePipeline)
         return {}, {}, post
-
-    def _is_single(self, inputs: Any) -> bool:
-        if isinstance(inputs, (str, os.PathLike, bytes, bytearray, np.ndarray, torch.Tensor)):
-            return True
-        return type(inputs).__module__.startswith("PIL.")
-
-    def _input_help(self) -> str:
-        return "a file path, the bytes of a picture, a PIL image, an array, or a list of those"
 
     def preprocess(self, item: Any) -> list[dict[str, torch.Tensor]]:
         from ..vision import load_image

@@ -5,19 +5,26 @@ optional tokenizer, and batches of the processor's tensors.
 A single item may expand to several features (a long audio cut in chunks); ``batch_size``
 applies to those too. Rows of unequal length are padded at the end, as the reference's
 pipelines pad them (the processor's padding value; masks with 0).
+
+:class:`ImagePipeline` is what the image pipelines (classification, object detection,
+segmentation) share: the model's image processor (``image_processor=``), no tokenizer, a picture
+as a file path, the bytes of a file, a PIL image or an array; :func:`unit_interval` checks their
+thresholds.
 """
 
 from __future__ import annotations
 
+import numbers
 import os
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from ..errors import InvalidInputError
 from .base import Pipeline, _to_cpu
 
-__all__ = ["ProcessorPipeline", "NoTokenizer"]
+__all__ = ["ProcessorPipeline", "NoTokenizer", "ImagePipeline", "unit_interval"]
 
 
 class NoTokenizer:
@@ -96,3 +103,38 @@ class ProcessorPipeline(Pipeline):
         value = 0.0 if name == "attention_mask" else \
             float(getattr(getattr(self, self.processor_name), "padding_value", 0.0))
         return torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[-1]), value=value) for r in rows])
+
+
+def unit_interval(name: str, value: Any) -> float:
+    """``value`` as a float in [0, 1] (a threshold, a probability), or a named error."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
+        raise InvalidInputError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+class ImagePipeline(ProcessorPipeline):
+    """A pipeline whose inputs are pictures: ``image_processor`` makes the model's inputs (loaded
+    from the model's folder with AutoImageProcessor when not given); no tokenizer. ``timeout``,
+    which the reference's image pipelines take, is accepted by each and not read: no picture is
+    fetched (URLs are refused with the fix)."""
+
+    processor_name = "image_processor"
+    needs_tokenizer = False
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any = None, *, image_processor: Any = None,
+                 **kwargs: Any) -> None:
+        super().__init__(model, tokenizer, processor=image_processor, **kwargs)
+
+    @classmethod
+    def load_processor(cls, source: str | os.PathLike) -> Any:
+        from ..vision import AutoImageProcessor
+
+        return AutoImageProcessor.from_pretrained(source)
+
+    def _is_single(self, inputs: Any) -> bool:
+        if isinstance(inputs, (str, os.PathLike, bytes, bytearray, np.ndarray, torch.Tensor)):
+            return True
+        return type(inputs).__module__.startswith("PIL.")
+
+    def _input_help(self) -> str:
+        return "a file path, the bytes of a picture, a PIL image, an array, or a list of those"
