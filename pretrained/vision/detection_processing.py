@@ -43,46 +43,25 @@ import numpy as np
 
 from ..audio.base import BatchFeature
 from ..errors import ConfigError, InvalidInputError, UnsupportedOptionError
-from .processors import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, BaseImageProcessor, _flatten, resize,
-                         size_dict)
+from .processors import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, BaseImageProcessor, _flatten, capped_short_side,
+                         padded_size, resize, size_dict, size_with_aspect_ratio)
 
 __all__ = ["DetrImageProcessor", "YolosImageProcessor", "post_process_object_detection",
            "detr_resize_size", "yolos_resize_size"]
 
 _FORMATS = ("coco_detection", "coco_panoptic")
 
+#: DETR's resize rule (shorter side, longer one capped), shared with Mask2Former in processors.py
+detr_resize_size = size_with_aspect_ratio
+
 
 # --- sizes --------------------------------------------------------------------------------------
-def _capped_short_side(height: int, width: int, size: int, max_size: int | None) -> tuple[int, float | None]:
-    """The shorter side wanted, lowered so the longer side stays within ``max_size``; and the
-    unrounded value when it was lowered (the reference sizes the longer side from it)."""
-    if max_size is not None:
-        short, long = float(min(height, width)), float(max(height, width))
-        if long / short * size > max_size:
-            raw = max_size * short / long
-            return int(round(raw)), raw
-    return size, None
-
-
-def detr_resize_size(hw: tuple[int, int], size: int, max_size: int | None = None) -> tuple[int, int]:
-    """DETR's (height, width) for a picture of ``hw``: the shorter side ``size`` (aspect kept,
-    the other side truncated) unless the longer one would pass ``max_size``; unchanged when the
-    shorter side already is ``size``."""
-    height, width = int(hw[0]), int(hw[1])
-    size, raw = _capped_short_side(height, width, size, max_size)
-    if (height <= width and height == size) or (width <= height and width == size):
-        return height, width
-    if width < height:
-        return int((raw if raw is not None else size) * height / width), size
-    return size, int((raw if raw is not None else size) * width / height)
-
-
 def yolos_resize_size(hw: tuple[int, int], size: int, max_size: int | None = None,
                       multiple: int = 16) -> tuple[int, int]:
     """YOLOS's (height, width): DETR's rule (the portrait case decided first), then both sides
     rounded down to a multiple of ``multiple``."""
     height, width = int(hw[0]), int(hw[1])
-    size, raw = _capped_short_side(height, width, size, max_size)
+    size, raw = capped_short_side(height, width, size, max_size)
     base = raw if raw is not None else size
     if width < height:
         new_h, new_w = int(base * height / width), size
@@ -273,15 +252,10 @@ class DetrImageProcessor(BaseImageProcessor):
         return self._batch(done, masks, finished_targets if targets is not None else None, return_tensors)
 
     def _pad(self, pictures: list[np.ndarray], targets: list, opts: dict) -> tuple[list, list, list]:
-        if opts["pad_size"] is not None:
-            size = (opts["pad_size"]["height"], opts["pad_size"]["width"])
-        else:
-            size = (max(p.shape[-2] for p in pictures), max(p.shape[-1] for p in pictures))
+        size = padded_size(pictures, opts["pad_size"])
         out, masks, new_targets = [], [], []
-        for i, (picture, target) in enumerate(zip(pictures, targets)):
+        for picture, target in zip(pictures, targets):
             h, w = picture.shape[-2:]
-            if h > size[0] or w > size[1]:
-                raise InvalidInputError(f"image {i} is {h}x{w} after resizing, larger than pad_size {size[0]}x{size[1]}")
             mask = np.zeros(size, dtype=np.int64)
             mask[:h, :w] = 1
             if (h, w) != size:

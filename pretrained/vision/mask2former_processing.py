@@ -47,29 +47,12 @@ import numpy as np
 from ..audio.base import BatchFeature
 from ..errors import InvalidInputError, UnsupportedOptionError
 from .io import _is_pil, _is_torch
-from .processors import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, BaseImageProcessor, _flatten, resize
+from .processors import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, BaseImageProcessor, _flatten, padded_size, resize,
+                         size_with_aspect_ratio)
 
 __all__ = ["Mask2FormerImageProcessor", "size_with_aspect_ratio", "SemanticSegmentationOutput"]
 
 _POST_SIZE = (384, 384)   # the reference resizes mask logits to this before any post-processing
-
-
-def size_with_aspect_ratio(hw: tuple[int, int], shortest: int, longest: int | None) -> tuple[int, int]:
-    """The reference's (height, width) for ``shortest_edge`` / ``longest_edge``: the shorter side
-    becomes ``shortest`` unless the longer would pass ``longest`` (then the shorter is
-    ``round(longest * short / long)``); the other side truncated, keeping the aspect ratio."""
-    height, width = int(hw[0]), int(hw[1])
-    raw = None
-    if longest is not None:
-        short, long = float(min(height, width)), float(max(height, width))
-        if long / short * shortest > longest:
-            raw = longest * short / long
-            shortest = int(round(raw))
-    if (height <= width and height == shortest) or (width <= height and width == shortest):
-        return height, width
-    if width < height:
-        return (int(raw * height / width) if raw is not None else int(shortest * height / width)), shortest
-    return shortest, (int(raw * width / height) if raw is not None else int(shortest * width / height))
 
 
 def _max_within(hw: tuple[int, int], max_height: int, max_width: int) -> tuple[int, int]:
@@ -239,14 +222,7 @@ class Mask2FormerImageProcessor(BaseImageProcessor):
             pictures = [resize(p, h, w, opts["resample"]) for p, (h, w) in zip(pictures, sizes)]
             if maps is not None:
                 maps = [resize(m[None], h, w, 0)[0] for m, (h, w) in zip(maps, sizes)]
-        if opts["pad_size"] is not None:
-            padded = (opts["pad_size"]["height"], opts["pad_size"]["width"])
-        else:
-            padded = (max(p.shape[-2] for p in pictures), max(p.shape[-1] for p in pictures))
-        for i, p in enumerate(pictures):
-            if p.shape[-2] > padded[0] or p.shape[-1] > padded[1]:
-                raise InvalidInputError(f"image {i} is {p.shape[-2]}x{p.shape[-1]} after resizing, larger than "
-                                        f"pad_size {padded[0]}x{padded[1]}")
+        padded = padded_size(pictures, opts["pad_size"])
         return self._pad_and_pack(pictures, maps, instance_id_to_semantic_id, padded, opts, kind)
 
     def _pad_and_pack(self, pictures: list[np.ndarray], maps: list[np.ndarray] | None, id_map: Any,

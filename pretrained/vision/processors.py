@@ -335,6 +335,49 @@ def shortest_edge_size(hw: tuple[int, int], shortest: int) -> tuple[int, int]:
     return (new_long, shortest) if width <= height else (shortest, new_long)
 
 
+def capped_short_side(height: int, width: int, size: int, max_size: int | None) -> tuple[int, float | None]:
+    """The shorter side wanted, lowered so the longer side stays within ``max_size``; and the
+    unrounded value when it was lowered (the reference sizes the longer side from it)."""
+    if max_size is not None:
+        short, long = float(min(height, width)), float(max(height, width))
+        if long / short * size > max_size:
+            raw = max_size * short / long
+            return int(round(raw)), raw
+    return size, None
+
+
+def size_with_aspect_ratio(hw: tuple[int, int], size: int, max_size: int | None = None) -> tuple[int, int]:
+    """The reference's (height, width) for ``shortest_edge`` / ``longest_edge`` (DETR's and
+    Mask2Former's rule): the shorter side ``size`` (aspect kept, the other side truncated) unless
+    the longer one would pass ``max_size`` (then the shorter is ``round(max_size * short / long)``);
+    unchanged when the shorter side already is ``size``.
+
+        >>> size_with_aspect_ratio((100, 400), 800, 1333)
+        (333, 1333)
+    """
+    height, width = int(hw[0]), int(hw[1])
+    size, raw = capped_short_side(height, width, size, max_size)
+    if (height <= width and height == size) or (width <= height and width == size):
+        return height, width
+    if width < height:
+        return int((raw if raw is not None else size) * height / width), size
+    return size, int((raw if raw is not None else size) * width / height)
+
+
+def padded_size(pictures: list[np.ndarray], pad_size: Mapping[str, int] | None) -> tuple[int, int]:
+    """The (height, width) every CHW picture of a batch is padded to (bottom and right): ``pad_size``
+    when given, else the batch's largest; a picture larger than ``pad_size`` is refused."""
+    if pad_size is not None:
+        size = (pad_size["height"], pad_size["width"])
+    else:
+        size = (max(p.shape[-2] for p in pictures), max(p.shape[-1] for p in pictures))
+    for i, p in enumerate(pictures):
+        h, w = p.shape[-2:]
+        if h > size[0] or w > size[1]:
+            raise InvalidInputError(f"image {i} is {h}x{w} after resizing, larger than pad_size {size[0]}x{size[1]}")
+    return size
+
+
 def resize(image: np.ndarray, height: int, width: int, resample: int | None) -> np.ndarray:
     """A CHW image resized by Pillow as the reference does: uint8 as is; whole-number arrays in
     [0, 255] cast to uint8; floats in [0, 1] scaled to uint8 and back (``/ 255`` as float32 after)."""
