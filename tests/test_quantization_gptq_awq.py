@@ -275,3 +275,19 @@ def test_packed_tensors_without_a_config_or_a_config_without_tensors(tmp_path):
         quantization_config={"quant_method": "awq", "bits": 4, "group_size": 32}))
     with pytest.raises(CheckpointCorruptError, match="no '<layer>.qweight'"):
         load(dest)
+
+
+@pytest.mark.parametrize("case", ["gptq-llama-4bit", "gptq-llama-4bit-actorder-v2", "awq-llama-gemv"])
+def test_prefill_rows_take_a_dense_product_with_the_same_numbers(case):
+    from pretrained.backends import group_quant
+
+    model = load(case)
+    x = torch.randn(2, group_quant.DENSE_ROWS, 64)     # 64 rows: above the threshold
+    for name, dense in (("self_attn.q_proj", True), ("self_attn.k_proj", False), ("mlp.up_proj", True)):
+        layer = model.model.layers[0].get_submodule(name)
+        want = x @ layer.dequantize().t()
+        with torch.no_grad():
+            few, many = layer(x[:1, :4]), layer(x)
+        # out a multiple of 64: the int4pack layout read back (checked against the codes); else the op
+        assert layer.__dict__["_gq_dense"] is dense
+        assert (many - want).abs().max() < 1e-4 and (few - want[:1, :4]).abs().max() < 1e-4

@@ -16,6 +16,10 @@ then on holds the converted form *instead of* ``qweight`` (the same bytes, so me
   permuted once at conversion so each group is contiguous, and each call permutes the input's
   columns the same way (``x[:, perm] @ W[:, perm]^T = x W^T``).
 
+Above ``DENSE_ROWS`` rows (prefill) the int4 op is slower than a dense product, so the codes are
+expanded from the packed form (its layout read back and checked against the codes once) into a
+weight in the input's dtype for one ``F.linear``; decode steps stay on the op.
+
 2- and 3-bit codes, groups that are no multiple of 32 (8-bit: that do not divide the input),
 out sizes not a multiple of 16, and uneven act-order groups keep the plain dequantize-then-matmul.
 It also steps aside (restoring ``qweight`` first) for autograd through the input (LoRA training),
@@ -44,13 +48,28 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from ..quantization.group_linear import GroupQuantLinear
 from ..quantization.packing import default_g_idx, pack_awq_gemm, pack_bits, pack_gptq
 
-RUNTIME_KEYS = ("_gq", "_gq_scales")   # conversion facts and per-dtype scales; never pickled
+RUNTIME_KEYS = ("_gq", "_gq_scales", "_gq_dense")   # conversion facts, per-dtype scales; never pickled
+DENSE_ROWS = 32   # above this many rows (prefill) the 4-bit codes are expanded for one dense product
 _FAST_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _OP_GROUPS = (256, 128, 64, 32)
+
+
+def _unpack_int4pack(packed: torch.Tensor) -> torch.Tensor | None:
+    """The codes (out, in) of ``torch._convert_weight_to_int4pack_for_cpu``'s output, for its
+    layout when out is a multiple of 64 (rows ``64 b + d`` and ``64 b + 32 + d`` share a byte, low
+    nibble first, bytes in (block, column, d) order); None for other sizes. A private layout, so
+    it is checked against the codes it came from before it is used (``_gq_dense``)."""
+    n, half = packed.shape
+    if n % 64:
+        return None
+    v = packed.view(n // 64, 2 * half, 32)
+    both = torch.stack([v & 15, v >> 4], dim=1)            # (blocks, 2, in, 32)
+    return both.permute(0, 1, 3, 2).reshape(n, 2 * half)
 
 
 def _steps_aside(x: torch.Tensor) -> bool:
@@ -96,6 +115,8 @@ class CpuGroupQuantLinear(GroupQuantLinear):
         if facts["kind"] == 4:
             packed = torch._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1)
             self.register_buffer("_int4", packed, persistent=False)
+            unpacked = _unpack_int4pack(packed)
+            self.__dict__["_gq_dense"] = unpacked is not None and torch.equal(unpacked, q)
         else:
             out, n_in, gs = self.out_features, self.in_features, facts["group"]
             w8 = (q.to(torch.int16) - 128).to(torch.int8).view(out, n_in // gs, gs).transpose(0, 1).contiguous()
@@ -139,6 +160,7 @@ class CpuGroupQuantLinear(GroupQuantLinear):
         self._buffers.pop("_int4", None)
         self._buffers.pop("_int8", None)
         self.__dict__.pop("_gq_scales", None)
+        self.__dict__.pop("_gq_dense", None)
 
     _before_plain = _restore   # called by pretrained.backends.plain
 
@@ -175,7 +197,9 @@ class CpuGroupQuantLinear(GroupQuantLinear):
         x2 = x.reshape(-1, self.in_features)
         if facts["perm"] is not None:
             x2 = x2.index_select(1, facts["perm"])
-        if facts["kind"] == 4:
+        if facts["kind"] == 4 and x2.shape[0] > DENSE_ROWS and self._dense_ok():
+            y = F.linear(x2, self._dense_weight(x.dtype, facts))   # prefill: one dense product
+        elif facts["kind"] == 4:
             y = torch._weight_int4pack_mm_for_cpu(x2.contiguous(), self._buffers["_int4"], facts["op_group"],
                                                   self._scales_for(x.dtype, facts))
         else:
@@ -183,6 +207,26 @@ class CpuGroupQuantLinear(GroupQuantLinear):
         if self.bias is not None:
             y = y + self.bias.to(x.dtype)
         return y.view(*x.shape[:-1], self.out_features)
+
+    def _dense_ok(self) -> bool:
+        """Whether the int4pack layout reads back here (checked at conversion; once after a pickle)."""
+        ok = self.__dict__.get("_gq_dense")
+        if ok is None:
+            unpacked = _unpack_int4pack(self._buffers["_int4"])
+            q = self._codes_from_converted()
+            perm = self._plan()["perm"]
+            ok = self.__dict__["_gq_dense"] = unpacked is not None and torch.equal(
+                unpacked, q if perm is None else q[:, perm])
+        return ok
+
+    def _dense_weight(self, dtype: torch.dtype, facts: dict[str, Any]) -> torch.Tensor:
+        """The (out, in) weight in the op's own terms, ``(q - 8) * scale + zero`` per op group."""
+        sz = self._scales_for(dtype, facts)                                   # (op groups, out, 2)
+        q = _unpack_int4pack(self._buffers["_int4"]).to(dtype) - 8
+        op = facts["op_group"]
+        s = sz[..., 0].t().repeat_interleave(op, dim=1)
+        z = sz[..., 1].t().repeat_interleave(op, dim=1)
+        return q * s + z
 
     def _int8_product(self, x2: torch.Tensor, facts: dict[str, Any]) -> torch.Tensor:
         scales, shift = self._scales_for(x2.dtype, facts)
