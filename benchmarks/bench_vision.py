@@ -16,7 +16,7 @@ under ``--cache`` (default /tmp/pretrained-bench-vision):
 - ``segformer``: nvidia/segformer-b0's shape (MiT-b0, 150 labels, 512 px), image-segmentation.
 
 Both libraries read the same folder. What is timed is the whole pipeline call on ``--images``
-picture files (tests/fixtures/images, repeated): decode, preprocess, forward, postprocess, at
+picture files (tests/fixtures/images as 640 x 480 copies, repeated): decode, preprocess, forward, postprocess, at
 ``batch_size`` 1 and 8. Reported: images per second of each, and ours / reference (medians over
 rounds), and whether the answers agree (labels; box count; mask labels).
 """
@@ -70,8 +70,20 @@ def build(family: str, folder: Path) -> Path:
     return out
 
 
-def pictures(n: int) -> list[str]:
-    files = sorted(str(p) for p in IMAGES.iterdir() if p.suffix in (".png", ".jpg"))
+def pictures(n: int, folder: str = "/tmp/pretrained-bench-vision") -> list[str]:
+    """``n`` picture files: the bundled pictures as 640 x 480 RGB PNG copies (one size, so that
+    DETR's processor gives one size too: the reference's pipeline cannot batch pictures of
+    different processed sizes), repeated."""
+    from PIL import Image
+
+    out = Path(folder) / "pictures"
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for source in sorted(p for p in IMAGES.iterdir() if p.suffix in (".png", ".jpg")):
+        target = out / f"{source.stem}.png"
+        if not target.exists():
+            Image.open(source).convert("RGB").resize((640, 480), Image.BICUBIC).save(target)
+        files.append(str(target))
     return [files[i % len(files)] for i in range(n)]
 
 
