@@ -1,4 +1,4 @@
-"""The channels-last convolution of the backend seam (pretrained/backends/conv.py): swapped in for
+"""The channels-last start of convolution chains in the backend seam (pretrained/backends/conv.py): swapped in for
 nn.Conv2d by type, the same numbers as the plain module, composing with autograd, copies, pickling,
 dtype moves, torch.compile and save_pretrained (which writes contiguous tensors)."""
 
@@ -27,16 +27,23 @@ def net() -> nn.Module:
                          nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 4, 1, stride=2))
 
 
-def test_the_swap_lays_weights_out_channels_last_and_plain_undoes_it():
+def test_the_swap_starts_pictures_channels_last_and_leaves_other_inputs_as_they_come():
     model = net()
     want = {k: v.clone() for k, v in model.state_dict().items()}
     assert accelerate(model) == 3
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert all(type(m) is CpuConv2d for m in convs)
-    assert all(m.weight.is_contiguous(memory_format=CL) and not m.weight.is_contiguous() for m in convs[:1])
     assert all(torch.equal(want[k], v) for k, v in model.state_dict().items())
+    assert all(m.weight.is_contiguous() for m in convs)   # weights untouched
+    with torch.no_grad():
+        picture = convs[0](torch.randn(1, 3, 8, 8))       # 3 channels: started channels-last
+        assert picture.is_contiguous(memory_format=CL) and not picture.is_contiguous()
+        kept = convs[1](picture)                           # a channels-last input stays so
+        assert kept.is_contiguous(memory_format=CL) and not kept.is_contiguous()
+        maps = convs[2](torch.randn(1, 8, 8, 8))           # an NCHW map of 8 channels: not copied
+        assert maps.is_contiguous()
     assert plain(model) == 3
-    assert all(type(m) is nn.Conv2d and m.weight.is_contiguous() for m in convs)
+    assert all(type(m) is nn.Conv2d for m in convs)
 
 
 def test_conv1d_is_not_swapped():
@@ -79,7 +86,7 @@ def test_copies_pickles_moves_and_compile_keep_the_numbers():
         again = pickle.loads(pickle.dumps(model))
         assert type(again[0]) is CpuConv2d and torch.equal(again(x), want)
         half = copy.deepcopy(model).to(torch.bfloat16)
-        assert half[0].weight.is_contiguous(memory_format=CL)   # .to() keeps the layout
+        assert half(x.to(torch.bfloat16)).is_contiguous(memory_format=CL)
         torch._dynamo.reset()
         assert (torch.compile(model)(x) - want).abs().max() <= 1e-5
 

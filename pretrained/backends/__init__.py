@@ -12,8 +12,8 @@ compute the same numbers faster on this machine:
 - :class:`~pretrained.layers.gguf.GGUFLinear` -> :class:`~.gguf_linear.CpuGGUFLinear` (integer
   dot products on a GGUF file's own 4/5/6/8-bit blocks, C);
 - :class:`~pretrained.layers.RMSNorm` -> :class:`~.norms.CpuRMSNorm` (one C call per norm);
-- ``nn.Conv2d`` -> :class:`~.conv.CpuConv2d` (the same convolution run channels-last, the layout
-  oneDNN computes in: its weight laid out so once, its output left so for the next one);
+- ``nn.Conv2d`` -> :class:`~.conv.CpuConv2d` (a picture's convolution started channels-last, the
+  layout oneDNN computes in, which the convolutions after it then keep);
 - the quantized linears (:mod:`pretrained.quantization`) -> :mod:`.quantized` (int8 through
   ``torch._weight_int8pack_mm``, NF4/FP4 dequantized through a byte table);
 - GPTQ / AWQ linears -> :mod:`.group_quant` (4-bit through ``torch._weight_int4pack_mm_for_cpu``,
@@ -45,7 +45,7 @@ from ..layers.conv1d import Conv1D
 from ..layers.encoder import LayerStack
 from ..layers.norms import RMSNorm
 from ..layers.gguf import GGUFLinear
-from .conv import CpuConv2d, to_channels_last
+from .conv import CpuConv2d
 from .encoder import FusedLayerStack
 from .gguf_linear import CpuGGUFLinear
 from .linear import RUNTIME_KEYS, CpuConv1D, CpuLinear
@@ -78,9 +78,6 @@ def accelerate(model: nn.Module) -> int:
     if type(model) in SWAPS:
         model.__class__ = SWAPS[type(model)]
         n += 1
-    for module in model.modules():
-        if isinstance(module, CpuConv2d):
-            to_channels_last(module)
     return n
 
 
