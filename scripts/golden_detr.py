@@ -36,6 +36,8 @@ FIX = ROOT / "tests" / "fixtures"
 OUT = FIX / "goldens" / "detr"
 sys.path.insert(0, str(ROOT))  # for the round trip through our own save_pretrained
 
+from golden_common import ref_load  # noqa: E402
+
 B = 2
 BASIC = dict(model_type="resnet", embedding_size=8, hidden_sizes=[8, 16, 24], depths=[1, 1, 1], layer_type="basic",
              out_features=["stage3"])
@@ -88,12 +90,6 @@ def loss_cases(config, seed: int) -> dict[str, list[dict]]:
 
     return {"boxes": [target(3), target(2)], "one_empty": [target(0), target(4)]}
 
-
-def ref_load(cls, folder, **kw):
-    model, info = cls.from_pretrained(folder, output_loading_info=True, **kw)
-    if info["missing_keys"] or info["mismatched_keys"] or info["unexpected_keys"]:
-        raise SystemExit(f"{folder}: the reference did not load cleanly: {info}")
-    return model.eval()
 
 
 def build(name: str) -> dict:

@@ -47,6 +47,8 @@ FIX = ROOT / "tests" / "fixtures"
 OUT = FIX / "goldens" / "resnet"
 sys.path.insert(0, str(ROOT))  # for the round trip through our own save_pretrained
 
+from golden_common import classification_loss_cases, ref_load  # noqa: E402
+
 B = 3
 SIZE = 32
 TINY = dict(embedding_size=8, hidden_sizes=[16, 24], depths=[1, 2])
@@ -92,24 +94,8 @@ def outputs_of(model, pixel_values) -> dict[str, torch.Tensor]:
 
 
 def loss_cases(config, seed: int) -> dict[str, dict]:
-    g = torch.Generator().manual_seed(seed + 1)
-    n = config.num_labels
-    if n == 1:
-        return {"regression": {"labels": torch.randn(B, generator=g)}}
-    multi = (torch.rand(B, n, generator=g) < 0.5).float()
-    return {
-        "single": {"labels": torch.randint(0, n, (B,), generator=g)},
-        "multi_label": {"labels": multi, "config": {"problem_type": "multi_label_classification"}},
-        "multi_label_inferred": {"labels": multi},   # float labels, no problem_type
-        "regression": {"labels": torch.randn(B, n, generator=g), "config": {"problem_type": "regression"}},
-    }
+    return classification_loss_cases(config, seed, B)
 
-
-def ref_load(cls, folder, **kw):
-    model, info = cls.from_pretrained(folder, output_loading_info=True, **kw)
-    if info["missing_keys"] or info["mismatched_keys"] or info["unexpected_keys"]:
-        raise SystemExit(f"{folder}: the reference did not load cleanly: {info}")
-    return model.eval()
 
 
 def perturb(model, seed: int) -> None:

@@ -41,6 +41,8 @@ FIX = ROOT / "tests" / "fixtures"
 OUT = FIX / "goldens" / "segformer"
 sys.path.insert(0, str(ROOT))  # for the round trip through our own save_pretrained
 
+from golden_common import ref_load  # noqa: E402
+
 B = 3
 SIZE = 32
 OTHER = (40, 24)   # (height, width)
@@ -116,12 +118,6 @@ def imgcls_cases(config, seed: int) -> dict[str, dict]:
         "regression": {"labels": torch.randn(B, n, generator=g), "config": {"problem_type": "regression"}},
     }
 
-
-def ref_load(cls, folder, **kw):
-    model, info = cls.from_pretrained(folder, output_loading_info=True, **kw)
-    if info["missing_keys"] or info["mismatched_keys"] or info["unexpected_keys"]:
-        raise SystemExit(f"{folder}: the reference did not load cleanly: {info}")
-    return model.eval()
 
 
 def perturb(model) -> None:

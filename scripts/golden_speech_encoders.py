@@ -47,6 +47,8 @@ FIX = ROOT / "tests" / "fixtures"
 OUT = FIX / "goldens" / "speech"
 sys.path.insert(0, str(ROOT))  # for the round trip through our own save_pretrained
 
+from golden_common import ref_load  # noqa: E402
+
 B, SAMPLES = 3, 1600
 PAD = (0, 400, 900)   # right padding of each row, in samples
 
@@ -123,12 +125,6 @@ def loss_cases(head: str, config, seed: int) -> dict[str, dict]:
         return {"single": {"labels": torch.randint(0, config.num_labels, (B,), generator=g)}}
     return {}
 
-
-def ref_load(cls, folder, **kw):
-    model, info = cls.from_pretrained(folder, output_loading_info=True, **kw)
-    if info["missing_keys"] or info["mismatched_keys"] or info["unexpected_keys"]:
-        raise SystemExit(f"{folder}: the reference did not load cleanly: {info}")
-    return model.eval()
 
 
 def to_legacy(folder: Path) -> None:

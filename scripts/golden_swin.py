@@ -46,6 +46,8 @@ FIX = ROOT / "tests" / "fixtures"
 OUT = FIX / "goldens" / "swin"
 sys.path.insert(0, str(ROOT))  # for the round trip through our own save_pretrained
 
+from golden_common import classification_loss_cases  # noqa: E402
+
 B = 3
 TINY = dict(image_size=32, patch_size=4, embed_dim=8, depths=[1, 2], num_heads=[2, 4], window_size=4)
 VARIANT = dict(image_size=24, patch_size=2, num_channels=1, embed_dim=6, depths=[2, 2, 1], num_heads=[1, 2, 3],
@@ -94,17 +96,7 @@ def outputs_of(model, pixel_values, **kw) -> dict[str, torch.Tensor]:
 
 
 def loss_cases(config, seed: int) -> dict[str, dict]:
-    g = torch.Generator().manual_seed(seed + 1)
-    n = config.num_labels
-    if n == 1:
-        return {"regression": {"labels": torch.randn(B, generator=g)}}
-    multi = (torch.rand(B, n, generator=g) < 0.5).float()
-    return {
-        "single": {"labels": torch.randint(0, n, (B,), generator=g)},
-        "multi_label": {"labels": multi, "config": {"problem_type": "multi_label_classification"}},
-        "multi_label_inferred": {"labels": multi},   # float labels, no problem_type
-        "regression": {"labels": torch.randn(B, n, generator=g), "config": {"problem_type": "regression"}},
-    }
+    return classification_loss_cases(config, seed, B)
 
 
 def ref_load(cls, folder, **kw):

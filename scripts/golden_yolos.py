@@ -35,6 +35,8 @@ FIX = ROOT / "tests" / "fixtures"
 OUT = FIX / "goldens" / "yolos"
 sys.path.insert(0, str(ROOT))  # for the round trip through our own save_pretrained
 
+from golden_common import ref_load  # noqa: E402
+
 B = 2
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, image_size=[32, 48],
             patch_size=8, num_detection_tokens=5)
@@ -80,12 +82,6 @@ def loss_cases(config, seed: int) -> dict[str, list[dict]]:
 
     return {"boxes": [target(3), target(2)], "one_empty": [target(0), target(4)]}
 
-
-def ref_load(cls, folder, **kw):
-    model, info = cls.from_pretrained(folder, output_loading_info=True, **kw)
-    if info["missing_keys"] or info["mismatched_keys"] or info["unexpected_keys"]:
-        raise SystemExit(f"{folder}: the reference did not load cleanly: {info}")
-    return model.eval()
 
 
 def build(name: str) -> dict:
