@@ -2,6 +2,17 @@
 
     python benchmarks/bench_gguf_decode.py [--gguf PATH] [--libs ours,ours-int8,ours-dequantized,
         reference,llama.cpp] [--batches 1,8] [--new 128] [--repeats 3] [--threads 2] [--rounds 1]
+    python benchmarks/bench_gguf_decode.py --check [--gguf PATH] [--text FILE] [--tokens 1024]
+
+Timing run (the figures of benchmarks/RESULTS.md), on an otherwise idle machine (check with
+``uptime``: nothing else running, load well under 1), alone, e.g.::
+
+    .venv/bin/python benchmarks/bench_gguf_decode.py --libs ours,ours-int8,ours-dequantized,reference,llama.cpp \\
+        --batches 1,8 --new 128 --repeats 3 --rounds 3 --threads 2 --ref-python /work/refvenv/bin/python
+
+(about 10-15 minutes; batch 8 decode is in ``--batches``; llama.cpp is skipped when
+llama-cpp-python is not importable; the reference's row reports an error when its python lacks
+the ``gguf`` package its GGUF loader needs).
 
 The file: the real SmolLM2-135M-Instruct Q4_1 (``pretrained.fetch``) unless ``--gguf`` names
 another (a Q8_0 / Q4_0 file made by ``pretrained convert``). Each (variant, batch) runs in a
@@ -18,8 +29,17 @@ Reported per variant: load (process-local: import excluded, ``from_pretrained`` 
 to a usable model), load to first token (load + prefill of the chat prompt + one token),
 first-token time alone, decode tokens/s (greedy, exactly ``--new`` tokens, eos off; batch 8
 counts all rows), peak resident memory (VmHWM) and the file size, and the greedy answer to the
-chat example. The machine must be otherwise idle for the figures to mean anything; this script
-is not run by the tests.
+chat example. The machine must be otherwise idle for the figures to mean anything; the timing
+part is not run by the tests.
+
+``--check`` (no timings; safe on a busy machine): the logits of the packed model, float32 and
+int8 activations, against the dequantized float32 model (``dequantize=True``) over a held-out
+text (default: the first ``--tokens`` tokens of /usr/share/common-licenses/Apache-2.0), fed in
+chunks of ``--chunk`` tokens with the KV cache (at most 16 rows: the decode kernels' path, each
+row's arithmetic the same as one decode step's): top-1 agreement (target >= 99%), max and median
+relative error (per position: max |logit - float32 logit| / max |float32 logit|), and the
+perplexity of each variant on the text; llama.cpp's on the same token ids when
+llama-cpp-python is importable.
 """
 
 from __future__ import annotations
@@ -27,6 +47,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -121,6 +142,85 @@ def run(python: str, lib: str, path: str, batch: int, new: int, repeats: int, th
     return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
 
 
+DEFAULT_TEXT = "/usr/share/common-licenses/Apache-2.0"
+
+
+def _chunked(model, ids, chunk: int, mode: str | None = None):
+    """The logits of ``ids`` (1, T) fed ``chunk`` tokens at a time through the KV cache, one
+    (chunk, vocab) float32 block at a time; ``mode``: the packed layers' activations."""
+    import torch
+
+    from pretrained.backends.gguf_linear import set_gguf_activations
+
+    cache = None
+    with torch.no_grad():
+        for start in range(0, ids.shape[1], chunk):
+            if mode is not None:   # again each time: another stream may share the model
+                set_gguf_activations(model, mode)
+            out = model(ids[:, start:start + chunk], past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            yield out.logits[0].float()
+
+
+def logits_check(path: str, text_file: str, tokens: int, chunk: int) -> dict:
+    """Top-1 agreement, relative error and perplexity of the packed variants against the
+    dequantized float32 model on ``text_file`` (see the module doc). Returns the figures."""
+    import torch
+
+    from pretrained import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = os.path.dirname(path) or ".", os.path.basename(path)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    text = Path(text_file).read_text(encoding="utf-8")
+    ids = torch.tensor([tok(text)["input_ids"][:tokens]])
+    n = ids.shape[1]
+    ref = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dequantize=True)
+    packed = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    variants = {"packed float32 activations": "float", "packed int8 activations": "int8"}
+    streams = {"dequantized float32": _chunked(ref, ids, chunk)}
+    # one model, two caches: the mode is set again before each of its chunks
+    streams.update({v: _chunked(packed, ids, chunk, mode) for v, mode in variants.items()})
+    nll = {v: 0.0 for v in streams}
+    agree = {v: 0 for v in variants}
+    rel: dict[str, list[float]] = {v: [] for v in variants}
+    for start in range(0, n, chunk):
+        blocks = {v: next(s) for v, s in streams.items()}
+        target = ids[0, start + 1:start + chunk + 1]   # the next tokens (the last has none)
+        for v, lg in blocks.items():
+            nll[v] += -torch.log_softmax(lg[:len(target)], -1).gather(1, target[:, None]).sum().item()
+        base = blocks["dequantized float32"]
+        for v in variants:
+            agree[v] += int((blocks[v].argmax(-1) == base.argmax(-1)).sum())
+            rel[v] += ((blocks[v] - base).abs().amax(-1) / base.abs().amax(-1)).tolist()
+    out = {"file": path, "text": text_file, "tokens": n, "chunk": chunk,
+           "perplexity": {v: math.exp(nll[v] / (n - 1)) for v in nll}}
+    for v in variants:
+        out[v] = {"top1_agreement": agree[v] / n, "max_rel_error": max(rel[v]),
+                  "median_rel_error": statistics.median(rel[v])}
+    if importlib.util.find_spec("llama_cpp") is not None:   # optional: its logits on the same ids
+        import llama_cpp
+        import numpy as np
+
+        llm = llama_cpp.Llama(model_path=path, n_ctx=n + 8, n_batch=512, logits_all=True,
+                              verbose=False)
+        llm.eval(ids[0].tolist())
+        scores = torch.from_numpy(np.asarray(llm.scores[:n], dtype=np.float32))
+        nll_cpp = -torch.log_softmax(scores[:-1], -1).gather(1, ids[0, 1:, None]).sum().item()
+        out["perplexity"]["llama.cpp"] = math.exp(nll_cpp / (n - 1))
+    return out
+
+
+def print_check(r: dict) -> None:
+    print(f"logits check: {r['file']}, {r['tokens']} tokens of {r['text']}, chunks of {r['chunk']}")
+    for v, ppl in r["perplexity"].items():
+        line = f"  {v:28s} perplexity {ppl:.4f}"
+        if v in r:
+            line += (f"; against float32: top-1 agreement {100 * r[v]['top1_agreement']:.2f}%, "
+                     f"max relative error {r[v]['max_rel_error']:.2e} "
+                     f"(median {r[v]['median_rel_error']:.2e})")
+        print(line)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gguf", help="a .gguf file (default: the fetched SmolLM2-135M-Instruct Q4_1)")
@@ -131,12 +231,30 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ref-python", default=None)
+    ap.add_argument("--check", action="store_true",
+                    help="the logits check instead of the timings (see above); no timing")
+    ap.add_argument("--text", default=DEFAULT_TEXT, help="--check: the held-out text file")
+    ap.add_argument("--tokens", type=int, default=1024, help="--check: tokens of the text")
+    ap.add_argument("--chunk", type=int, default=16, help="--check: tokens per forward (<= 16)")
+    ap.add_argument("--json", help="--check: also write the figures to this file")
     args = ap.parse_args()
     path = args.gguf
     if path is None:
         from pretrained.fetch import fetch
 
         path = str(fetch("SmolLM2-135M-Instruct-Q4_1-gguf", quiet=True))
+    if args.check:
+        import torch
+
+        if not 1 <= args.chunk <= 16:   # above 16 rows the layers dequantize tiles instead
+            ap.error("--chunk is 1..16 (the decode kernels' rows)")
+
+        torch.set_num_threads(args.threads)
+        r = logits_check(path, args.text, args.tokens, args.chunk)
+        print_check(r)
+        if args.json:
+            Path(args.json).write_text(json.dumps(r, indent=1), encoding="utf-8")
+        return 0
     libs = [x for x in args.libs.split(",") if x]
     if "llama.cpp" in libs and importlib.util.find_spec("llama_cpp") is None:
         print("llama.cpp: llama-cpp-python is not installed here; skipped")
