@@ -486,6 +486,20 @@ def test_tokenizer_overrides_win_and_absolute_paths_work():
     assert k > 0 and set(row[:k]) == {tok.pad_token_id} and len(row) == len(batch[1])
 
 
+def test_gguf_tokenizers_loaded_twice_are_independent():
+    """The GGUF tokenizer adopts the backend built for it (no JSON copy, issue 14): each load
+    still has its own, so adding a token to one leaves the other as it was; a deep copy too."""
+    import copy
+
+    a = AutoTokenizer.from_pretrained(TINY, gguf_file="llama-bpe.gguf")
+    b = AutoTokenizer.from_pretrained(TINY, gguf_file="llama-bpe.gguf")
+    c = copy.deepcopy(a)
+    size = len(b)
+    a.add_tokens(["zzqqxx"])
+    assert len(a) == size + 1 and len(b) == size and len(c) == size
+    assert b("zzqqxx")["input_ids"] == c("zzqqxx")["input_ids"] != a("zzqqxx")["input_ids"]
+
+
 def test_missing_gguf_file_lists_what_is_there():
     with pytest.raises(CheckpointError, match=r"no file 'nope\.gguf'.*GGUF files there: gpt2\.gguf"):
         AutoModelForCausalLM.from_pretrained(TINY, gguf_file="nope.gguf")
