@@ -29,15 +29,17 @@ def resolve_dtype(value: Any) -> torch.dtype | str | None:
 
 
 def resolve_device(device_map: Any) -> torch.device:
-    """``device_map`` -> the one device the whole model goes to."""
+    """``device_map`` -> the one device a whole loaded model goes to (placement while loading,
+    per module and under ``max_memory``, is :mod:`pretrained.dispatch`)."""
     if device_map is None:
         return torch.device("cpu")
     if isinstance(device_map, dict):
         devices = set(device_map.values())
         if set(device_map) != {""} or len(devices) != 1:
             raise InvalidInputError(
-                f"device_map={device_map!r}: per-module placement is not supported yet; pass "
-                "'auto', 'cpu', 'cuda:0' or {'': device}"
+                f"device_map={device_map!r}: a model is placed per module while it loads "
+                "(from_pretrained(path, device_map=...), or pipeline(model=path, device_map=...)); "
+                "to move a loaded model pass 'auto', 'cpu', 'cuda:0' or {'': device}"
             )
         device_map = devices.pop()
     if device_map == "auto":

@@ -20,6 +20,8 @@ from torch import nn
 
 from .config import PretrainedConfig
 from .devices import resolve_device, resolve_dtype  # noqa: F401 (public here too: modeling.resolve_dtype)
+from .dispatch import DevicePlacement
+from .placement import parse_size as _parse_size
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -80,13 +82,7 @@ def _available_memory() -> int | None:
 
 
 # the reference's from_pretrained options this library does not implement, with what to do
-_NOT_HERE = {
-    "max_memory": "device_map placement across devices is not implemented yet; pass "
-                  "device_map='cpu' or 'cuda:0'",
-    "offload_folder": "offloading weights to disk is not implemented yet; the weights are "
-                      "memory-mapped from safetensors files already",
-    "offload_state_dict": "offloading is not implemented yet",
-}
+_NOT_HERE: dict[str, str] = {}
 # accepted: what they ask for is what this library always does
 _ALWAYS = {"low_cpu_mem_usage", "_fast_init"}
 _OTHER_NAMES = {"num_labels", "id2label", "label2id", "attn_implementation"}
@@ -334,6 +330,7 @@ class PreTrainedModel(nn.Module):
         quantization_config: Any = None,
         load_in_8bit: bool = False,
         load_in_4bit: bool = False,
+        max_memory: Any = None, offload_folder: Any = None, offload_state_dict: Any = None,
         **config_overrides: Any,
     ):
         """Load a model from a local folder or hub id in HF format.
@@ -349,6 +346,10 @@ class PreTrainedModel(nn.Module):
         ``load_in_8bit`` / ``load_in_4bit`` / ``quantization_config`` (a ``BitsAndBytesConfig``):
         quantized linear layers, see :mod:`pretrained.quantization`; a checkpoint saved quantized
         loads quantized from its config.json alone.
+        ``device_map``: a device ("cpu", "cuda:0", 0), "auto" / "balanced" / "balanced_low_0" /
+        "sequential" under ``max_memory`` ({0: "10GiB", "cpu": "30GB"}), or a dict of module ->
+        device ("disk": memory-mapped, read per forward; ``offload_folder`` when the checkpoint
+        cannot be mapped as stored); see :mod:`pretrained.placement`. Sets ``model.hf_device_map``.
 
         Example::
 
@@ -381,7 +382,8 @@ class PreTrainedModel(nn.Module):
                 f"got both config= and config fields {sorted(config_overrides)}; set them on the "
                 "config object instead"
             )
-        device = resolve_device(device_map)
+        place = DevicePlacement(device_map, max_memory, offload_folder, offload_state_dict)
+        device = place.device
         quant = plan_quantization(config, quantization_config=quantization_config, device=device,
                                   load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit)
         ckpt = source.checkpoint()
@@ -395,9 +397,12 @@ class PreTrainedModel(nn.Module):
                 model = cls(config)
             model.tie_weights()
             model._untie_stored_copies(set(ckpt.keys()))
+            place.plan(model, want, ckpt, cls.base_model_prefix, quant and quant.config.quantization_method(),
+                       gguf_file is not None)   # refuses what cannot run, before any weight is read
+            device = place.device
             if gguf_file is not None or dequantize:   # a GGUF file's blocks stay as stored (mapped)
                 ckpt = keep_packed(model, ckpt, cls.base_model_prefix, device, dequantize, quant)
-            if device.type == "cpu" and quant is None:
+            if device.type == "cpu" and quant is None and place.strategy is None and not place.spread:
                 cls._check_fits(model, want)
             if quant is None:
                 check_unquantized(ckpt.keys(), files.name)
@@ -406,8 +411,7 @@ class PreTrainedModel(nn.Module):
                     model, ckpt if quant is None else quant.attach(model, ckpt, cls.base_model_prefix),
                     dtype=want, device=device, prefix=cls.base_model_prefix,
                     ignore_unexpected=cls.ignore_unexpected,
-                    ignore_mismatched_sizes=ignore_mismatched_sizes,
-                )
+                    ignore_mismatched_sizes=ignore_mismatched_sizes, convert=place.converter(want, ckpt))
             except ShapeMismatchError as e:
                 typo = _config_typo(config)
                 if typo is None:
@@ -422,6 +426,7 @@ class PreTrainedModel(nn.Module):
         config.dtype = str(want).replace("torch.", "")
         model.eval()
         accelerate(model)   # CPU fast paths by module swap; they step aside for training
+        place.dispatch(model)   # blocks' hooks (several devices, disk) and hf_device_map
         from .generation.config import load_generation_config  # never raises: bad values warn
 
         model.generation_config = load_generation_config(files, config)
@@ -541,17 +546,6 @@ def _is_weight_file(name: str) -> bool:
     return name in (SAFE_WEIGHTS, SAFE_INDEX, PT_WEIGHTS, PT_INDEX) or (
         name.startswith(("model-", "pytorch_model-")) and name.endswith((".safetensors", ".bin"))
     )
-
-
-def _parse_size(size: int | str) -> int:
-    if isinstance(size, int):
-        return size
-    s = size.strip().upper()
-    for unit, mult in (("GIB", 2**30), ("MIB", 2**20), ("KIB", 2**10), ("GB", 10**9),
-                       ("MB", 10**6), ("KB", 10**3), ("B", 1)):
-        if s.endswith(unit):
-            return int(float(s[: -len(unit)]) * mult)
-    raise InvalidInputError(f"max_shard_size={size!r}: use an int of bytes or e.g. '5GB'")
 
 
 def _shard(state: dict[str, torch.Tensor], limit: int) -> list[dict[str, torch.Tensor]]:

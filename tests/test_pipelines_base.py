@@ -210,5 +210,7 @@ def test_device_map_places_the_pipeline_and_refuses_what_it_cannot():
     assert clf("good")[0]["label"] in ("POSITIVE", "NEGATIVE")
     with pytest.raises(InvalidInputError, match="not both"):
         pipeline("text-classification", model=path, device="cpu", device_map="cpu")
-    with pytest.raises(InvalidInputError, match="per-module placement"):
-        pipeline("text-classification", model=path, device_map={"bert": "cpu", "classifier": "cpu"})
+    placed = pipeline("text-classification", model=path, device_map={"bert": "cpu", "classifier": "cpu"})
+    assert placed.model.hf_device_map == {"bert": "cpu", "classifier": "cpu"}   # tests/test_device_map.py
+    with pytest.raises(InvalidInputError, match="does not place"):
+        pipeline("text-classification", model=path, device_map={"bert": "cpu"})

@@ -266,10 +266,11 @@ def pipeline(
     too, unless the model was loaded from a folder that holds one). Without ``model`` the task's default model
     is used (fetched once; only tasks with a reachable default). Without ``task`` it is read from
     the checkpoint's ``architectures``. ``device``: -1/"cpu", 0/"cuda:0", a torch.device, or None
-    (the first GPU if any); or ``device_map`` ("auto", "cpu", "cuda:0": the one device the whole
-    model goes to). ``torch_dtype``: the dtype to load (or cast) the model in. Other
-    keyword arguments are the task's parameters (``top_k=3``, ``aggregation_strategy="simple"``)
-    and apply to every call.
+    (the first GPU if any); or ``device_map`` ("auto", "balanced", "sequential", "cpu", "cuda:0"
+    or a dict of module -> device, "disk" included; ``max_memory`` and ``offload_folder`` go in
+    ``model_kwargs``: see :mod:`pretrained.placement`). ``torch_dtype``: the dtype to load (or
+    cast) the model in. Other keyword arguments are the task's parameters (``top_k=3``,
+    ``aggregation_strategy="simple"``) and apply to every call.
 
     Example::
 
@@ -283,12 +284,8 @@ def pipeline(
 
         raise RemoteCodeError("trust_remote_code=True is not supported: pretrained never runs code from "
                               "a model repository")
-    if device_map is not None:
-        if device is not None:
-            raise InvalidInputError("pass device= or device_map=, not both")
-        from ..modeling import resolve_device
-
-        device = resolve_device(device_map)   # refuses per-module maps, names the fix
+    if device_map is not None and device is not None:
+        raise InvalidInputError("pass device= or device_map=, not both")
     hub = _hub_kwargs(revision, token, local_files_only)
     if task is None and model is None:
         raise InvalidInputError("pipeline() needs a task or a model (or both); known tasks: "
@@ -326,10 +323,22 @@ def pipeline(
             and os.path.isfile(model):   # a GGUF file: its folder, and the file in it
         model_kwargs.setdefault("gguf_file", os.path.basename(model))
         model = os.path.dirname(os.path.abspath(model))
+    if device_map is not None and isinstance(model, (str, os.PathLike)):
+        if "device_map" in model_kwargs:
+            raise InvalidInputError("device_map= given twice (also in model_kwargs); pass it once")
+        model_kwargs["device_map"] = device_map   # placed while loading; inputs go to its main device
+    elif device_map is not None:   # a loaded model: one device to move it to
+        from ..modeling import resolve_device
+
+        device = resolve_device(device_map)
     if isinstance(model, (str, os.PathLike)):
         source: Any = os.fspath(model)
         model = _load_model(spec, source, device=device, torch_dtype=torch_dtype, hub=hub,
                             model_kwargs=model_kwargs)
+        if device is None and getattr(model, "hf_device_map", None):
+            from ..placement import main_device
+
+            device = main_device(model.hf_device_map)
     else:
         if model_kwargs:
             raise InvalidInputError("model_kwargs apply when the pipeline loads the model; the model "

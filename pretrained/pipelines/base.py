@@ -150,8 +150,9 @@ class Pipeline:
         dtype = resolve_dtype(torch_dtype)
         if isinstance(dtype, torch.dtype) and _float_dtype(model) != dtype:
             model.to(dtype)
-        if _model_device(model) != self.device:
-            model.to(self.device)
+        placed = set(getattr(model, "hf_device_map", {}).values())
+        if _model_device(model) != self.device and len(placed) < 2 and "disk" not in placed:
+            model.to(self.device)   # (a model spread over devices or disk stays as placed)
         model.eval()
         # Opt-in: pre-packed linear weights (pretrained.backends) make small CPU batches ~1.2x faster but
         # keep a second copy of the weights, and this library is lean in memory by default.
