@@ -82,6 +82,8 @@ class DevicePlacement:
             raise InvalidInputError("max_memory= guides device_map='auto' / 'balanced' / "
                                     "'balanced_low_0' / 'sequential'; with a fixed device_map it "
                                     "has nothing to decide")
+        # whether blocks may go to disk (then the model may be larger than memory)
+        self.may_offload = self.strategy is not None or DISK in (self.user_map or {}).values()
         self.map: dict[str, Device] = {}        # key -> device (the plan's blocks or the user's keys)
         self.owners: dict[str, str] = {}        # tensor name -> its key in self.map
         self.store: OffloadStore | None = None

@@ -91,7 +91,7 @@ _OTHER_NAMES = {"num_labels", "id2label", "label2id", "attn_implementation"}
 MAX_LAYERS = 1000   # the deepest published transformers have a few hundred layers
 
 
-def check_config_size(config: PretrainedConfig, dtype: torch.dtype) -> None:
+def check_config_size(config: PretrainedConfig, dtype: torch.dtype, in_memory: bool = True) -> None:
     """Refuse a config whose sizes describe a model that cannot fit, from its numbers alone and
     before any module is built (an untrusted ``num_hidden_layers: 200000`` or ``num_labels: 1e9``
     would otherwise take gigabytes in the building). The estimate is the usual transformer's:
@@ -109,7 +109,7 @@ def check_config_size(config: PretrainedConfig, dtype: torch.dtype) -> None:
     params = (size("vocab_size") + size("max_position_embeddings")) * hidden \
         + layers * (4 * hidden * hidden + 3 * hidden * inter) + config.num_labels * hidden
     need = params * torch.tensor([], dtype=dtype).element_size()
-    have = _available_memory()
+    have = _available_memory() if in_memory else None   # (not when a device_map may offload)
     if have is not None and need > have:
         raise ConfigError(
             f"this config describes a model of about {need / 2**30:.1f} GiB in {dtype} "
@@ -392,7 +392,7 @@ class PreTrainedModel(nn.Module):
             if want is None or want == "auto":
                 want = resolve_dtype(config.dtype) if config.dtype not in (None, "auto") else None
                 want = want or ckpt.first_float_dtype() or torch.float32
-            check_config_size(config, want)   # before building: that alone can take GiBs
+            check_config_size(config, want, not place.may_offload)   # before building: that can take GiBs
             with torch.device("meta"), _skip_torch_init():
                 model = cls(config)
             model.tie_weights()

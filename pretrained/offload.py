@@ -13,9 +13,10 @@
   ``"cpu"`` or ``"disk"`` run on the model's main device (the first GPU of the map, else the
   CPU): when that is a GPU, their weights are copied there for their forward and dropped after,
   as the reference does; on the CPU they are used in place (read through the mapping). Disk
-  weights do not require grad (a write would only reach the private mapping and be dropped). A placed module that is not a list element (embeddings, norm, head)
-  returns its outputs on its input's device, so the parent's own code (``wte(ids) + wpe(pos)``)
-  sees one device; layers hand their output to the next layer where it is. The model itself
+  weights do not require grad (a write would only reach the private mapping and be dropped).
+  A placed module that is not a list element (embeddings, norm, head) returns its outputs on
+  its input's device, so the parent's own code (``wte(ids) + wpe(pos)``) sees one device;
+  layers hand their output to the next layer where it is. The model itself
   gets its inputs on the main device and returns its outputs on the caller's device; a KV cache
   keeps each layer's keys and values on the device that layer runs on.
 

@@ -342,3 +342,49 @@ def test_gguf_blocks_are_not_spread():
         pytest.skip("no GGUF fixture")
     with pytest.raises(UnsupportedOptionError, match="GGUF"):
         AutoModelForCausalLM.from_pretrained(gguf, gguf_file=files[0], device_map={"": "disk"})
+
+
+def test_a_model_larger_than_memory_loads_with_disk_blocks(monkeypatch):
+    import pretrained.modeling as modeling
+    from pretrained.errors import ConfigError
+
+    plain = AutoModelForCausalLM.from_pretrained(MODELS / "llama-gqa")
+    monkeypatch.setattr(modeling, "_available_memory", lambda: 20_000)   # a machine of 20 kB
+    with pytest.raises(ConfigError, match="memory is available"):
+        AutoModelForCausalLM.from_pretrained(MODELS / "llama-gqa")
+    model = AutoModelForCausalLM.from_pretrained(MODELS / "llama-gqa", device_map="auto",
+                                                 max_memory={"cpu": 20_000})
+    assert "disk" in model.hf_device_map.values()
+    assert torch.equal(model(IDS).logits, plain(IDS).logits)
+
+
+def test_a_model_with_disk_blocks_saves_whole(tmp_path):
+    model = AutoModelForCausalLM.from_pretrained(MODELS / "llama-mha-tied", device_map=LLAMA_SPLIT)
+    model.save_pretrained(tmp_path)
+    again = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert torch.equal(again(IDS).logits, AutoModelForCausalLM.from_pretrained(MODELS / "llama-mha-tied")(IDS).logits)
+
+
+def test_offloaded_weights_are_copied_for_the_forward_and_put_back():
+    """The path a GPU main device takes for "cpu" and "disk" blocks, on a device that only
+    records shapes (meta): weights copied there for the forward, the originals back after."""
+    from pretrained.offload import _PlacedModule, move_to
+
+    lin = nn.Linear(4, 3)
+    original = lin.weight
+    seen = []
+    lin.register_forward_pre_hook(lambda m, a: seen.append((m.weight.device.type, m.weight is original)))
+    placed = _PlacedModule([(lin, "_parameters", "weight"), (lin, "_parameters", "bias")],
+                           torch.device("meta"), True, [], chain=True)
+    lin.register_forward_pre_hook(placed.pre, with_kwargs=True, prepend=True)
+    lin.register_forward_hook(placed.post, with_kwargs=True)
+    out = lin(torch.ones(2, 4))
+    assert out.device.type == "meta" and seen == [("meta", False)]
+    assert lin.weight is original and lin.weight.device.type == "cpu"
+    # outputs (tuples, dicts, output dataclasses) follow; a cache object is left as it is
+    from pretrained.outputs import CausalLMOutput
+
+    cache = object()
+    moved = move_to(CausalLMOutput(logits=torch.ones(1), past_key_values=cache), torch.device("meta"))
+    assert moved.logits.device.type == "meta" and moved.past_key_values is cache
+    assert move_to({"a": (torch.ones(1), 3)}, torch.device("meta"))["a"][0].device.type == "meta"
