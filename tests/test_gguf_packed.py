@@ -112,19 +112,21 @@ def test_int8_kernel_is_exact_on_real_shapes_with_outlier_channels(ggml_type):
 
 @needs_kernels
 @pytest.mark.parametrize("ggml_type", PACKED_TYPES, ids=type_name)
-@pytest.mark.parametrize("rows", [1, 4, 16])
+@pytest.mark.parametrize("rows", [1, 3, 4, 6, 16])
 def test_float_kernel_is_the_dequantized_product(ggml_type, rows):
-    n, k = 37, _k_for(ggml_type)
-    blocks = random_blocks(ggml_type, n, k, seed=1)
-    w = dequantize(blocks.reshape(-1), ggml_type, (n, k)).double()
-    x = torch.randn(rows, k)
-    bias = torch.randn(n)
-    expected, scale = x.double() @ w.T + bias.double(), x.double().abs() @ w.abs().T
-    for lib in _libs():
-        got = gguf_matmul(x, blocks, ggml_type, n, bias, lib=lib)
-        assert ((got.double() - expected).abs() <= 1e-6 * scale + 1e-6).all(), lib.variant_name()
-        tiled = tiled_linear(x, blocks, ggml_type, n, bias, lib=lib)
-        assert ((tiled.double() - expected).abs() <= 1e-5 * scale + 1e-5).all()
+    # blocks of 32 (codes to floats in registers, blocks taken in pairs): an odd block count too
+    for k in (_k_for(ggml_type), 352) if GGML_TYPES[ggml_type][1] == 32 else (_k_for(ggml_type),):
+        n = 37
+        blocks = random_blocks(ggml_type, n, k, seed=1)
+        w = dequantize(blocks.reshape(-1), ggml_type, (n, k)).double()
+        x = torch.randn(rows, k)
+        bias = torch.randn(n)
+        expected, scale = x.double() @ w.T + bias.double(), x.double().abs() @ w.abs().T
+        for lib in _libs():
+            got = gguf_matmul(x, blocks, ggml_type, n, bias, lib=lib)
+            assert ((got.double() - expected).abs() <= 1e-6 * scale + 1e-6).all(), lib.variant_name()
+            tiled = tiled_linear(x, blocks, ggml_type, n, bias, lib=lib)
+            assert ((tiled.double() - expected).abs() <= 1e-5 * scale + 1e-5).all()
 
 
 @needs_kernels
