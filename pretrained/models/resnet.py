@@ -165,7 +165,9 @@ class ResNetLayer(nn.Module):
         self.activation = activation(config.hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.layer(x) + self.shortcut(x))
+        h = self.layer(x)
+        h += self.shortcut(x)   # in place, as the reference: one picture-sized tensor fewer at the peak
+        return self.activation(h)
 
 
 class ResNetStage(nn.Module):

@@ -44,7 +44,7 @@ import numpy as np
 from ..audio.base import BatchFeature
 from ..errors import ConfigError, InvalidInputError, UnsupportedOptionError
 from .processors import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, BaseImageProcessor, _flatten, capped_short_side,
-                         padded_size, resize, size_dict, size_with_aspect_ratio)
+                         pad_batch, padded_size, resize, size_dict, size_with_aspect_ratio)
 
 __all__ = ["DetrImageProcessor", "YolosImageProcessor", "post_process_object_detection",
            "detr_resize_size", "yolos_resize_size"]
@@ -241,36 +241,23 @@ class DetrImageProcessor(BaseImageProcessor):
                 if target is not None:
                     target = _resized_target(target, picture.shape[-2:], resized.shape[-2:])
                 picture = resized
-            picture = self._finish([picture], opts, "np")["pixel_values"][0]
+            if not opts["do_pad"]:
+                picture = self._finish([picture], opts, "np")["pixel_values"][0]
             if target is not None and opts["do_convert_annotations"]:
                 target = _relative_boxes(target, picture.shape[-2:])
             done.append(picture)
             finished_targets.append(target)
         masks = None
-        if opts["do_pad"]:
-            done, masks, finished_targets = self._pad(done, finished_targets, opts)
+        if opts["do_pad"]:   # rescaled and normalized straight into the padded batch
+            size = padded_size(done, opts["pad_size"])
+            finished_targets = [t if t is None or p.shape[-2:] == size else
+                                _padded_target(t, p.shape[-2:], size, bool(opts["do_convert_annotations"]))
+                                for p, t in zip(done, finished_targets)]
+            done, masks = pad_batch(done, opts, size)
         return self._batch(done, masks, finished_targets if targets is not None else None, return_tensors)
 
-    def _pad(self, pictures: list[np.ndarray], targets: list, opts: dict) -> tuple[list, list, list]:
-        size = padded_size(pictures, opts["pad_size"])
-        out, masks, new_targets = [], [], []
-        for picture, target in zip(pictures, targets):
-            h, w = picture.shape[-2:]
-            mask = np.zeros(size, dtype=np.int64)
-            mask[:h, :w] = 1
-            if (h, w) != size:
-                padded = np.zeros(picture.shape[:-2] + size, dtype=picture.dtype)
-                padded[..., :h, :w] = picture
-                picture = padded
-                if target is not None:
-                    target = _padded_target(target, (h, w), size, bool(opts["do_convert_annotations"]))
-            out.append(picture)
-            masks.append(mask)
-            new_targets.append(target)
-        return out, masks, new_targets
-
     @staticmethod
-    def _batch(pictures: list[np.ndarray], masks: list | None, targets: list | None, return_tensors: Any) -> BatchFeature:
+    def _batch(pictures: Any, masks: Any, targets: list | None, return_tensors: Any) -> BatchFeature:
         import torch
 
         kind = getattr(return_tensors, "value", return_tensors)
@@ -282,9 +269,11 @@ class DetrImageProcessor(BaseImageProcessor):
                 f"the processed images have different shapes ({sorted({p.shape for p in pictures})}), so they cannot "
                 "be one batch: pad them (do_pad=True) or pass return_tensors=None")
         out = BatchFeature()
-        if masks is not None:
-            out["pixel_mask"] = masks if kind is None else np.stack(masks)
-        out["pixel_values"] = pictures if kind is None else np.stack(pictures)
+        if masks is not None:   # padded: already one batch tensor
+            out["pixel_mask"] = list(masks.numpy()) if kind is None else masks.numpy()
+            out["pixel_values"] = list(pictures.numpy()) if kind is None else pictures.numpy()
+        else:
+            out["pixel_values"] = pictures if kind is None else np.stack(pictures)
         if targets is not None:
             out["labels"] = [BatchFeature({k: np.asarray(v, dtype=np.int64) if k == "size" and kind else v
                                            for k, v in t.items()}) for t in targets]

@@ -47,8 +47,8 @@ import numpy as np
 from ..audio.base import BatchFeature
 from ..errors import InvalidInputError, UnsupportedOptionError
 from .io import _is_pil, _is_torch
-from .processors import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, BaseImageProcessor, _flatten, padded_size, resize,
-                         size_with_aspect_ratio)
+from .processors import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, BaseImageProcessor, _flatten, pad_batch,
+                         padded_size, resize, size_with_aspect_ratio)
 
 __all__ = ["Mask2FormerImageProcessor", "size_with_aspect_ratio", "SemanticSegmentationOutput"]
 
@@ -229,23 +229,7 @@ class Mask2FormerImageProcessor(BaseImageProcessor):
                       padded: tuple[int, int], opts: dict[str, Any], kind: str | None) -> BatchFeature:
         import torch
 
-        values = torch.zeros((len(pictures), pictures[0].shape[0], *padded), dtype=torch.float32)
-        pixel_mask = torch.zeros((len(pictures), *padded), dtype=torch.int64)
-        for i, p in enumerate(pictures):
-            x = torch.from_numpy(np.ascontiguousarray(p))
-            if opts["do_rescale"]:
-                x = (x.to(torch.float64) * float(opts["rescale_factor"])).to(torch.float32)
-            if opts["do_normalize"]:
-                x = x.to(torch.float32)
-                channels = x.shape[0]
-                mean, std = opts["image_mean"], opts["image_std"]
-                mean = torch.tensor(mean if isinstance(mean, tuple) else (mean,) * channels, dtype=x.dtype)
-                std = torch.tensor(std if isinstance(std, tuple) else (std,) * channels, dtype=x.dtype)
-                x = (x - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
-            if i == 0 and not x.is_floating_point():
-                values = values.to(x.dtype)
-            values[i, :, :x.shape[1], :x.shape[2]] = x
-            pixel_mask[i, :x.shape[1], :x.shape[2]] = 1
+        values, pixel_mask = pad_batch(pictures, opts, padded)
         out = BatchFeature()
         if kind == "pt":
             out["pixel_values"], out["pixel_mask"] = values, pixel_mask

@@ -22,13 +22,16 @@ import copy
 import math
 import os
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from ..audio.base import BatchFeature, read_preprocessor_config, write_preprocessor_config
 from ..errors import ConfigError, ImageDecodeError, InvalidInputError, UnsupportedOptionError
 from .io import _is_pil, _is_torch, channel_axis, check_pixel_numbers, convert_to_rgb, load_image, pil, to_uint8
+
+if TYPE_CHECKING:   # torch is imported at first use: importing a processor stays cheap
+    import torch
 
 __all__ = ["BaseImageProcessor", "ViTImageProcessor", "DeiTImageProcessor", "ConvNextImageProcessor",
            "IMAGENET_STANDARD_MEAN", "IMAGENET_STANDARD_STD", "IMAGENET_DEFAULT_MEAN", "IMAGENET_DEFAULT_STD"]
@@ -290,21 +293,14 @@ class BaseImageProcessor:
             raise InvalidInputError(
                 f"the processed images have different shapes ({sorted({p.shape for p in pictures})}), so they cannot "
                 "be one batch: resize them (do_resize=True) or pass return_tensors=None")
-        groups = [np.stack(pictures)] if same else [p[None] for p in pictures]
-        done = []
+        done: list = []
+        table = _value_table(pictures, opts)
+        if table is not None:   # uint8 pictures: one lookup per pixel, written straight into the batch
+            done = [_looked_up(pictures, table)] if same else [_looked_up([p], table) for p in pictures]
+            pictures = []
+        groups = [] if table is not None else [np.stack(pictures)] if same else [p[None] for p in pictures]
         for batch in groups:
-            x = torch.from_numpy(batch)
-            if opts["do_rescale"]:
-                x = (x.to(torch.float64) * float(opts["rescale_factor"])).to(torch.float32)
-            if opts["do_normalize"]:
-                if not x.is_floating_point():
-                    x = x.to(torch.float32)
-                channels = x.shape[1]
-                mean, std = opts["image_mean"], opts["image_std"]
-                mean = torch.tensor(mean if isinstance(mean, tuple) else (mean,) * channels, dtype=x.dtype)
-                std = torch.tensor(std if isinstance(std, tuple) else (std,) * channels, dtype=x.dtype)
-                x = (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
-            done.append(x)
+            done.append(_rescale_normalize(torch.from_numpy(batch), opts))
         if kind == "pt":
             return BatchFeature(pixel_values=done[0].contiguous())
         arrays = done[0].numpy() if same else None
@@ -362,6 +358,75 @@ def size_with_aspect_ratio(hw: tuple[int, int], size: int, max_size: int | None 
     if width < height:
         return int((raw if raw is not None else size) * height / width), size
     return size, int((raw if raw is not None else size) * width / height)
+
+
+def _value_table(pictures: list[np.ndarray], opts: dict[str, Any]) -> np.ndarray | None:
+    """For uint8 pictures, the float32 value each of the 256 levels of each channel becomes after
+    rescale and normalize, computed with the same operations as the per-pixel path (float64
+    rescale, float32 normalize), so a lookup gives the same bits without the picture-sized float64
+    and float32 temporaries (which also fragment the heap: DETR's batch of 8 left ~160 MiB
+    behind). None when the lookup does not apply."""
+    import torch
+
+    if not pictures or any(p.dtype != np.uint8 for p in pictures) or not (opts["do_rescale"] or opts["do_normalize"]):
+        return None
+    channels = {p.shape[0] for p in pictures}
+    if len(channels) != 1:
+        return None
+    channels = channels.pop()
+    levels = torch.arange(256, dtype=torch.uint8).expand(channels, 256).reshape(1, channels, 1, 256)
+    return _rescale_normalize(levels, opts).reshape(channels, 256).numpy()
+
+
+def _rescale_normalize(x: "torch.Tensor", opts: dict[str, Any]) -> "torch.Tensor":
+    """(N, C, H, W) -> rescaled in float64 then float32 (the reference's rounding), normalized per
+    channel in float32."""
+    import torch
+
+    if opts["do_rescale"]:
+        x = (x.to(torch.float64) * float(opts["rescale_factor"])).to(torch.float32)
+    if opts["do_normalize"]:
+        if not x.is_floating_point():
+            x = x.to(torch.float32)
+        channels = x.shape[1]
+        mean, std = opts["image_mean"], opts["image_std"]
+        mean = torch.tensor(mean if isinstance(mean, tuple) else (mean,) * channels, dtype=x.dtype)
+        std = torch.tensor(std if isinstance(std, tuple) else (std,) * channels, dtype=x.dtype)
+        x = (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    return x
+
+
+def _looked_up(pictures: list[np.ndarray], table: np.ndarray) -> "torch.Tensor":
+    """Same-shape uint8 CHW pictures -> one float32 (N, C, H, W) tensor through ``table``."""
+    import torch
+
+    out = np.empty((len(pictures),) + pictures[0].shape, dtype=np.float32)
+    for i, picture in enumerate(pictures):
+        for c in range(picture.shape[0]):
+            np.take(table[c], picture[c], out=out[i, c], mode="clip")
+    return torch.from_numpy(out)
+
+
+def pad_batch(pictures: list[np.ndarray], opts: dict[str, Any], size: tuple[int, int]
+              ) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """CHW pictures rescaled / normalized as :meth:`BaseImageProcessor._finish` does, each written at
+    the top left of one zero-filled ``(N, C, *size)`` batch (no per-picture copies kept), and the
+    ``(N, *size)`` int64 pixel mask (1 on the picture, 0 on the padding)."""
+    import torch
+
+    table = _value_table(pictures, opts)
+    values = pixel_mask = None
+    for i, p in enumerate(pictures):
+        if table is not None:
+            x = _looked_up([p], table)[0]
+        else:
+            x = _rescale_normalize(torch.from_numpy(np.ascontiguousarray(p))[None], opts)[0]
+        if values is None:
+            values = torch.zeros((len(pictures), x.shape[0], *size), dtype=x.dtype)
+            pixel_mask = torch.zeros((len(pictures), *size), dtype=torch.int64)
+        values[i, :, :x.shape[1], :x.shape[2]] = x
+        pixel_mask[i, :x.shape[1], :x.shape[2]] = 1
+    return values, pixel_mask
 
 
 def padded_size(pictures: list[np.ndarray], pad_size: Mapping[str, int] | None) -> tuple[int, int]:
