@@ -184,6 +184,42 @@ def test_backend_swap_rows_order_bias_dtypes_and_steps_aside():
     assert plain(model) == 1 and type(model[0]) is GGUFLinear
 
 
+@needs_kernels
+def test_prepared_call_follows_replaced_weights_biases_and_copies():
+    """The decode path builds its C call once per layer; replacing the weight, the bias or the
+    row order (or casting the bias) is noticed, and copies and pickles leave it behind."""
+    import copy
+    import pickle
+
+    t, k, n = dequant.GGML_Q4_0, 96, 40   # 3 blocks: an odd count
+    lin = GGUFLinear.from_blocks(random_blocks(t, n, k, seed=6), t, k, bias=torch.randn(n))
+    model = torch.nn.Sequential(lin)
+    accelerate(model)
+    x = torch.randn(2, k)
+
+    def expected() -> torch.Tensor:
+        w = lin.dequantize().double()
+        b = None if lin.bias is None else lin.bias.double()
+        return F.linear(x.double(), w, b).float()
+
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected(), rtol=1e-5, atol=1e-5)
+        assert "_gguf_call" in lin.__dict__
+        lin.weight = torch.nn.Parameter(random_blocks(t, n, k, seed=7), requires_grad=False)
+        torch.testing.assert_close(model(x), expected(), rtol=1e-5, atol=1e-5)
+        lin.bias = torch.nn.Parameter(torch.randn(n))
+        torch.testing.assert_close(model(x), expected(), rtol=1e-5, atol=1e-5)
+        lin.out_index = torch.arange(n - 1, -1, -1, dtype=torch.int32)
+        torch.testing.assert_close(model(x), expected(), rtol=1e-5, atol=1e-5)
+        lin.bias = None
+        torch.testing.assert_close(model(x), expected(), rtol=1e-5, atol=1e-5)
+        model.to(torch.bfloat16)   # (no float parameter left: the blocks stay uint8)
+        for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+            assert "_gguf_call" not in other[0].__dict__
+            torch.testing.assert_close(other(x), expected(), rtol=1e-5, atol=1e-5)
+        assert plain(model) == 1 and "_gguf_call" not in lin.__dict__
+
+
 def test_embedding_dequantizes_only_its_rows_and_follows_casts():
     t = dequant.GGML_Q8_0
     blocks = random_blocks(t, 50, 64, seed=5)

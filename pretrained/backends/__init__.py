@@ -47,7 +47,7 @@ from ..layers.norms import RMSNorm
 from ..layers.gguf import GGUFLinear
 from .conv import CpuConv2d
 from .encoder import FusedLayerStack
-from .gguf_linear import CpuGGUFLinear
+from .gguf_linear import RUNTIME_KEYS as GGUF_RUNTIME_KEYS, CpuGGUFLinear
 from .linear import RUNTIME_KEYS, CpuConv1D, CpuLinear
 from .norms import CpuRMSNorm
 from .packed import PackedWeights
@@ -88,7 +88,8 @@ def plain(model: nn.Module) -> int:
         if type(module) in _PLAIN:
             getattr(module, "_before_plain", lambda: None)()   # a converted layout goes back first
             module.__class__ = _PLAIN[type(module)]
-            for key in (*RUNTIME_KEYS, *QUANT_RUNTIME_KEYS, *GROUP_RUNTIME_KEYS, "_parent"):
+            for key in (*RUNTIME_KEYS, *QUANT_RUNTIME_KEYS, *GROUP_RUNTIME_KEYS, *GGUF_RUNTIME_KEYS,
+                        "_parent"):
                 module.__dict__.pop(key, None)
             n += 1
     return n

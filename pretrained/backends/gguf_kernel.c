@@ -16,19 +16,16 @@
 // Threads take chunks of output features; each output is summed by one thread in one fixed
 // order, so results do not depend on the thread count. One weight row is unpacked once for up to
 // four activation rows (a small batch reads and unpacks the weight once per four rows).
+//
+// gguf_linear_n is the one call both ways go through: several layers of one input (q/k/v,
+// gate/up) in one call, the activations quantized (or summed per block) once for all of them,
+// the threads taking chunks of every layer's outputs. float32 activations: gguf_float.c.
 #include <omp.h>
 #include <stdlib.h>
 
-#include "kernels.h"
+#include "gguf_blocks.h"
 
-enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q5_0 = 6, T_Q5_1 = 7, T_Q8_0 = 8, T_Q4_K = 12, T_Q5_K = 13, T_Q6_K = 14 };
-#define GCHUNK 32   // output features per thread task
-#define RB 4        // activation rows per pass over a weight row
-
-// IEEE half -> float, exact (subnormals included), through a table of all 65536 values built when
-// the library loads (a scalar conversion costs more than the rest of a block's work; no F16C
-// needed, which the AVX2 variant's flags do not promise).
-static float f16_table[65536];
+float gguf_f16_table[65536];
 static float h2f_slow(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, em = h & 0x7fff;
     union { uint32_t u; float f; } o;
@@ -38,12 +35,7 @@ static float h2f_slow(uint16_t h) {
     return o.f;
 }
 __attribute__((constructor)) static void f16_table_init(void) {
-    for (uint32_t h = 0; h < 65536; h++) f16_table[h] = h2f_slow((uint16_t)h);
-}
-static inline float h2f(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return f16_table[h];
+    for (uint32_t h = 0; h < 65536; h++) gguf_f16_table[h] = h2f_slow((uint16_t)h);
 }
 
 // ---- the integer dot product of 32 unsigned weight codes and 32 int8 activations ----------------
@@ -58,30 +50,6 @@ static inline __m256i dot_us(__m256i u, __m256i s) {
 // signed x signed (Q8_0): |a| times b with a's sign
 static inline __m256i dot_ss(__m256i a, __m256i b) {
     return dot_us(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-}
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-// byte j = 0xFF where bit j of the 32 bits at p is set
-static inline __m256i bits_to_bytes(const uint8_t *p) {
-    uint32_t bits;
-    memcpy(&bits, p, 4);
-#if defined(__AVX512BW__) && defined(__AVX512VL__)
-    return _mm256_movm_epi8((__mmask32)bits);
-#else
-    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), _mm256_setr_epi64x(
-        0x0000000000000000LL, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL));
-    v = _mm256_or_si256(v, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfeLL));   // all but bit j % 8
-    return _mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1));
-#endif
-}
-// 16 bytes of nibbles -> 32 codes: low nibbles are values 0-15, high nibbles 16-31
-static inline __m256i nibbles16(const uint8_t *p) {
-    __m128i b = _mm_loadu_si128((const __m128i *)p);
-    __m256i v = _mm256_set_m128i(_mm_srli_epi16(b, 4), b);
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
 }
 
 // ---- quantized activations --------------------------------------------------------------------
@@ -163,18 +131,6 @@ static inline __attribute__((always_inline)) void row_q4_q5(const uint8_t *w, lo
                                     c[r] += mw * x[r].ds[i]; } }
     PAIRS(nb, Q45_BLOCK)
     ROW_END
-}
-
-// Q4_K / Q5_K: the 6-bit scales and mins of the 8 sub-blocks, times d and dmin
-static inline void k_scales(const uint8_t *w, float *sc, float *mn) {
-    float d = h2f(w), dmin = h2f(w + 2);
-    const uint8_t *s = w + 4;
-    for (int j = 0; j < 4; j++) {
-        sc[j] = d * (float)(s[j] & 63);
-        mn[j] = dmin * (float)(s[j + 4] & 63);
-        sc[j + 4] = d * (float)((s[j + 8] & 0x0F) | ((s[j] >> 6) << 4));
-        mn[j + 4] = dmin * (float)((s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4));
-    }
 }
 
 static inline __attribute__((always_inline)) void row_qk(const uint8_t *w, long nb, const xrow *x, int R, float *out,
@@ -264,67 +220,13 @@ static void row_dot(int type, const uint8_t *w, long K, const xrow *x, int R, fl
     }
 }
 
-static int known(int type, long K) {
-    switch (type) {
-    case T_Q8_0: case T_Q4_0: case T_Q4_1: case T_Q5_0: case T_Q5_1: return K % 32 == 0;
-    case T_Q4_K: case T_Q5_K: case T_Q6_K: return K % 256 == 0;
-    }
-    return 0;
-}
-
-static __thread void *gscratch;
-static __thread long gscratch_len;
-
 // The activations of M rows, quantized (for tests: the same arithmetic the products use).
 EXPORT int gguf_quantize(const float *x, long M, long K, long ldx, int8_t *q, float *d, float *ds, int16_t *s16) {
     if (K % 32) return 1;
     for (long m = 0; m < M; m++)
         quantize_row(x + m * ldx, K, q + m * K, d + m * (K / 32), ds + m * (K / 32), s16 + m * (K / 16));
     return 0;
-}
-
-// y[m, idx(n)] = x[m] . w[n] + b[idx(n)] for N weight rows of row_bytes bytes (ldw apart),
-// idx(n) = out_index[n] where given (rows stored in another order than the outputs), else n.
-// Returns nonzero where it cannot (an unknown type, K not a multiple of the block, no memory).
-EXPORT int gguf_matmul(int type, const uint8_t *w, long N, long K, long ldw, const float *x, long M, long ldx,
-                       const float *bias, const int32_t *out_index, float *y, long ldy, int nthreads) {
-    if (!known(type, K) || M <= 0 || N <= 0) return 1;
-    const long nb = K / 32;
-    char *buf = grow(&gscratch, &gscratch_len, M * (K + 8 * nb + 8 * nb + 64));
-    if (!buf) return 2;
-    int8_t *q = (int8_t *)buf;
-    float *d = (float *)(buf + ((M * K + 63) & ~63L)), *ds = d + M * nb;
-    int16_t *s16 = (int16_t *)(ds + M * nb);
-    for (long m = 0; m < M; m++)
-        quantize_row(x + m * ldx, K, q + m * K, d + m * nb, ds + m * nb, s16 + m * 2 * nb);
-    const long chunks = (N + GCHUNK - 1) / GCHUNK;
-    int nt = nthreads < 1 ? 1 : nthreads;
-    if (nt > chunks) nt = (int)chunks;
-    #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (long ch = 0; ch < chunks; ch++) {
-        const long n1 = (ch + 1) * GCHUNK < N ? (ch + 1) * GCHUNK : N;
-        for (long n = ch * GCHUNK; n < n1; n++) {
-            const uint8_t *wr = w + n * ldw;
-            if (n + 1 < n1) _mm_prefetch((const char *)(wr + ldw), _MM_HINT_T0);
-            const long o = out_index ? out_index[n] : n;
-            const float bo = bias ? bias[o] : 0.0f;
-            for (long m0 = 0; m0 < M; m0 += RB) {
-                const int R = M - m0 < RB ? (int)(M - m0) : RB;
-                xrow xs[RB];
-                for (int r = 0; r < R; r++) {
-                    const long m = m0 + r;
-                    xs[r] = (xrow){q + m * K, d + m * nb, ds + m * nb, s16 + m * 2 * nb};
-                }
-                float out[RB];
-                row_dot(type, wr, K, xs, R, out);
-                for (int r = 0; r < R; r++) y[(m0 + r) * ldy + o] = out[r] + bo;
-            }
-        }
-    }
-    return 0;
-}
-
-// ---- dequantizing (the prefill path: tiles of a weight into float32 for a BLAS product) ---------
+}// ---- dequantizing (the prefill path: tiles of a weight into float32 for a BLAS product) ---------
 // 32 codes (unsigned bytes, or signed for Q8_0) -> floats code * s + o, (s0, o0) for values 0-15,
 // (s1, o1) for 16-31
 static inline void put32(__m256i codes, int is_signed, float s0, float o0, float s1, float o1, float *dst) {
@@ -337,7 +239,7 @@ static inline void put32(__m256i codes, int is_signed, float s0, float o0, float
     }
 }
 
-static void dequant_row(int type, const uint8_t *w, long K, float *out) {
+void gguf_dequant_row(int type, const uint8_t *w, long K, float *out) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m1 = _mm256_set1_epi8(0x01), m30 = _mm256_set1_epi8(0x30);
     switch (type) {
     case T_Q8_0:
@@ -410,150 +312,64 @@ EXPORT int gguf_dequantize(int type, const uint8_t *w, long rows, long K, long l
     int nt = nthreads < 1 ? 1 : nthreads;
     if (nt > 1 && rows * K < (1L << 16)) nt = 1;   // too little work to share
     #pragma omp parallel for num_threads(nt) schedule(static)
-    for (long r = 0; r < rows; r++) dequant_row(type, w + r * ldw, K, out + r * ldo);
+    for (long r = 0; r < rows; r++) gguf_dequant_row(type, w + r * ldw, K, out + r * ldo);
     return 0;
 }
 
-// ---- products with the activations kept in float32 ----------------------------------------------
-// The K-quants: each weight row dequantized into float32 in L1 (dequant_row's arithmetic), then
-// dotted with every activation row: the float32 product of the dequantized weight, summed in
-// another order than BLAS (no activation rounding at all); the default (see gguf_linear.py).
-static __thread void *rscratch;
-static __thread long rscratch_len;
+// ---- the driver: count layers of one input in one call -------------------------------------------
+static __thread void *sscratch, *rscratch;
+static __thread long sscratch_len, rscratch_len;
 
-static inline float dot_f32(const float *a, const float *b, long K) {
-#if defined(__AVX512F__)
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    long k = 0;
-    for (; k + 32 <= K; k += 32) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 16), _mm512_loadu_ps(b + k + 16), s1);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));   // K is a multiple of 32
-#else
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-    for (long k = 0; k + 32 <= K; k += 32) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), s1);
-        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 16), _mm256_loadu_ps(b + k + 16), s2);
-        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 24), _mm256_loadu_ps(b + k + 24), s3);
-    }
-    return hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-#endif
-}
-
-// The blocks of 32 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) go faster without the row in memory: each block's
-// 32 codes become floats in registers and meet up to RB activation rows there: per row
-// d * (q . x) + m * sum(x), m the block's min (Q4_1 / Q5_1) or its offset -8d / -16d (Q4_0 / Q5_0;
-// none for Q8_0), sum(x) per block of 32 computed once per call (xsum). The same float32 product
-// of the dequantized weight, rounded in another order (d and m factored out of each block); at one
-// row, one thread, 1.5-1.6x faster than the row through L1 (Q4_1 1536 x 576: 71 vs 113 us; Q8_0
-// 49152 x 576: 2.0 vs 3.1 ms), within 1.3x of the int8 way (53 us, 1.6 ms).
-#if defined(__AVX512F__)   // 16 lanes: half the conversions and FMAs of AVX2's 8
-typedef __m512 vf;
-#define VF_ZERO _mm512_setzero_ps()
-#define VF_SUM(v) _mm512_reduce_add_ps(v)
-#else
-typedef __m256 vf;
-#define VF_ZERO _mm256_setzero_ps()
-#define VF_SUM(v) hsum8(v)
-static inline void codes_f32(__m256i codes, int is_signed, __m256 f[4]) {
-    __m128i lo = _mm256_castsi256_si128(codes), hi = _mm256_extracti128_si256(codes, 1);
-    __m128i part[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
-    for (int i = 0; i < 4; i++)
-        f[i] = _mm256_cvtepi32_ps(is_signed ? _mm256_cvtepi8_epi32(part[i]) : _mm256_cvtepu8_epi32(part[i]));
-}
-#endif
-
-// block i's codes as floats (f[0..]) and its d and m
-#define B32_DECODE(i)                                                                          \
-    const uint8_t *p = w + size * (i);                                                         \
-    const float d = h2f(p), m = q8 ? 0.0f : has_min ? h2f(p + 2) : off * d;                    \
-    __m256i codes;                                                                             \
-    if (q8) codes = _mm256_loadu_si256((const __m256i *)(p + 2));                              \
-    else {                                                                                     \
-        const uint8_t *qs = p + 2 + 2 * has_min;                                               \
-        codes = five ? _mm256_or_si256(nibbles16(qs + 4),                                      \
-                                       _mm256_and_si256(bits_to_bytes(qs), _mm256_set1_epi8(0x10))) \
-                     : nibbles16(qs);                                                          \
-    }
-#if defined(__AVX512F__)
-#define B32_BLOCK(i, A, C)                                                                     \
-    { B32_DECODE(i)                                                                            \
-      const __m128i lo = _mm256_castsi256_si128(codes), hi = _mm256_extracti128_si256(codes, 1); \
-      const __m512 f0 = _mm512_cvtepi32_ps(q8 ? _mm512_cvtepi8_epi32(lo) : _mm512_cvtepu8_epi32(lo)); \
-      const __m512 f1 = _mm512_cvtepi32_ps(q8 ? _mm512_cvtepi8_epi32(hi) : _mm512_cvtepu8_epi32(hi)); \
-      const __m512 vd = _mm512_set1_ps(d);                                                     \
-      for (int r = 0; r < R; r++) {                                                            \
-          const float *xb = x[r] + 32 * (i);                                                   \
-          __m512 q = _mm512_mul_ps(f0, _mm512_loadu_ps(xb));                                   \
-          q = _mm512_fmadd_ps(f1, _mm512_loadu_ps(xb + 16), q);                                \
-          A[r] = _mm512_fmadd_ps(q, vd, A[r]);                                                 \
-          if (!q8) C[r] += m * xsum[r][i];                                                     \
-      } }
-#else
-#define B32_BLOCK(i, A, C)                                                                     \
-    { B32_DECODE(i)                                                                            \
-      __m256 f[4];                                                                             \
-      codes_f32(codes, q8, f);                                                                 \
-      const __m256 vd = _mm256_set1_ps(d);                                                     \
-      for (int r = 0; r < R; r++) {                                                            \
-          const float *xb = x[r] + 32 * (i);                                                   \
-          __m256 q = _mm256_mul_ps(f[0], _mm256_loadu_ps(xb));                                 \
-          q = _mm256_fmadd_ps(f[1], _mm256_loadu_ps(xb + 8), q);                               \
-          q = _mm256_fmadd_ps(f[2], _mm256_loadu_ps(xb + 16), q);                              \
-          q = _mm256_fmadd_ps(f[3], _mm256_loadu_ps(xb + 24), q);                              \
-          A[r] = _mm256_fmadd_ps(q, vd, A[r]);                                                 \
-          if (!q8) C[r] += m * xsum[r][i];                                                     \
-      } }
-#endif
-
-// type and R are constants in each call (row_f32_dot): the format branches fold away and the
-// per-row loops unroll; two accumulator sets alternate block by block (as the int8 rows do)
-static inline __attribute__((always_inline)) void row_f32_b32(int type, const uint8_t *w, long nb,
-                                                              const float *const *x, const float *const *xsum,
-                                                              int R, float *out) {
-    const int five = type == T_Q5_0 || type == T_Q5_1, has_min = type == T_Q4_1 || type == T_Q5_1;
-    const int q8 = type == T_Q8_0;
-    const long size = q8 ? 34 : 18 + 2 * has_min + 4 * five;
-    const float off = five ? -16.0f : -8.0f;
-    vf a[RB], b[RB];
-    float ca[RB], cb[RB];
-    for (int r = 0; r < R; r++) { a[r] = b[r] = VF_ZERO; ca[r] = cb[r] = 0.0f; }
-    long i = 0;
-    for (; i + 1 < nb; i += 2) { B32_BLOCK(i, a, ca) B32_BLOCK(i + 1, b, cb) }
-    if (i < nb) { B32_BLOCK(i, a, ca) }
-    for (int r = 0; r < R; r++) out[r] = VF_SUM(a[r] + b[r]) + (ca[r] + cb[r]);
-}
-
-#define F32_TYPES(R)                                                                           \
-    switch (type) {                                                                            \
-    case T_Q8_0: row_f32_b32(T_Q8_0, w, K / 32, x, xsum, R, out); break;                       \
-    case T_Q4_0: row_f32_b32(T_Q4_0, w, K / 32, x, xsum, R, out); break;                       \
-    case T_Q4_1: row_f32_b32(T_Q4_1, w, K / 32, x, xsum, R, out); break;                       \
-    case T_Q5_0: row_f32_b32(T_Q5_0, w, K / 32, x, xsum, R, out); break;                       \
-    case T_Q5_1: row_f32_b32(T_Q5_1, w, K / 32, x, xsum, R, out); break;                       \
-    }
-static void row_f32_dot(int type, const uint8_t *w, long K, const float *const *x, const float *const *xsum,
-                        int R, float *out) {
-    switch (R) {
-    case 1: F32_TYPES(1) break;
-    case 2: F32_TYPES(2) break;
-    case 3: F32_TYPES(3) break;
-    default: F32_TYPES(4) break;
+// the int8 way for weight rows n0 .. n1 - 1 of layer g (the activations quantized already)
+static void rows_int8(const gguf_layer *g, long n0, long n1, const int8_t *q, const float *d, const float *ds,
+                      const int16_t *s16, long M, float *y, long ldy) {
+    const long K = g->K, nb = K / 32;
+    for (long n = n0; n < n1; n++) {
+        const uint8_t *wr = g->w + n * g->ldw;
+        prefetch_ahead(g, n);
+        const long o = g->out_index ? g->out_index[n] : n;
+        const float bo = g->bias ? g->bias[o] : 0.0f;
+        for (long m0 = 0; m0 < M; m0 += RB) {
+            const int R = M - m0 < RB ? (int)(M - m0) : RB;
+            xrow xs[RB];
+            for (int r = 0; r < R; r++) {
+                const long m = m0 + r;
+                xs[r] = (xrow){q + m * K, d + m * nb, ds + m * nb, s16 + m * 2 * nb};
+            }
+            float out[RB];
+            row_dot((int)g->type, wr, K, xs, R, out);
+            for (int r = 0; r < R; r++) y[(m0 + r) * ldy + o] = out[r] + bo;
+        }
     }
 }
 
-static __thread void *sscratch;
-static __thread long sscratch_len;
-
-EXPORT int gguf_matmul_f32(int type, const uint8_t *w, long N, long K, long ldw, const float *x, long M, long ldx,
-                           const float *bias, const int32_t *out_index, float *y, long ldy, int nthreads) {
-    if (!known(type, K) || M <= 0 || N <= 0) return 1;
-    const int b32 = type == T_Q8_0 || type == T_Q4_0 || type == T_Q4_1 || type == T_Q5_0 || type == T_Q5_1;
-    const long nb = K / 32;
-    float *xsum = NULL;
-    if (b32) {   // sum(x) per block of 32, per row (for the formats with an offset or a min)
+// y[m, L[l].col + idx(n)] = x[m] . w_l[n] + b_l[idx(n)] for count (<= GMAXL) layers of one input x
+// (M rows, K = every layer's K), idx(n) = out_index[n] where given (rows stored in another order
+// than the outputs), else n. int8: llama.cpp's quantized activations, else float32 (gguf_float.c).
+// Returns nonzero where it cannot (an unknown type, K not a multiple of the block, no memory).
+EXPORT int gguf_linear_n(const gguf_layer *L, long count, const float *x, long M, long ldx, float *y, long ldy,
+                         int nthreads, int int8) {
+    if (count < 1 || count > GMAXL || M <= 0) return 1;
+    const long K = L[0].K, nb = K / 32;
+    long first[GMAXL + 1];   // layer l's chunks are first[l] .. first[l + 1] - 1
+    int b32 = 0, kq = 0;
+    first[0] = 0;
+    for (long l = 0; l < count; l++) {
+        if (!known(L[l].type, K) || L[l].K != K || L[l].N <= 0) return 1;
+        first[l + 1] = first[l] + (L[l].N + GCHUNK - 1) / GCHUNK;
+        if (is_b32(L[l].type)) b32 = 1; else kq = 1;
+    }
+    // the activations, prepared once for every layer of the call
+    int8_t *q = NULL; float *d = NULL, *ds = NULL, *xsum = NULL; int16_t *s16 = NULL;
+    if (int8) {
+        char *buf = grow(&sscratch, &sscratch_len, M * (K + 8 * nb + 8 * nb + 64));
+        if (!buf) return 2;
+        q = (int8_t *)buf;
+        d = (float *)(buf + ((M * K + 63) & ~63L)), ds = d + M * nb;
+        s16 = (int16_t *)(ds + M * nb);
+        for (long m = 0; m < M; m++)
+            quantize_row(x + m * ldx, K, q + m * K, d + m * nb, ds + m * nb, s16 + m * 2 * nb);
+    } else if (b32) {   // sum(x) per block of 32, per row (the formats with an offset or a min)
         xsum = grow(&sscratch, &sscratch_len, M * nb * 4);
         if (!xsum) return 2;
         for (long m = 0; m < M; m++)
@@ -564,37 +380,39 @@ EXPORT int gguf_matmul_f32(int type, const uint8_t *w, long N, long K, long ldw,
                 xsum[m * nb + b] = hsum8(v);
             }
     }
-    const long chunks = (N + GCHUNK - 1) / GCHUNK;
+    const long chunks = first[count];
     int nt = nthreads < 1 ? 1 : nthreads;
     if (nt > chunks) nt = (int)chunks;
     int failed = 0;
-    #pragma omp parallel num_threads(nt)
+    // (one thread: no parallel region at all; libgomp's costs a few microseconds a call)
+    #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *row = b32 ? NULL : grow(&rscratch, &rscratch_len, K * 4);
+        float *row = !int8 && kq ? grow(&rscratch, &rscratch_len, K * 4) : NULL;
         #pragma omp for schedule(dynamic, 1)
         for (long ch = 0; ch < chunks; ch++) {
-            if (!b32 && !row) { failed = 1; continue; }
-            const long n1 = (ch + 1) * GCHUNK < N ? (ch + 1) * GCHUNK : N;
-            for (long n = ch * GCHUNK; n < n1; n++) {
-                const uint8_t *wr = w + n * ldw;
-                if (n + 1 < n1) _mm_prefetch((const char *)(wr + ldw), _MM_HINT_T0);
-                const long o = out_index ? out_index[n] : n;
-                const float bo = bias ? bias[o] : 0.0f;
-                if (b32) {
-                    for (long m0 = 0; m0 < M; m0 += RB) {
-                        const int R = M - m0 < RB ? (int)(M - m0) : RB;
-                        const float *xs[RB], *ss[RB];
-                        for (int r = 0; r < R; r++) { xs[r] = x + (m0 + r) * ldx; ss[r] = xsum + (m0 + r) * nb; }
-                        float out[RB];
-                        row_f32_dot(type, wr, K, xs, ss, R, out);
-                        for (int r = 0; r < R; r++) y[(m0 + r) * ldy + o] = out[r] + bo;
-                    }
-                    continue;
-                }
-                dequant_row(type, wr, K, row);
-                for (long m = 0; m < M; m++) y[m * ldy + o] = dot_f32(row, x + m * ldx, K) + bo;
-            }
+            long l = 0;
+            while (ch >= first[l + 1]) l++;
+            const gguf_layer *g = L + l;
+            const long n0 = (ch - first[l]) * GCHUNK, n1 = n0 + GCHUNK < g->N ? n0 + GCHUNK : g->N;
+            if (int8) rows_int8(g, n0, n1, q, d, ds, s16, M, y + g->col, ldy);
+            else if (!is_b32(g->type) && !row) failed = 1;
+            else gguf_rows_f32(g, n0, n1, x, ldx, M, xsum, row, y + g->col, ldy);
         }
     }
     return failed ? 2 : 0;
+}
+
+// one layer (tests and callers without a prepared layer description)
+static int one_layer(int type, const uint8_t *w, long N, long K, long ldw, const float *x, long M, long ldx,
+                     const float *bias, const int32_t *out_index, float *y, long ldy, int nthreads, int int8) {
+    const gguf_layer g = {type, w, N, K, ldw, bias, out_index, 0};
+    return gguf_linear_n(&g, 1, x, M, ldx, y, ldy, nthreads, int8);
+}
+EXPORT int gguf_matmul(int type, const uint8_t *w, long N, long K, long ldw, const float *x, long M, long ldx,
+                       const float *bias, const int32_t *out_index, float *y, long ldy, int nthreads) {
+    return one_layer(type, w, N, K, ldw, x, M, ldx, bias, out_index, y, ldy, nthreads, 1);
+}
+EXPORT int gguf_matmul_f32(int type, const uint8_t *w, long N, long K, long ldw, const float *x, long M, long ldx,
+                           const float *bias, const int32_t *out_index, float *y, long ldy, int nthreads) {
+    return one_layer(type, w, N, K, ldw, x, M, ldx, bias, out_index, y, ldy, nthreads, 0);
 }
