@@ -13,12 +13,18 @@ The loss is DETR's (Carion et al. 2020), as the reference computes it when ``lab
    by the number of target boxes in the batch (at least 1; averaged over the processes when
    ``torch.distributed`` runs).
 4. ``cardinality_error`` (logged, no gradient): |number of non-"no object" argmaxes - targets|.
-5. ``loss = loss_ce + bbox_loss_coefficient * loss_bbox + giou_loss_coefficient * loss_giou``, plus
-   the same terms (suffixed ``_i``) for each auxiliary (intermediate decoder layer) output.
+5. With ``pred_masks`` (DETR's segmentation head): ``loss_mask`` (sigmoid focal loss, alpha 0.25,
+   gamma 2, mean over pixels) and ``loss_dice`` (1 - (2|p t| + 1) / (|p| + |t| + 1)) of each
+   matched query's mask logits, bilinearly resized to the targets' ``masks`` (zero-padded to the
+   batch's largest), each summed and divided by the number of target boxes; the matching itself
+   does not look at masks, and the auxiliary outputs get no mask terms (both as the reference).
+6. ``loss = loss_ce + bbox_loss_coefficient * loss_bbox + giou_loss_coefficient * loss_giou``
+   (``+ mask_loss_coefficient * loss_mask + dice_loss_coefficient * loss_dice``), plus the same
+   box terms (suffixed ``_i``) for each auxiliary (intermediate decoder layer) output.
 
 Labels: one dict per image with ``class_labels`` (n,) ints in [0, num_labels) and ``boxes`` (n, 4)
 normalised (center_x, center_y, width, height), what the DETR / YOLOS image processors return as
-``labels`` for COCO annotations.
+``labels`` for COCO annotations; for the mask loss also ``masks`` (n, H, W) of 0 / 1.
 
 Example::
 
@@ -157,9 +163,10 @@ def linear_sum_assignment(cost: Any) -> tuple[np.ndarray, np.ndarray]:
 
 # --- labels -------------------------------------------------------------------------------------
 def check_detection_labels(labels: Any, batch: int, num_labels: int, device: torch.device,
-                           dtype: torch.dtype) -> list[dict[str, torch.Tensor]]:
-    """``labels`` as the loss reads them (``class_labels`` long, ``boxes`` float on ``device``), or
-    a named error saying what a detection target looks like."""
+                           dtype: torch.dtype, masks: bool = False) -> list[dict[str, torch.Tensor]]:
+    """``labels`` as the loss reads them (``class_labels`` long, ``boxes`` float on ``device``;
+    with ``masks`` also ``masks`` (n, H, W) float), or a named error saying what a detection
+    target looks like."""
     hint = ("labels must be a list with one dict per image: {'class_labels': (n,) class ids, 'boxes': (n, 4) "
             "normalised (center_x, center_y, width, height)}, as the DETR / YOLOS image processors return "
             "them for COCO annotations")
@@ -188,8 +195,27 @@ def check_detection_labels(labels: Any, batch: int, num_labels: int, device: tor
         if boxes.numel() and not bool((boxes[:, 2:] >= 0).all() and torch.isfinite(boxes).all()):
             raise InvalidInputError(f"labels[{i}]['boxes'] holds a negative width/height or a non-finite value; "
                                     f"{hint}")
-        out.append({"class_labels": classes.long(), "boxes": boxes})
+        found = {"class_labels": classes.long(), "boxes": boxes}
+        if masks:
+            found["masks"] = _target_masks(target, i, classes.shape[0], device, dtype)
+        out.append(found)
+    if masks and len({tuple(t["masks"].shape[1:]) for t in out}) > 1:   # zero-padded to the largest, as the reference
+        h = max(t["masks"].shape[1] for t in out)
+        w = max(t["masks"].shape[2] for t in out)
+        for t in out:
+            t["masks"] = F.pad(t["masks"], (0, w - t["masks"].shape[2], 0, h - t["masks"].shape[1]))
     return out
+
+
+def _target_masks(target: Any, i: int, count: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    if "masks" not in target:
+        raise InvalidInputError(f"labels[{i}] lacks 'masks': the segmentation loss needs one (H, W) mask of 0 / 1 "
+                                "per object, as 'masks' (n, H, W) beside 'class_labels' and 'boxes'")
+    masks = torch.as_tensor(target["masks"], device=device)
+    if masks.dim() != 3 or masks.shape[0] != count:
+        raise InvalidInputError(f"labels[{i}]['masks'] has shape {tuple(masks.shape)} for {count} class labels; it "
+                                "must be (n, H, W): one mask per object")
+    return masks.to(dtype)
 
 
 # --- matching and the set loss ------------------------------------------------------------------
@@ -245,25 +271,50 @@ def _set_losses(logits: torch.Tensor, pred_boxes: torch.Tensor, targets: list[di
     return out
 
 
+def _mask_losses(pred_masks: torch.Tensor, targets: list[dict[str, torch.Tensor]],
+                 indices: list[tuple[torch.Tensor, torch.Tensor]], num_boxes: float) -> dict[str, torch.Tensor]:
+    """``loss_mask`` (sigmoid focal) and ``loss_dice`` of the matched queries' masks (step 5)."""
+    device = pred_masks.device
+    batch_idx = torch.cat([torch.full_like(q, i) for i, (q, _) in enumerate(indices)]).to(device)
+    query_idx = torch.cat([q for q, _ in indices]).to(device)
+    target = torch.cat([t["masks"][j.to(device)] for t, (_, j) in zip(targets, indices)]).to(pred_masks.dtype)
+    logits = F.interpolate(pred_masks[batch_idx, query_idx][:, None], size=target.shape[-2:], mode="bilinear",
+                           align_corners=False)[:, 0].flatten(1)
+    target = target.flatten(1)
+    prob = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_t = prob * target + (1 - prob) * (1 - target)
+    alpha_t = 0.25 * target + 0.75 * (1 - target)
+    focal = (alpha_t * ce * (1 - p_t) ** 2).mean(1).sum() / num_boxes
+    dice = 1 - (2 * (prob * target).sum(1) + 1) / (prob.sum(-1) + target.sum(-1) + 1)
+    return {"loss_mask": focal, "loss_dice": dice.sum() / num_boxes}
+
+
 def detection_loss(logits: torch.Tensor, pred_boxes: torch.Tensor, labels: Any, config,
-                   auxiliary: Sequence[tuple[torch.Tensor, torch.Tensor]] = ()
-                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                   auxiliary: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
+                   pred_masks: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The total loss and its parts (``loss_ce``, ``loss_bbox``, ``loss_giou``,
-    ``cardinality_error``, then ``..._i`` for each auxiliary (logits, boxes) pair), from the
-    config's ``class_cost`` / ``bbox_cost`` / ``giou_cost`` (matching), ``eos_coefficient``,
-    ``bbox_loss_coefficient`` and ``giou_loss_coefficient``."""
+    ``cardinality_error``, with ``pred_masks`` (B, queries, h, w) ``loss_mask`` and ``loss_dice``,
+    then ``..._i`` for each auxiliary (logits, boxes) pair), from the config's ``class_cost`` /
+    ``bbox_cost`` / ``giou_cost`` (matching), ``eos_coefficient``, ``bbox_loss_coefficient``,
+    ``giou_loss_coefficient`` (and ``mask_loss_coefficient``, ``dice_loss_coefficient``)."""
     batch = logits.shape[0]
-    targets = check_detection_labels(labels, batch, logits.shape[-1] - 1, logits.device, pred_boxes.dtype)
+    targets = check_detection_labels(labels, batch, logits.shape[-1] - 1, logits.device, pred_boxes.dtype,
+                                     masks=pred_masks is not None)
     weight = torch.ones(logits.shape[-1], device=logits.device, dtype=logits.dtype)
     weight[-1] = config.eos_coefficient
     num_boxes = _num_boxes(targets, logits.device)
-    parts = _set_losses(logits, pred_boxes, targets, hungarian_match(logits, pred_boxes, targets, config),
-                        num_boxes, weight)
+    indices = hungarian_match(logits, pred_boxes, targets, config)
+    parts = _set_losses(logits, pred_boxes, targets, indices, num_boxes, weight)
+    if pred_masks is not None:
+        parts.update(_mask_losses(pred_masks, targets, indices, num_boxes))
     for i, (aux_logits, aux_boxes) in enumerate(auxiliary):
         found = _set_losses(aux_logits, aux_boxes, targets, hungarian_match(aux_logits, aux_boxes, targets, config),
                             num_boxes, weight)
         parts.update({f"{k}_{i}": v for k, v in found.items()})
     scale = {"loss_ce": 1.0, "loss_bbox": config.bbox_loss_coefficient, "loss_giou": config.giou_loss_coefficient}
+    if pred_masks is not None:
+        scale.update(loss_mask=config.mask_loss_coefficient, loss_dice=config.dice_loss_coefficient)
     total = 0
     for key, value in parts.items():   # the reference's order: each output's ce, bbox, giou in turn
         base = key if key in scale else key.rpartition("_")[0]

@@ -1,6 +1,7 @@
 """DETR (``model_type: "detr"``, Carion et al. 2020): a convolutional backbone, a transformer
-encoder-decoder over its last feature map, and learned object queries; the bare model and the
-object-detection head.
+encoder-decoder over its last feature map, and learned object queries; the bare model, the
+object-detection head and the segmentation head (:class:`DetrForSegmentation`: the detector plus
+per-query masks from :mod:`pretrained.layers.detr_segmentation`).
 
 Input: ``pixel_values`` (B, num_channels, H, W) and ``pixel_mask`` (B, H, W; 1 = picture, 0 =
 padding), what :class:`~pretrained.vision.DetrImageProcessor` returns. Steps:
@@ -62,6 +63,8 @@ from ..errors import ConfigError, InvalidInputError, UnsupportedOptionError
 from ..layers import activation, attention, merge_heads, split_heads
 from ..layers.backbone import backbone_class, backbone_config, freeze_batch_norms
 from ..layers.detection import MLPPredictionHead, ObjectDetectionOutput, detection_loss
+from ..layers.detr_segmentation import (DetrMaskHeadSmallConv, DetrMHAttentionMap, DetrSegmentationOutput,
+                                       check_mask_head)
 from ..layers.pixels import check_image_pixels
 from ..modeling import PreTrainedModel
 from ..outputs import ModelOutput
@@ -346,7 +349,16 @@ class DetrPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.init_std
-        if isinstance(module, DetrLearnedPositionEmbedding):
+        if isinstance(module, DetrMaskHeadSmallConv):   # the reference's: He-uniform (a=1) convolutions
+            for m in module.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_uniform_(m.weight, a=1)
+                    nn.init.zeros_(m.bias)
+        elif isinstance(module, DetrMHAttentionMap):
+            for m in (module.q_linear, module.k_linear):
+                nn.init.xavier_uniform_(m.weight, gain=self.config.init_xavier_std)
+                nn.init.zeros_(m.bias)
+        elif isinstance(module, DetrLearnedPositionEmbedding):
             nn.init.uniform_(module.row_embeddings.weight)
             nn.init.uniform_(module.column_embeddings.weight)
         elif isinstance(module, (nn.Linear, nn.Conv2d)):
@@ -423,15 +435,24 @@ class DetrModel(DetrPreTrainedModel):
     def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None,
                 decoder_attention_mask: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None) -> DetrModelOutput:
+        return self.run(pixel_values, pixel_mask, decoder_attention_mask, output_hidden_states)[0]
+
+    def run(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None,
+            decoder_attention_mask: torch.Tensor | None = None, output_hidden_states: bool | None = None
+            ) -> tuple[DetrModelOutput, list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+        """:meth:`forward`'s output, the backbone's (feature map, mask) pairs and the projected
+        last map (B, d_model, h, w): what the segmentation head reads besides."""
         cfg = self.config
         if self.training and (cfg.encoder_layerdrop or cfg.decoder_layerdrop):
             raise UnsupportedOptionError("encoder_layerdrop / decoder_layerdrop > 0 in training: the reference "
                                          "ignores layer drop for DETR, so it is not done here either; set them to 0")
         keep = bool(output_hidden_states if output_hidden_states is not None else cfg.output_hidden_states)
         x, pixel_mask = self._pixels(pixel_values, pixel_mask)
-        feature, mask = self.backbone(x, pixel_mask)[-1]
+        maps = self.backbone(x, pixel_mask)
+        feature, mask = maps[-1]
         b = x.shape[0]
-        tokens = self.input_projection(feature).flatten(2).transpose(1, 2)
+        projected = self.input_projection(feature)
+        tokens = projected.flatten(2).transpose(1, 2)
         if self.position_embedding is not None:
             positions = self.position_embedding(feature.shape).to(x.dtype)
         else:
@@ -466,7 +487,7 @@ class DetrModel(DetrPreTrainedModel):
         return DetrModelOutput(
             last_hidden_state=last, decoder_hidden_states=tuple(decoder_states) if keep else None,
             encoder_last_hidden_state=memory, encoder_hidden_states=tuple(encoder_states) if keep else None,
-            intermediate_hidden_states=torch.stack(intermediate) if intermediate is not None else None)
+            intermediate_hidden_states=torch.stack(intermediate) if intermediate is not None else None), maps, projected
 
 
 class DetrForObjectDetection(DetrPreTrainedModel):
@@ -500,7 +521,55 @@ class DetrForObjectDetection(DetrPreTrainedModel):
             encoder_last_hidden_state=out.encoder_last_hidden_state, encoder_hidden_states=out.encoder_hidden_states)
 
 
+class DetrForSegmentation(DetrPreTrainedModel):
+    """The detector (``detr``) plus ``bbox_attention`` and ``mask_head``: ``pred_masks`` (B,
+    num_queries, H/4, W/4) mask logits per query besides ``logits`` and ``pred_boxes``; with
+    ``labels`` (``class_labels``, ``boxes`` and ``masks`` per picture) the set loss with the mask
+    terms. The backbone must give at least 3 feature maps (``out_features``; the last feeds the
+    transformer, the first three the mask head's FPN)."""
+
+    def __init__(self, config: DetrConfig) -> None:
+        super().__init__(config)
+        self.detr = DetrForObjectDetection(config)
+        channels = self.detr.model.backbone.conv_encoder.channels
+        heads = config.encoder_attention_heads
+        check_mask_head(config.d_model, heads, channels)
+        self.mask_head = DetrMaskHeadSmallConv(config.d_model + heads, channels[:3][::-1], config.d_model,
+                                               config.activation_function)
+        self.bbox_attention = DetrMHAttentionMap(config.d_model, heads)
+
+    def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None,
+                decoder_attention_mask: torch.Tensor | None = None, labels: list[dict] | None = None,
+                output_hidden_states: bool | None = None) -> DetrSegmentationOutput:
+        detr = self.detr
+        out, maps, projected = detr.model.run(pixel_values, pixel_mask, decoder_attention_mask, output_hidden_states)
+        hidden = out.last_hidden_state
+        logits = detr.class_labels_classifier(hidden)
+        pred_boxes = detr.bbox_predictor(hidden).sigmoid()
+        b, _, h, w = projected.shape
+        memory = out.encoder_last_hidden_state.transpose(1, 2).reshape(b, -1, h, w)
+        attention = self.bbox_attention(hidden, memory, maps[-1][1])
+        masks = self.mask_head(projected, attention, [m for m, _ in maps[:3]][::-1])
+        pred_masks = masks.view(b, hidden.shape[1], *masks.shape[-2:])
+        loss = parts = aux = None
+        if labels is not None:
+            pairs = []
+            if self.config.auxiliary_loss:
+                inter = out.intermediate_hidden_states
+                classes, boxes = detr.class_labels_classifier(inter), detr.bbox_predictor(inter).sigmoid()
+                pairs = list(zip(classes[:-1], boxes[:-1]))
+                aux = [{"logits": c, "pred_boxes": bx} for c, bx in pairs]
+            loss, parts = detection_loss(logits, pred_boxes, labels, self.config, pairs, pred_masks=pred_masks)
+        return DetrSegmentationOutput(
+            loss=loss, loss_dict=parts, logits=logits, pred_boxes=pred_boxes, pred_masks=pred_masks,
+            auxiliary_outputs=aux, last_hidden_state=hidden, decoder_hidden_states=out.decoder_hidden_states,
+            encoder_last_hidden_state=out.encoder_last_hidden_state, encoder_hidden_states=out.encoder_hidden_states)
+
+
 MODEL_CLASSES = {
     "model": DetrModel,
     "object-detection": DetrForObjectDetection,
+    # the reference lists it under AutoModelForUniversalSegmentation and AutoModelForImageSegmentation
+    # (which picks the first head it finds, this one)
+    "universal-segmentation": DetrForSegmentation,
 }

@@ -47,6 +47,7 @@ GOLDENS = {   # index file -> folder of the goldens it lists
     FIX / "goldens" / "segformer" / "segformer.json": FIX / "goldens" / "segformer",   # test_segformer.py
     FIX / "goldens" / "yolos" / "yolos.json": FIX / "goldens" / "yolos",   # test_yolos.py
     FIX / "goldens" / "detr" / "detr.json": FIX / "goldens" / "detr",   # test_detr.py
+    FIX / "goldens" / "detr_segmentation" / "detr_segmentation.json": FIX / "goldens" / "detr_segmentation",   # test_detr.py
     FIX / "goldens" / "resnet" / "resnet.json": FIX / "goldens" / "resnet",   # test_resnet.py
     FIX / "goldens" / "mask2former" / "mask2former.json": FIX / "goldens" / "mask2former",   # test_mask2former.py
 }
