@@ -139,6 +139,7 @@ _ARCH_TASKS = (   # first match wins: the audio models' names before the generic
     ("ForSemanticSegmentation", "image-segmentation"),
     ("ForUniversalSegmentation", "image-segmentation"),
     ("ForInstanceSegmentation", "image-segmentation"),
+    ("DetrForSegmentation", "image-segmentation"),
     ("ForObjectDetection", "object-detection"),
     ("ForSequenceClassification", "text-classification"),
     ("ForTokenClassification", "token-classification"),

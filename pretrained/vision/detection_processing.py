@@ -1,6 +1,7 @@
 """The detectors' image processors (DETR, YOLOS): pictures (and COCO detection annotations) ->
 ``pixel_values``, ``pixel_mask`` and training ``labels``; and the model's raw output -> boxes in
-pixels (:meth:`~DetrImageProcessor.post_process_object_detection`).
+pixels (:meth:`~DetrImageProcessor.post_process_object_detection`); DETR's also DetrForSegmentation's
+masks -> semantic maps, instances, panoptic segments (:mod:`.detr_segmentation_processing`).
 
 Step for step as the reference's PIL/numpy processors (``DetrImageProcessorPil``,
 ``YolosImageProcessorPil``):
@@ -43,6 +44,7 @@ import numpy as np
 
 from ..audio.base import BatchFeature
 from ..errors import ConfigError, InvalidInputError, UnsupportedOptionError
+from .detr_segmentation_processing import DetrSegmentationPostProcessing
 from .processors import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, BaseImageProcessor, _flatten, capped_short_side,
                          pad_batch, padded_size, resize, size_dict, size_with_aspect_ratio)
 
@@ -152,9 +154,10 @@ def _padded_target(target: dict, old: tuple[int, int], new: tuple[int, int], res
 
 
 # --- the processors -----------------------------------------------------------------------------
-class DetrImageProcessor(BaseImageProcessor):
-    """DETR's: resize (shortest edge 800, longest 1333, bilinear), rescale, normalize (ImageNet),
-    pad with a pixel mask; COCO detection annotations -> ``labels`` (see the module doc)."""
+class _DetectionImageProcessor(BaseImageProcessor):
+    """What DETR's and YOLOS's processors share: resize (shortest edge 800, longest 1333,
+    bilinear), rescale, normalize (ImageNet), pad with a pixel mask; COCO detection annotations ->
+    ``labels`` (see the module doc); boxes post-processed."""
 
     model_input_names: ClassVar[list[str]] = ["pixel_values", "pixel_mask"]
     config_keys = (*BaseImageProcessor.config_keys, "do_pad", "pad_size", "do_convert_annotations", "format")
@@ -293,7 +296,12 @@ class DetrImageProcessor(BaseImageProcessor):
         return post_process_object_detection(outputs, threshold, target_sizes)
 
 
-class YolosImageProcessor(DetrImageProcessor):
+class DetrImageProcessor(DetrSegmentationPostProcessing, _DetectionImageProcessor):
+    """DETR's: the shared detection processing (boxes) and DetrForSegmentation's semantic, instance
+    and panoptic post-processing."""
+
+
+class YolosImageProcessor(_DetectionImageProcessor):
     """YOLOS's: DETR's processor with both resized sides rounded down to a multiple of 16."""
 
     def resized_size(self, hw: tuple[int, int], size: dict[str, int]) -> tuple[int, int]:
