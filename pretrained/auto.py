@@ -259,16 +259,16 @@ class AutoModelForSemanticSegmentation(_AutoModel):
 
 class AutoModelForUniversalSegmentation(_AutoModel):
     """Universal segmenters (Mask2Former: ``class_queries_logits`` and ``masks_queries_logits`` per
-    query; DETR's segmentation head: ``logits`` and ``pred_masks``); the image processor's ``post_process_semantic/instance/panoptic_segmentation`` turn them
-    into maps and segments."""
+    query; DETR's segmentation head: ``logits`` and ``pred_masks``); the image processor's
+    ``post_process_semantic/instance/panoptic_segmentation`` turn them into maps and segments."""
 
     head = "universal-segmentation"
 
 
 class AutoModelForImageSegmentation(_AutoModel):
     """What the image-segmentation pipeline loads: the first head the model type has among
-    ``heads`` (universal -- Mask2Former, DETR --, instance, image and semantic segmentation). A segmentation model registers its class under one of these names in its
-    ``MODEL_CLASSES``."""
+    ``heads`` (universal -- Mask2Former, DETR --, instance, image and semantic segmentation). A
+    segmentation model registers its class under one of these names in its ``MODEL_CLASSES``."""
 
     head = None   # one of several: the pipeline checks which it got
     heads = ("universal-segmentation", "instance-segmentation", "image-segmentation", "semantic-segmentation")
