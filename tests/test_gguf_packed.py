@@ -130,6 +130,82 @@ def test_float_kernel_is_the_dequantized_product(ggml_type, rows):
 
 
 @needs_kernels
+@pytest.mark.parametrize("int8", [False, True], ids=["float", "int8"])
+@pytest.mark.parametrize("rows", [1, 3, 5, 16])
+def test_one_call_for_several_layers_equals_each_layer_alone(rows, int8):
+    """gguf_linear_n (q/k/v, gate/up in one call): mixed block types (a Q4_K_M file mixes Q4_K
+    and Q6_K), biases, a row order; every layer's columns equal its own call's bit for bit (the
+    same arithmetic per output) and, in float, the dequantized product; blocks of 32 also at an
+    odd block count."""
+    from pretrained.backends.gguf_linear import _prepare, _run
+
+    sets = [(512, [dequant.GGML_Q4_K, dequant.GGML_Q6_K, GGML_Q4_1, dequant.GGML_Q5_K]),
+            (352, [GGML_Q8_0, dequant.GGML_Q5_0, GGML_Q4_1])]   # 11 blocks of 32
+    rng = np.random.default_rng(8)
+    for k, types in sets:
+        layers = []
+        for i, t in enumerate(types):
+            n = (40, 24, 33, 17)[i]
+            lin = GGUFLinear.from_blocks(random_blocks(t, n, k, seed=10 + i), t, k,
+                                         bias=torch.randn(n) if i != 1 else None)
+            if i == 0:
+                lin.out_index = torch.from_numpy(rng.permutation(n).astype(np.int32))
+            layers.append(lin)
+        x = torch.randn(rows, k)
+        for lib in _libs():
+            y = _run(_prepare(layers, lib), x, int8)
+            assert y.shape == (rows, sum(m.out_features for m in layers))
+            for part, m in zip(y.split([m.out_features for m in layers], -1), layers):
+                alone = _run(_prepare([m], lib), x, int8)
+                assert torch.equal(part, alone), lib.variant_name()
+                if not int8:
+                    w = m.dequantize().double()
+                    b = 0 if m.bias is None else m.bias.double()
+                    expected, scale = x.double() @ w.T + b, x.double().abs() @ w.abs().T
+                    assert ((part.double() - expected).abs() <= 1e-6 * scale + 1e-6).all()
+
+
+class _Attention(torch.nn.Module):
+    """Three projections of one input, as a model file calls them."""
+
+    def __init__(self, q, k, v):
+        super().__init__()
+        self.q_proj, self.k_proj, self.v_proj = q, k, v
+
+    def forward(self, x):
+        return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+
+
+@needs_kernels
+def test_packed_siblings_on_one_input_run_as_one_call_and_step_aside_otherwise():
+    t, k = dequant.GGML_Q4_0, 96
+    lins = [GGUFLinear.from_blocks(random_blocks(t, n, k, seed=20 + n), t, k, bias=torch.randn(n))
+            for n in (64, 32, 32)]
+    attn = _Attention(*lins)
+    x = torch.randn(1, 2, k)
+    with torch.no_grad():
+        expected = [F.linear(x, m.dequantize(), m.bias) for m in lins]
+        accelerate(attn)
+        alone = attn(x)
+        for _ in range(3):
+            got = attn(x)
+        assert all("_group" in m.__dict__ for m in lins)   # watched, then grouped
+        for g, a, e in zip(got, alone, expected):
+            assert torch.equal(g, a)
+            torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
+        other = torch.randn(1, 2, k)   # a sibling on another input computes alone
+        attn.q_proj(x)
+        torch.testing.assert_close(attn.k_proj(other), F.linear(other, lins[1].dequantize(), lins[1].bias),
+                                   rtol=1e-5, atol=1e-5)
+        y16 = attn(x.to(torch.bfloat16))
+        assert all(y.dtype == torch.bfloat16 for y in y16)
+    xg = x.clone().requires_grad_()
+    sum(y.sum() for y in attn(xg)).backward()   # autograd: plain math, member by member
+    assert xg.grad is not None
+    assert plain(attn) == 3 and not any("_group" in m.__dict__ for m in lins)
+
+
+@needs_kernels
 @pytest.mark.parametrize("ggml_type", PACKED_TYPES, ids=type_name)
 def test_c_dequantizer_equals_numpy(ggml_type):
     k = _k_for(ggml_type)
@@ -296,6 +372,23 @@ def test_packed_model_generates_as_the_dequantized_one_and_saves_as_floats(tmp_p
     assert not any(isinstance(m, GGUFLinear) for m in again.modules())
     for (name, a), (_, b) in zip(again.state_dict().items(), ref.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_lora_on_packed_layers_is_refused_by_name_and_prefix_tuning_runs():
+    from pretrained.peft import LoraConfig, PrefixTuningConfig, get_peft_model
+
+    packed = AutoModelForCausalLM.from_pretrained(TINY, gguf_file="llama-bpe.gguf")
+    with pytest.raises(InvalidInputError, match="dequantize=True"):
+        get_peft_model(packed, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    ref = AutoModelForCausalLM.from_pretrained(TINY, gguf_file="llama-bpe.gguf", dequantize=True)
+    models = []
+    for base in (packed, ref):
+        torch.manual_seed(0)
+        models.append(get_peft_model(base, PrefixTuningConfig(num_virtual_tokens=3)).eval())
+    ids = _prompt(packed.config.vocab_size)
+    with torch.no_grad():   # the prefix joins the packed layers' attention as the float ones'
+        got, expected = (m(input_ids=ids).logits for m in models)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_dequantize_needs_a_gguf_file_and_packing_needs_the_cpu():

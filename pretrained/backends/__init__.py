@@ -9,8 +9,8 @@ compute the same numbers faster on this machine:
 - GPT-2's ``Conv1D`` -> :class:`~.linear.CpuConv1D` (opt-in packed weights);
 - :class:`~pretrained.layers.LayerStack` -> :class:`~.encoder.FusedLayerStack` (a whole
   post-LayerNorm encoder in one C call, where its structure and a probe say it is one);
-- :class:`~pretrained.layers.gguf.GGUFLinear` -> :class:`~.gguf_linear.CpuGGUFLinear` (integer
-  dot products on a GGUF file's own 4/5/6/8-bit blocks, C);
+- :class:`~pretrained.layers.gguf.GGUFLinear` -> :class:`~.gguf_linear.CpuGGUFLinear` (products
+  on a GGUF file's own 4/5/6/8-bit blocks, C; packed q/k/v and gate/up siblings in one call);
 - :class:`~pretrained.layers.RMSNorm` -> :class:`~.norms.CpuRMSNorm` (one C call per norm);
 - ``nn.Conv2d`` -> :class:`~.conv.CpuConv2d` (a picture's convolution started channels-last, the
   layout oneDNN computes in, which the convolutions after it then keep);
@@ -73,7 +73,7 @@ def accelerate(model: nn.Module) -> int:
             if child is not None and type(child) in SWAPS:
                 child.__class__ = SWAPS[type(child)]
                 n += 1
-            if isinstance(child, CpuLinear):   # siblings: children of one parent
+            if isinstance(child, (CpuLinear, CpuGGUFLinear)):   # siblings: children of one parent
                 child.__dict__["_parent"] = id(parent)
     if type(model) in SWAPS:
         model.__class__ = SWAPS[type(model)]

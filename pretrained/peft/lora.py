@@ -296,8 +296,12 @@ def target_names(model: nn.Module, config: LoraConfig) -> list[str]:
         elif _matches(name, targets):
             (found if isinstance(module, _ADAPTABLE) else wrong_type).append(name)
     if wrong_type:
-        raise InvalidInputError(f"LoRA target {wrong_type[0]!r} is a {type(model.get_submodule(wrong_type[0])).__name__}; "
-                                "only nn.Linear, Conv1D and quantized linear layers can be adapted")
+        bad = model.get_submodule(wrong_type[0])
+        # a GGUF file's packed blocks (pretrained.layers.gguf) compute but do not train
+        fix = ("; load the GGUF file with from_pretrained(..., gguf_file=..., dequantize=True) to "
+               "train adapters on it") if hasattr(bad, "ggml_type") else ""
+        raise InvalidInputError(f"LoRA target {wrong_type[0]!r} is a {type(bad).__name__}; "
+                                f"only nn.Linear, Conv1D and quantized linear layers can be adapted{fix}")
     if not found:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, _ADAPTABLE)})
         raise InvalidInputError(f"LoraConfig.target_modules={targets!r} matches no layer of "
