@@ -114,8 +114,9 @@ def test_int8_kernel_is_exact_on_real_shapes_with_outlier_channels(ggml_type):
 @pytest.mark.parametrize("ggml_type", PACKED_TYPES, ids=type_name)
 @pytest.mark.parametrize("rows", [1, 3, 4, 6, 16])
 def test_float_kernel_is_the_dequantized_product(ggml_type, rows):
-    # blocks of 32 (codes to floats in registers, blocks taken in pairs): an odd block count too
-    for k in (_k_for(ggml_type), 352) if GGML_TYPES[ggml_type][1] == 32 else (_k_for(ggml_type),):
+    # codes to floats in registers (blocks of 32 taken in pairs): an odd block count too (11 blocks of
+    # 32, 3 super-blocks of 256)
+    for k in (_k_for(ggml_type), 352) if GGML_TYPES[ggml_type][1] == 32 else (_k_for(ggml_type), 768):
         n = 37
         blocks = random_blocks(ggml_type, n, k, seed=1)
         w = dequantize(blocks.reshape(-1), ggml_type, (n, k)).double()

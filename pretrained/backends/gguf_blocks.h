@@ -92,8 +92,7 @@ static inline void prefetch_ahead(const gguf_layer *g, long n) {
 // a row of K values of a weight as float32 (gguf_kernel.c)
 void gguf_dequant_row(int type, const uint8_t *w, long K, float *out);
 // y[m, col + idx(n)] (+ bias) for weight rows n0 .. n1 - 1 of layer g against M float32 rows of x,
-// xsum[m * K / 32 + b] the sum of x's block b (blocks of 32 only), row: K floats of scratch
-// (the K-quants; gguf_float.c)
+// xsum[m * K / 32 + b] the sum of x's block b (gguf_float.c)
 void gguf_rows_f32(const gguf_layer *g, long n0, long n1, const float *x, long ldx, long M,
-                   const float *xsum, float *row, float *y, long ldy);
+                   const float *xsum, float *y, long ldy);
 #endif

@@ -1,31 +1,10 @@
 // Products on GGUF blocks with the activations kept in float32 (the default way, see
 // gguf_linear.py): the float32 product of the dequantized weight, summed in another order than
-// BLAS, no activation rounding at all. gguf_kernel.c's driver (gguf_linear_n) prepares the
-// per-block sums of x and hands each thread chunks of weight rows (gguf_rows_f32).
+// BLAS, no activation rounding at all. Every format's codes become floats in registers, a block
+// of 32 at a time, and meet up to RB activation rows there; the block's scale (and min) is
+// factored out of its sum. gguf_kernel.c's driver (gguf_linear_n) prepares the per-block sums of
+// x and hands each thread chunks of weight rows (gguf_rows_f32).
 #include "gguf_blocks.h"
-
-// The K-quants: each weight row dequantized into float32 in L1 (gguf_dequant_row's arithmetic),
-// then dotted with every activation row.
-static inline float dot_f32(const float *a, const float *b, long K) {
-#if defined(__AVX512F__)
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    long k = 0;
-    for (; k + 32 <= K; k += 32) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 16), _mm512_loadu_ps(b + k + 16), s1);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));   // K is a multiple of 32
-#else
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-    for (long k = 0; k + 32 <= K; k += 32) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), s1);
-        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 16), _mm256_loadu_ps(b + k + 16), s2);
-        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 24), _mm256_loadu_ps(b + k + 24), s3);
-    }
-    return hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-#endif
-}
 
 // The blocks of 32 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) go faster without the row in memory: each block's
 // 32 codes become floats in registers and meet up to RB activation rows there: per row
@@ -119,18 +98,122 @@ static inline __attribute__((always_inline)) void row_f32_b32(int type, const ui
     case T_Q5_0: row_f32_b32(T_Q5_0, w, K / 32, x, xsum, R, out); break;                       \
     case T_Q5_1: row_f32_b32(T_Q5_1, w, K / 32, x, xsum, R, out); break;                       \
     }
+
+// The K-quants in registers too (before: each weight row dequantized into float32 in L1, then
+// dotted). Q4_K / Q5_K: sub-block j of 32 is sc_j q - mn_j, so its dot product is
+// sc_j (q . x) - mn_j sum(x) (xsum, as the blocks of 32 use); Q6_K: sub-block s of 16 is
+// d sc_s (q - 32), the 32 taken off the codes in int8 (-32..31) before they become floats.
+#if defined(__AVX512F__)
+#define NF 2   // float vectors per 32 codes
+#define CODES_F(codes, sgn, F)                                                                 \
+    vf F[2];                                                                                   \
+    { const __m128i lo_ = _mm256_castsi256_si128(codes), hi_ = _mm256_extracti128_si256(codes, 1); \
+      F[0] = _mm512_cvtepi32_ps(sgn ? _mm512_cvtepi8_epi32(lo_) : _mm512_cvtepu8_epi32(lo_));  \
+      F[1] = _mm512_cvtepi32_ps(sgn ? _mm512_cvtepi8_epi32(hi_) : _mm512_cvtepu8_epi32(hi_)); }
+// acc += s (F . x[0..31]) lane-wise
+#define ACC32_1(acc, F, xb, s)                                                                 \
+    { vf q_ = _mm512_mul_ps(F[0], _mm512_loadu_ps(xb));                                        \
+      q_ = _mm512_fmadd_ps(F[1], _mm512_loadu_ps((xb) + 16), q_);                              \
+      acc = _mm512_fmadd_ps(q_, _mm512_set1_ps(s), acc); }
+// acc += s0 (F . x[0..15]) + s1 (F . x[16..31])
+#define ACC32_2(acc, F, xb, s0, s1)                                                            \
+    { acc = _mm512_fmadd_ps(_mm512_mul_ps(F[0], _mm512_loadu_ps(xb)), _mm512_set1_ps(s0), acc); \
+      acc = _mm512_fmadd_ps(_mm512_mul_ps(F[1], _mm512_loadu_ps((xb) + 16)), _mm512_set1_ps(s1), acc); }
+#else
+#define CODES_F(codes, sgn, F) __m256 F[4]; codes_f32(codes, sgn, F);
+#define ACC32_1(acc, F, xb, s)                                                                 \
+    { __m256 q_ = _mm256_mul_ps(F[0], _mm256_loadu_ps(xb));                                    \
+      q_ = _mm256_fmadd_ps(F[1], _mm256_loadu_ps((xb) + 8), q_);                               \
+      q_ = _mm256_fmadd_ps(F[2], _mm256_loadu_ps((xb) + 16), q_);                              \
+      q_ = _mm256_fmadd_ps(F[3], _mm256_loadu_ps((xb) + 24), q_);                              \
+      acc = _mm256_fmadd_ps(q_, _mm256_set1_ps(s), acc); }
+#define ACC32_2(acc, F, xb, s0, s1)                                                            \
+    { __m256 q0_ = _mm256_fmadd_ps(F[1], _mm256_loadu_ps((xb) + 8), _mm256_mul_ps(F[0], _mm256_loadu_ps(xb))); \
+      __m256 q1_ = _mm256_fmadd_ps(F[3], _mm256_loadu_ps((xb) + 24), _mm256_mul_ps(F[2], _mm256_loadu_ps((xb) + 16))); \
+      acc = _mm256_fmadd_ps(q0_, _mm256_set1_ps(s0), acc);                                      \
+      acc = _mm256_fmadd_ps(q1_, _mm256_set1_ps(s1), acc); }
+#endif
+
+static inline __attribute__((always_inline)) void row_f32_kq(int type, const uint8_t *w, long nsb,
+                                                             const float *const *x, const float *const *xsum,
+                                                             int R, float *out) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m1 = _mm256_set1_epi8(0x01), m30 = _mm256_set1_epi8(0x30);
+    const int five = type == T_Q5_K;
+    vf a[RB], b[RB];
+    float c[RB];
+    for (int r = 0; r < R; r++) { a[r] = b[r] = VF_ZERO; c[r] = 0.0f; }
+    for (long sb = 0; sb < nsb; sb++) {
+        if (type == T_Q6_K) {
+            const uint8_t *p = w + 210 * sb;
+            const float d = h2f(p + 208);
+            const int8_t *sc = (const int8_t *)(p + 192);
+            for (int half = 0; half < 2; half++) {
+                const uint8_t *ql = p + 64 * half, *qh = p + 128 + 32 * half;
+                __m256i qa = _mm256_loadu_si256((const __m256i *)ql), qb = _mm256_loadu_si256((const __m256i *)(ql + 32));
+                __m256i h = _mm256_loadu_si256((const __m256i *)qh), g[4];
+                g[0] = _mm256_or_si256(_mm256_and_si256(qa, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+                g[1] = _mm256_or_si256(_mm256_and_si256(qb, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+                g[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4), _mm256_and_si256(h, m30));
+                g[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+                for (int gi = 0; gi < 4; gi++) {
+                    const long xb = 8 * sb + 4 * half + gi;
+                    const float s0 = d * (float)sc[8 * half + 2 * gi], s1 = d * (float)sc[8 * half + 2 * gi + 1];
+                    const __m256i q = _mm256_sub_epi8(g[gi], _mm256_set1_epi8(32));
+                    CODES_F(q, 1, F)
+                    for (int r = 0; r < R; r++) {
+                        if (gi & 1) ACC32_2(b[r], F, x[r] + 32 * xb, s0, s1)
+                        else ACC32_2(a[r], F, x[r] + 32 * xb, s0, s1)
+                    }
+                }
+            }
+            continue;
+        }
+        const uint8_t *p = w + (five ? 176 : 144) * sb;
+        float sc[8], mn[8];
+        k_scales(p, sc, mn);
+        const uint8_t *qs = p + (five ? 48 : 16);
+        __m256i h = five ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
+        for (int ch = 0; ch < 4; ch++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * ch));
+            __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            if (five) {   // sub-block j takes bit j of each qh byte as its fifth bit
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(h, m1), 4));
+                h = _mm256_srli_epi16(h, 1);
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(h, m1), 4));
+                h = _mm256_srli_epi16(h, 1);
+            }
+            const long j = 2 * ch, xb = 8 * sb + j;
+            CODES_F(lo, 0, FL)
+            CODES_F(hi, 0, FH)
+            for (int r = 0; r < R; r++) {
+                ACC32_1(a[r], FL, x[r] + 32 * xb, sc[j])
+                ACC32_1(b[r], FH, x[r] + 32 * (xb + 1), sc[j + 1])
+                c[r] -= mn[j] * xsum[r][xb] + mn[j + 1] * xsum[r][xb + 1];
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) out[r] = VF_SUM(a[r] + b[r]) + c[r];
+}
+
+#define KQ_TYPES(R)                                                                            \
+    switch (type) {                                                                            \
+    case T_Q4_K: row_f32_kq(T_Q4_K, w, K / 256, x, xsum, R, out); break;                       \
+    case T_Q5_K: row_f32_kq(T_Q5_K, w, K / 256, x, xsum, R, out); break;                       \
+    case T_Q6_K: row_f32_kq(T_Q6_K, w, K / 256, x, xsum, R, out); break;                       \
+    }
 static void row_f32_dot(int type, const uint8_t *w, long K, const float *const *x, const float *const *xsum,
                         int R, float *out) {
     switch (R) {
-    case 1: F32_TYPES(1) break;
-    case 2: F32_TYPES(2) break;
-    case 3: F32_TYPES(3) break;
-    default: F32_TYPES(4) break;
+    case 1: F32_TYPES(1) KQ_TYPES(1) break;
+    case 2: F32_TYPES(2) KQ_TYPES(2) break;
+    case 3: F32_TYPES(3) KQ_TYPES(3) break;
+    default: F32_TYPES(4) KQ_TYPES(4) break;
     }
 }
 
 void gguf_rows_f32(const gguf_layer *g, long n0, long n1, const float *x, long ldx, long M,
-                   const float *xsum, float *row, float *y, long ldy) {
+                   const float *xsum, float *y, long ldy) {
     const int type = (int)g->type;
     const long K = g->K, nb = K / 32;
     for (long n = n0; n < n1; n++) {
@@ -138,18 +221,13 @@ void gguf_rows_f32(const gguf_layer *g, long n0, long n1, const float *x, long l
         prefetch_ahead(g, n);
         const long o = g->out_index ? g->out_index[n] : n;
         const float bo = g->bias ? g->bias[o] : 0.0f;
-        if (is_b32(type)) {
-            for (long m0 = 0; m0 < M; m0 += RB) {
-                const int R = M - m0 < RB ? (int)(M - m0) : RB;
-                const float *xs[RB], *ss[RB];
-                for (int r = 0; r < R; r++) { xs[r] = x + (m0 + r) * ldx; ss[r] = xsum + (m0 + r) * nb; }
-                float out[RB];
-                row_f32_dot(type, wr, K, xs, ss, R, out);
-                for (int r = 0; r < R; r++) y[(m0 + r) * ldy + o] = out[r] + bo;
-            }
-            continue;
+        for (long m0 = 0; m0 < M; m0 += RB) {
+            const int R = M - m0 < RB ? (int)(M - m0) : RB;
+            const float *xs[RB], *ss[RB];
+            for (int r = 0; r < R; r++) { xs[r] = x + (m0 + r) * ldx; ss[r] = xsum + (m0 + r) * nb; }
+            float out[RB];
+            row_f32_dot(type, wr, K, xs, ss, R, out);
+            for (int r = 0; r < R; r++) y[(m0 + r) * ldy + o] = out[r] + bo;
         }
-        gguf_dequant_row(type, wr, K, row);
-        for (long m = 0; m < M; m++) y[m * ldy + o] = dot_f32(row, x + m * ldx, K) + bo;
     }
 }

@@ -317,8 +317,8 @@ EXPORT int gguf_dequantize(int type, const uint8_t *w, long rows, long K, long l
 }
 
 // ---- the driver: count layers of one input in one call -------------------------------------------
-static __thread void *sscratch, *rscratch;
-static __thread long sscratch_len, rscratch_len;
+static __thread void *sscratch;
+static __thread long sscratch_len;
 
 // the int8 way for weight rows n0 .. n1 - 1 of layer g (the activations quantized already)
 static void rows_int8(const gguf_layer *g, long n0, long n1, const int8_t *q, const float *d, const float *ds,
@@ -352,12 +352,10 @@ EXPORT int gguf_linear_n(const gguf_layer *L, long count, const float *x, long M
     if (count < 1 || count > GMAXL || M <= 0) return 1;
     const long K = L[0].K, nb = K / 32;
     long first[GMAXL + 1];   // layer l's chunks are first[l] .. first[l + 1] - 1
-    int b32 = 0, kq = 0;
     first[0] = 0;
     for (long l = 0; l < count; l++) {
         if (!known(L[l].type, K) || L[l].K != K || L[l].N <= 0) return 1;
         first[l + 1] = first[l] + (L[l].N + GCHUNK - 1) / GCHUNK;
-        if (is_b32(L[l].type)) b32 = 1; else kq = 1;
     }
     // the activations, prepared once for every layer of the call
     int8_t *q = NULL; float *d = NULL, *ds = NULL, *xsum = NULL; int16_t *s16 = NULL;
@@ -369,7 +367,7 @@ EXPORT int gguf_linear_n(const gguf_layer *L, long count, const float *x, long M
         s16 = (int16_t *)(ds + M * nb);
         for (long m = 0; m < M; m++)
             quantize_row(x + m * ldx, K, q + m * K, d + m * nb, ds + m * nb, s16 + m * 2 * nb);
-    } else if (b32) {   // sum(x) per block of 32, per row (the formats with an offset or a min)
+    } else {   // sum(x) per block of 32, per row (the formats with an offset or a min)
         xsum = grow(&sscratch, &sscratch_len, M * nb * 4);
         if (!xsum) return 2;
         for (long m = 0; m < M; m++)
@@ -383,23 +381,17 @@ EXPORT int gguf_linear_n(const gguf_layer *L, long count, const float *x, long M
     const long chunks = first[count];
     int nt = nthreads < 1 ? 1 : nthreads;
     if (nt > chunks) nt = (int)chunks;
-    int failed = 0;
     // (one thread: no parallel region at all; libgomp's costs a few microseconds a call)
-    #pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        float *row = !int8 && kq ? grow(&rscratch, &rscratch_len, K * 4) : NULL;
-        #pragma omp for schedule(dynamic, 1)
-        for (long ch = 0; ch < chunks; ch++) {
-            long l = 0;
-            while (ch >= first[l + 1]) l++;
-            const gguf_layer *g = L + l;
-            const long n0 = (ch - first[l]) * GCHUNK, n1 = n0 + GCHUNK < g->N ? n0 + GCHUNK : g->N;
-            if (int8) rows_int8(g, n0, n1, q, d, ds, s16, M, y + g->col, ldy);
-            else if (!is_b32(g->type) && !row) failed = 1;
-            else gguf_rows_f32(g, n0, n1, x, ldx, M, xsum, row, y + g->col, ldy);
-        }
+    #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+    for (long ch = 0; ch < chunks; ch++) {
+        long l = 0;
+        while (ch >= first[l + 1]) l++;
+        const gguf_layer *g = L + l;
+        const long n0 = (ch - first[l]) * GCHUNK, n1 = n0 + GCHUNK < g->N ? n0 + GCHUNK : g->N;
+        if (int8) rows_int8(g, n0, n1, q, d, ds, s16, M, y + g->col, ldy);
+        else gguf_rows_f32(g, n0, n1, x, ldx, M, xsum, y + g->col, ldy);
     }
-    return failed ? 2 : 0;
+    return 0;
 }
 
 // one layer (tests and callers without a prepared layer description)

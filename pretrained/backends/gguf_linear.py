@@ -5,10 +5,11 @@
 rows (a decode step, a small batch), reading no float copy of the weight. Two ways, chosen per
 layer (:func:`set_gguf_activations`):
 
-* ``"float"`` (the default): each weight block's codes become float32 in registers (the blocks
-  of 32: Q8_0, Q4_0/1, Q5_0/1) or each weight row is dequantized into float32 in L1 (the
-  K-quants) and dotted with the float32 activations: the dequantized model's numbers to float32
-  summation order (greedy
+* ``"float"`` (the default): each weight block's codes become float32 in registers (32 at a
+  time, every format; a K-quant's sub-block scale and min factored out of its sum) and meet the
+  float32 activations there: the dequantized model's numbers to float32 summation order (the
+  K-quants were dequantized a row at a time into L1 before: one thread, Q4_K 2048 x 2048 at one
+  row 619 -> 400 us, Q5_K 664 -> 477, Q6_K 685 -> 510; 1.3-1.55x at 1-4 rows) (greedy
   output unchanged: on SmolLM2-135M Q4_1 the chat example still answers "The capital of France is
   Paris."; over 1024 tokens of a held-out text, top-1 agreement with the dequantized model 100%,
   max relative logit error 6e-6).
@@ -192,7 +193,7 @@ def gguf_matmul(x: torch.Tensor, blocks: torch.Tensor, ggml_type: int, out_featu
     bytes)``, stored row ``n`` being output ``out_index[n]`` where given) in float32, or None
     where the kernel does not apply (no library, a type or row length it lacks). ``int8``:
     the activations quantized to int8 per block and integer dot products (llama.cpp's way);
-    else each weight row dequantized in L1 and dotted with the float32 activations."""
+    else the float32 activations against each block's codes turned float in registers."""
     lib = _library(lib)
     if lib is None or blocks.dtype != torch.uint8 or blocks.dim() != 2 or blocks.stride(1) != 1:
         return None
