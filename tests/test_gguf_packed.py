@@ -282,6 +282,14 @@ def test_prepared_call_follows_replaced_weights_biases_and_copies():
     with torch.no_grad():
         torch.testing.assert_close(model(x), expected(), rtol=1e-5, atol=1e-5)
         assert "_gguf_call" in lin.__dict__
+        x3 = torch.randn(3, 2, k)   # rows that are not contiguous: the shape kept
+        got = model(x3.transpose(0, 1))
+        assert got.shape == (2, 3, n)
+        torch.testing.assert_close(got, model(x3.transpose(0, 1).contiguous()), rtol=0, atol=0)
+        got = model(x3[..., ::2].repeat_interleave(2, -1))   # (a fresh contiguous tensor)
+        assert got.shape == (3, 2, n)
+        wide = torch.randn(2, 2 * k)[:, :k]   # rows k apart in a wider tensor
+        torch.testing.assert_close(model(wide), model(wide.contiguous()), rtol=0, atol=0)
         lin.weight = torch.nn.Parameter(random_blocks(t, n, k, seed=7), requires_grad=False)
         torch.testing.assert_close(model(x), expected(), rtol=1e-5, atol=1e-5)
         lin.bias = torch.nn.Parameter(torch.randn(n))

@@ -172,14 +172,14 @@ def _run(call: _Call, x: torch.Tensor, int8: bool) -> torch.Tensor | None:
     the prepared layers: their outputs side by side, ``x.shape[:-1] + (total,)``."""
     k = call.in_features
     rows = x.numel() // k
+    y = torch.empty(x.shape[:-1] + (call.total,))
     if x.is_contiguous():
         ldx = k
-    else:
+    else:   # rows the kernel can step through (a view where the strides allow)
         x = x.reshape(rows, k)
         if x.stride(1) != 1:
             x = x.contiguous()
         ldx = x.stride(0)
-    y = torch.empty(x.shape[:-1] + (call.total,)) if ldx == k else torch.empty((rows, call.total))
     if call.fn(call.addr, call.count, x.data_ptr(), rows, ldx, y.data_ptr(), call.total,
                torch.get_num_threads(), int8):
         return None
