@@ -1,7 +1,7 @@
 """Quantization on the CPU (issue 13): perplexity, resident memory and decode speed of the real
 SmolLM2-135M-Instruct in float32, bfloat16, int8, nf4, round-to-nearest 4-bit, GPTQ-4 and AWQ-4.
 
-    python benchmarks/bench_quantization.py [--part perplexity|memory|speed|all]
+    python benchmarks/bench_quantization.py [--part perplexity|memory|speed|qlora|ort|all]
         [--workdir ~/.cache/pretrained/bench-quantization] [--group-size 64] [--eval-tokens 8192]
         [--window 512] [--calib-samples 32] [--calib-len 256] [--threads 2]
         [--ref-python /work/refvenv/bin/python] [--json out.json]
@@ -35,6 +35,11 @@ Parts:
   ``--repeats``) at batch 1 and 8, each variant computed in bfloat16, in a fresh process each,
   beside the reference (transformers) in bfloat16 on the same float folder.
   Timing-sensitive: run it alone on a quiet machine.
+- ``qlora``: QLoRA (nf4, double quantization, bfloat16 compute) step time, peak memory and loss
+  against LoRA on the bfloat16 model, ours and the reference's; ``ort``: int8 BERT-base at 1 x 16
+  tokens against ONNX Runtime's dynamic int8 (skipped when the reference python lacks
+  onnxruntime). Both in benchmarks/bench_quantization_extra.py (its docstring has the details;
+  ``--steps``, ``--lr``, ``--lora-r``, ``--rounds``, ``--calls``); timing-sensitive too.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench_quantization_extra import add_args, part_ort, part_qlora  # benchmarks/, stdlib-only imports
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("float32", "bfloat16", "int8", "nf4", "rtn4", "gptq4", "awq4")
@@ -100,7 +107,7 @@ def prepare(work: Path, args: argparse.Namespace) -> dict:
     tok = AutoTokenizer.from_pretrained(float_dir)
     calib_text, _, source = texts()
     info["texts"] = source
-    for method in ("gptq", "awq"):
+    for method in ("gptq", "awq") if args.part not in ("qlora", "ort") else ():
         out = work / f"{method}4"
         stamp = out / "made.json"
         if not stamp.exists():
@@ -265,7 +272,7 @@ def part_speed(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--part", default="perplexity", choices=["perplexity", "memory", "speed", "all"])
+    p.add_argument("--part", default="perplexity", choices=["perplexity", "memory", "speed", "qlora", "ort", "all"])
     p.add_argument("--workdir", default=str(Path.home() / ".cache" / "pretrained" / "bench-quantization"))
     p.add_argument("--group-size", type=int, default=64, help="4-bit groups (SmolLM2's 576 columns: 64 divides)")
     p.add_argument("--eval-tokens", type=int, default=4096)
@@ -283,6 +290,7 @@ def main() -> None:
     p.add_argument("--worker", choices=["memory", "speed"], help=argparse.SUPPRESS)
     p.add_argument("--variant", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
+    add_args(p)
     args = p.parse_args()
     sys.path.insert(0, str(HERE.parent))
     if args.worker:
@@ -305,6 +313,10 @@ def main() -> None:
         result["memory"] = part_memory(args)
     if args.part in ("speed", "all"):
         result["speed"] = part_speed(args)
+    if args.part in ("qlora", "all"):
+        result["qlora"] = part_qlora(work, args)
+    if args.part in ("ort", "all"):
+        result["ort"] = part_ort(work, args)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
