@@ -11,7 +11,9 @@ the last stage). :func:`align_out_features` is the reference's alignment of the 
 :func:`load_backbone` builds a backbone from a config object, a ``config.json``-style dict or a
 parent config with ``backbone_config``. Which class serves a model type is in :data:`BACKBONES`
 as ``"module:Class"`` strings, imported only when asked for (so this module imports no model
-file); a new backbone family adds one line here (or calls :func:`register_backbone`).
+file); a new backbone family adds one line here (or calls :func:`register_backbone`). A backbone
+that is no model type of the Auto classes (``"timm_backbone"``: timm's ResNets, written out in
+pretrained/models/timm_resnet.py) names its config class in :data:`BACKBONE_CONFIGS`.
 
 :class:`FrozenBatchNorm2d` / :func:`freeze_batch_norms`: DETR's batch norm with fixed statistics
 and affine parameters (eps 1e-5), which a detector puts in place of a ResNet's ``nn.BatchNorm2d``.
@@ -44,6 +46,12 @@ from ..outputs import ModelOutput
 BACKBONES: dict[str, str] = {
     "resnet": "pretrained.models.resnet:ResNetBackbone",
     "swin": "pretrained.models.swin:SwinBackbone",
+    "timm_backbone": "pretrained.models.timm_resnet:TimmResNetBackbone",   # timm's ResNets, without timm
+}
+# model_type -> "module:Class" of the config of a backbone that is no model type of the Auto
+# classes (found there otherwise)
+BACKBONE_CONFIGS: dict[str, str] = {
+    "timm_backbone": "pretrained.models.timm_resnet:TimmBackboneConfig",
 }
 
 
@@ -59,6 +67,10 @@ def backbone_class(model_type: str) -> type:
     target = BACKBONES.get(model_type)
     if target is None:
         raise ConfigError(f"no backbone for model_type {model_type!r}; backbones: {', '.join(sorted(BACKBONES))}")
+    return _imported(model_type, target)
+
+
+def _imported(model_type: str, target: str) -> type:
     module, _, name = target.partition(":")
     try:
         return getattr(importlib.import_module(module), name)
@@ -81,7 +93,9 @@ def backbone_config(value: Any, **overrides: Any):
         model_type = value.get("model_type")
         if not isinstance(model_type, str):
             raise ConfigError(f"a backbone_config needs a 'model_type' (e.g. 'resnet'), got keys {sorted(value)}")
-        return config_class(model_type).from_dict(value, **overrides)
+        target = BACKBONE_CONFIGS.get(model_type)
+        cls = _imported(model_type, target) if target else config_class(model_type)
+        return cls.from_dict(value, **overrides)
     if isinstance(value, PretrainedConfig):
         if not overrides:
             return value

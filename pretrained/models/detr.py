@@ -6,11 +6,13 @@ per-query masks from :mod:`pretrained.layers.detr_segmentation`).
 Input: ``pixel_values`` (B, num_channels, H, W) and ``pixel_mask`` (B, H, W; 1 = picture, 0 =
 padding), what :class:`~pretrained.vision.DetrImageProcessor` returns. Steps:
 
-1. The backbone (``backbone_config``: this library's ResNet, ``use_timm_backbone=False``; its batch
-   norms replaced by :class:`~pretrained.layers.backbone.FrozenBatchNorm2d`, and, as the
-   reference does for this backbone, all its parameters frozen: ``model.unfreeze_backbone()``
-   trains it) gives the feature map of its last ``out_features`` stage; the pixel mask is brought
-   to its size (nearest).
+1. The backbone, its batch norms replaced by :class:`~pretrained.layers.backbone.FrozenBatchNorm2d`:
+   a timm-layout ResNet (``use_timm_backbone=True``, the facebook/detr-* checkpoints: ``backbone``
+   "resnet50"..., ``dilation`` = DC5; :mod:`pretrained.models.timm_resnet`, no timm, no download:
+   ``use_pretrained_backbone`` only warns, when building from a config, that the weights are
+   random; trainable, as in the reference 5.x) or this library's ResNet (``backbone_config``,
+   ``use_timm_backbone=False``; frozen, as the reference leaves it; ``unfreeze_backbone()``).
+   The last feature map feeds the transformer; the pixel mask is brought to each map's size.
 2. ``input_projection`` (1 x 1 conv) to ``d_model``, flattened to (B, h*w, d_model), with 2-D
    position embeddings: "sine" (cumulative mask counts normalised to 2 pi, sin / cos at
    temperatures 10000^(2i/d)) or "learned" (``row_embeddings`` / ``column_embeddings``, 50 each).
@@ -26,13 +28,13 @@ padding), what :class:`~pretrained.vision.DetrImageProcessor` returns. Steps:
    loss of :mod:`pretrained.layers.detection` (auxiliary terms per intermediate layer).
 
 Module names equal the checkpoints' keys as the reference saves them
-(``model.backbone.conv_encoder.model.embedder.embedder.convolution.weight``,
+(``model.backbone.conv_encoder.model.conv1.weight`` or ``...model.embedder.embedder.convolution.weight``,
 ``model.encoder.layers.0.self_attn.out_proj.weight``, ``model.decoder.layers.0.encoder_attn.q_proj``,
 ``model.encoder.layers.0.fc1``, ``model.query_position_embeddings``, ``bbox_predictor.layers.2``).
 
-Not supported (named errors): timm backbones (``use_timm_backbone=True``, the reference's default
-for ``facebook/detr-*``), ``dilation`` (the reference honours it only for timm backbones), layer
-drop in training (the reference ignores it).
+Not supported (named errors): timm backbones other than the torchvision-layout ResNets,
+``dilation`` with a ResNet ``backbone_config`` (the reference ignores it there), layer drop in
+training (the reference ignores it).
 
 Example::
 
@@ -50,6 +52,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -68,7 +71,9 @@ from ..layers.detr_segmentation import (DetrMaskHeadSmallConv, DetrMHAttentionMa
 from ..layers.pixels import check_image_pixels
 from ..modeling import PreTrainedModel
 from ..outputs import ModelOutput
+from .timm_resnet import legacy_backbone_config
 
+logger = logging.getLogger("pretrained")
 _LEARNED_POSITIONS = 50   # rows / columns the learned position tables hold (the reference's)
 
 
@@ -119,18 +124,21 @@ class DetrConfig(PretrainedConfig):
 
     def validate(self) -> None:
         req = self._require
+        # the legacy timm fields leave the config (the backbone_config dict holds them; "backbone"
+        # would also hide the method of that name); with a backbone_config they are ignored, as there
+        legacy = {k: self._extra.pop(k) for k in ("backbone", "backbone_kwargs") if k in self._extra}
+        for key in legacy:
+            self.__dict__.pop(key, None)
         if self.backbone_config is None and self.use_timm_backbone:
-            raise UnsupportedOptionError(
-                "DetrConfig: timm backbones (use_timm_backbone=True, the reference's default, as in facebook/detr-*) "
-                "are not supported; use a ResNet backbone: use_timm_backbone=False with backbone_config="
-                "{'model_type': 'resnet', ...}")
-        if self.dilation:
-            raise UnsupportedOptionError(
-                "DetrConfig: dilation=True (DC5) is honoured by the reference only for timm backbones, which are not "
-                "supported here; for a ResNet backbone_config the reference ignores it, so set dilation=False")
-        if self.backbone_config is None:   # the reference's default for use_timm_backbone=False
+            object.__setattr__(self, "backbone_config", legacy_backbone_config(
+                legacy.get("backbone"), legacy.get("backbone_kwargs"), self.num_channels, bool(self.dilation)))
+        elif self.backbone_config is None:   # the reference's default for use_timm_backbone=False
             object.__setattr__(self, "backbone_config", {"model_type": "resnet", "out_features": ["stage4"]})
-        self.backbone()   # a bad backbone_config fails here, with its own message
+        backbone = self.backbone()   # a bad backbone_config fails here, with its own message
+        if self.dilation and backbone.model_type != "timm_backbone":
+            raise UnsupportedOptionError("DetrConfig: dilation=True (DC5) needs a timm backbone (use_timm_backbone=True, "
+                                         "backbone='resnet50'...); the reference ignores it for a ResNet "
+                                         "backbone_config: set dilation=False")
         for key in ("d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads",
                     "encoder_ffn_dim", "decoder_ffn_dim", "num_queries", "num_channels"):
             req(getattr(self, key) > 0, f"{key} must be > 0, got {getattr(self, key)}")
@@ -150,13 +158,21 @@ class DetrConfig(PretrainedConfig):
         activation(self.activation_function)
 
     def backbone(self) -> PretrainedConfig:
-        """The backbone's config object (this library's class for its ``model_type``)."""
+        """The backbone's config object (this library's class for its ``model_type``: a ResNet,
+        or a timm-layout ResNet for ``use_timm_backbone``)."""
         cfg = backbone_config(self.backbone_config)
-        if cfg.model_type != "resnet":
-            raise ConfigError(f"DetrConfig: backbone model_type {cfg.model_type!r}; DETR here takes a 'resnet' backbone")
+        if cfg.model_type not in ("resnet", "timm_backbone"):
+            raise ConfigError(f"DetrConfig: backbone model_type {cfg.model_type!r}; DETR here takes a 'resnet' "
+                              "backbone_config or a timm ResNet ('timm_backbone', use_timm_backbone=True)")
         if cfg.num_channels != self.num_channels:
             raise ConfigError(f"DetrConfig: num_channels {self.num_channels} but the backbone takes {cfg.num_channels}")
         return cfg
+
+    @property
+    def pretrained_backbone_requested(self) -> bool:
+        """``use_pretrained_backbone`` (true in the facebook/detr-* configs): never downloaded here."""
+        inner = self.backbone_config or {}
+        return bool(self._extra.get("use_pretrained_backbone") or inner.get("use_pretrained_backbone"))
 
 
 # --- backbone and positions ---------------------------------------------------------------------
@@ -168,12 +184,17 @@ class DetrConvEncoder(nn.Module):
         super().__init__()
         cfg = config.backbone()
         self.model = backbone_class(cfg.model_type)(cfg)
+        self.timm = cfg.model_type == "timm_backbone"
         freeze_batch_norms(self.model)
-        # the reference freezes the parameters outside "stage.1/2/3"; this ResNet's names are
-        # "stages.N", so, as there, the whole backbone starts frozen
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        self.freeze_as_built()
         self.channels = list(self.model.channels)
+
+    def freeze_as_built(self) -> None:
+        """The reference's (5.x) initial freeze, quirks included: when the backbone's model_type
+        has "resnet" in it, what is outside "stage.1/2/3" (all of this ResNet: "stages.N"); a timm
+        ResNet ("timm_backbone") trains whole (4.x froze its stem and layer1)."""
+        for p in self.model.parameters():
+            p.requires_grad_(self.timm)
 
     def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         out = []
@@ -376,10 +397,14 @@ class DetrPreTrainedModel(PreTrainedModel):
         for module in self.modules():   # the backbone keeps its own (He) initialisation
             if isinstance(module, DetrConvEncoder):
                 module.model.init_weights()
+        if self.config.pretrained_backbone_requested:   # built from a config, not loaded from a checkpoint
+            logger.warning("%s: use_pretrained_backbone=True, but backbone weights are never downloaded (nor by the "
+                           "reference): the backbone weights are random; from_pretrained loads a checkpoint's",
+                           type(self).__name__)
 
     def _finish_loading(self, *args: Any, **kwargs: Any) -> None:
         super()._finish_loading(*args, **kwargs)
-        self.freeze_backbone()   # loading made fresh parameters: frozen again, as built
+        self._conv_encoder().freeze_as_built()   # loading made fresh parameters: frozen again, as built
 
     def freeze_backbone(self) -> None:
         """Stop training the backbone's parameters (its batch norms are frozen anyway)."""

@@ -7,7 +7,7 @@ Float32 parity (every output, the encoder's and decoder's hidden states; a padde
 pixel mask, and unmasked pixels of another size; sine and learned positions), the set loss and its
 parts with auxiliary losses, the round trip (the reference reads our save: recorded), bfloat16,
 the backend seam, LoRA all-linear, torch.compile, the frozen backbone, and named errors for what
-is not supported (timm backbones, dilation, layer drop in training).
+is not supported (dilation with this ResNet, a timm backbone not implemented, layer drop in training).
 """
 
 from __future__ import annotations
@@ -147,7 +147,8 @@ def test_a_fresh_model_from_a_config_object():
 
 
 @pytest.mark.parametrize("bad, error, words", [
-    (dict(use_timm_backbone=True, backbone_config=None), UnsupportedOptionError, "timm"),
+    (dict(use_timm_backbone=True, backbone_config=None, backbone="convnext_tiny"), UnsupportedOptionError,
+     "not implemented here"),
     (dict(dilation=True), UnsupportedOptionError, "dilation"),
     (dict(position_embedding_type="rope"), ConfigError, "position_embedding_type"),
     (dict(d_model=15), ConfigError, "multiple"),
@@ -160,9 +161,10 @@ def test_bad_and_unsupported_configs_are_named_errors(bad, error, words):
         DetrConfig(**{**SMALL, **bad})
 
 
-def test_a_timm_checkpoint_is_refused_with_the_fix():
-    with pytest.raises(UnsupportedOptionError, match="use_timm_backbone=False"):
-        DetrConfig.from_dict({"model_type": "detr", "backbone": "resnet50", "use_timm_backbone": True})
+def test_a_timm_config_takes_the_timm_layout_resnet():
+    # the timm backbones themselves: tests/test_detr_timm.py
+    cfg = DetrConfig.from_dict({"model_type": "detr", "backbone": "resnet50", "use_timm_backbone": True})
+    assert cfg.backbone_config["model_type"] == "timm_backbone" and cfg.backbone().out_indices == [1, 2, 3, 4]
 
 
 def test_layer_drop_in_training_is_refused():
