@@ -209,7 +209,8 @@ def make_models() -> None:
 # bnb needs bitsandbytes in the reference venv, gptq_awq AutoAWQ's wheel unpacked at AUTOAWQ_DIR)
 AREAS = ["tokenizers", "seq2seq_tokenizers", "decoders", "generation", "gguf", "encoders", "pipelines", "training", "finetuned", "t5", "bnb", "gptq_awq",
          "seq2seq_models", "speech_encoders", "whisper", "audio_features", "ast", "asr_ctc", "audio_classification",
-         "whisper_tokenizer", "asr_pipeline", "segformer", "image_segmentation", "yolos", "resnet", "swin", "detection", "detr", "mask2former", "detr_segmentation"]
+         "whisper_tokenizer", "asr_pipeline", "segformer", "image_segmentation", "yolos", "resnet", "swin", "detection", "detr", "mask2former", "detr_segmentation",
+         "detr_timm"]
 
 
 def main(argv: list[str]) -> None:
