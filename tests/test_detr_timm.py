@@ -36,7 +36,7 @@ from seeded_weights import materialize, recipe_state_dict, seeded_tensor  # noqa
 from tester import FIX  # noqa: E402
 
 from pretrained import AutoModel, AutoModelForObjectDetection, pipeline  # noqa: E402
-from pretrained.errors import UnsupportedOptionError  # noqa: E402
+from pretrained.errors import ConfigError, UnsupportedOptionError  # noqa: E402
 from pretrained.layers.backbone import FrozenBatchNorm2d  # noqa: E402
 from pretrained.models.detr import DetrConfig, DetrForSegmentation, DetrModel  # noqa: E402
 from pretrained.models.timm_resnet import ARCHITECTURES, TimmBackboneConfig, TimmResNetBackbone  # noqa: E402
@@ -277,3 +277,10 @@ _shared = image_model_tests(GOLDENS, ["detr-timm-r18-det", "detr-timm-r18-seg"],
                                     {"class_labels": torch.tensor([0]), "boxes": torch.tensor([[0.4, 0.4, 0.2, 0.2]])}],
                             load_fn=_shared_load, folder_fn=folder)
 globals().update({k: v for k, v in _shared.items() if k != "test_bfloat16_within_its_rounding"})
+
+
+def test_a_segmenter_on_fewer_timm_maps_is_a_named_error():
+    config = DetrConfig(**{**TINY, "encoder_attention_heads": 8},
+                        backbone_config={"model_type": "timm_backbone", "backbone": "resnet18", "out_indices": [3, 4]})
+    with pytest.raises(ConfigError, match=r"out_indices \[1, 2, 3, 4\]"):
+        DetrForSegmentation(config)

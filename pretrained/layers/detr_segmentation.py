@@ -14,7 +14,7 @@
    the map adapted by a 1 x 1 conv (``adapterN``), the running features upsampled to it
    (nearest) and added, a conv block (``lay3..5``/``gn3..5``: ``d_model/4``, ``/8``, ``/16``
    channels); ``out_lay`` (3 x 3 conv) gives one mask logit per cell at the first feature map's
-   resolution (stride 4 for a ResNet).
+   resolution (stride 4 for a ResNet, timm's layer1 included).
 
 Module names are the checkpoints' (``bbox_attention.q_linear``, ``mask_head.lay1``,
 ``mask_head.gn1``, ``mask_head.adapter1``, ``mask_head.out_lay``), which the reference 5.x renames
@@ -55,7 +55,7 @@ def check_mask_head(d_model: int, heads: int, backbone_channels: list[int]) -> N
     if len(backbone_channels) < 3:
         raise ConfigError(f"DetrForSegmentation needs at least 3 backbone feature maps (the mask head's FPN reads the "
                           f"first three); backbone_config out_features gives {len(backbone_channels)}: list e.g. "
-                          "['stage1', 'stage2', 'stage3', 'stage4']")
+                          "['stage1', 'stage2', 'stage3', 'stage4'] (a timm backbone: out_indices [1, 2, 3, 4])")
     if (d_model + heads) % 8:
         raise ConfigError(f"DetrForSegmentation: d_model + encoder_attention_heads ({d_model} + {heads}) must be a "
                           "multiple of 8 (the mask head's first GroupNorm has 8 groups)")
