@@ -152,6 +152,19 @@ def test_int8_fast_path_in_bfloat16():
     assert fast.dtype == torch.bfloat16 and (fast.float() - slow.float()).abs().max() < 0.02 * slow.abs().max()
 
 
+@pytest.mark.parametrize("rows", [1, 2, 16])
+def test_int8_fast_path_in_float32_equals_the_int8_product(rows):
+    # one row goes through torch's int8 op, several through the widened codes: both are
+    # sum(x * q) * SCB / 127 plus the bias, checked against that formula in float64
+    lin = torch.nn.Linear(96, 40)
+    q = Linear8bit.from_float(lin.weight, lin.bias)
+    x = torch.randn(rows, 96)
+    accelerate(torch.nn.Sequential(q))
+    assert type(q) is CpuLinear8bit
+    expected = (x.double() @ q.weight.double().T) * (q.SCB.double() / 127.0) + q.bias.double()
+    assert (q(x).double() - expected).abs().max() < 1e-5
+
+
 def test_memory_footprint_counts_the_real_bytes():
     full = AutoModelForCausalLM.from_pretrained(FLOAT)
     linears = {n: m for n, m in full.named_modules() if isinstance(m, torch.nn.Linear) and n != "lm_head"}
