@@ -383,6 +383,25 @@ def test_packed_model_generates_as_the_dequantized_one_and_saves_as_floats(tmp_p
         assert torch.equal(a, b), name
 
 
+@needs_kernels
+def test_torch_compile_keeps_the_packed_layers_in_the_graph():
+    """Under torch.compile a packed layer is the pretrained::gguf_linear custom op (the kernels
+    inside the compiled graph; a ctypes call or the fallback's numpy would break the graph at
+    every layer): the graphs hold it, no break in the backend, the same logits."""
+    torch._dynamo.reset()
+    packed = AutoModelForCausalLM.from_pretrained(TINY, gguf_file="llama-bpe.gguf")
+    ids = _prompt(packed.config.vocab_size)
+    with torch.no_grad():
+        want = packed(ids).logits
+        seen = torch._dynamo.explain(packed)(ids)
+        ops = {str(n.target) for g in seen.graphs for n in g.graph.nodes if n.op == "call_function"}
+        assert any("pretrained.gguf_linear" in op for op in ops), ops
+        where = [str(r.user_stack) for r in seen.break_reasons]
+        assert not any("backends" in w for w in where), where
+        got = torch.compile(packed)(ids).logits
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_lora_on_packed_layers_is_refused_by_name_and_prefix_tuning_runs():
     from pretrained.peft import LoraConfig, PrefixTuningConfig, get_peft_model
 

@@ -45,9 +45,14 @@ row, BLAS's much less. Measured on this 2-core Xeon (shared machine, one thread,
 timings, SmolLM2-135M shapes): the kernels are faster up to 8-16 rows (4 rows: 105-180 us vs
 190-240 us at 1536 x 576), the tiles from 32 rows (64 rows: 1.0 ms vs 1.9 ms).
 
-It steps aside to the plain dequantize-and-``F.linear`` (exact float weights, autograd through
-the input) while autograd records through the input, under ``torch.compile`` tracing, in CPU
-autocast, and where no kernel was built (no compiler, not x86-64 with AVX2).
+Under ``torch.compile`` a layer is the ``pretrained::gguf_linear`` custom op, which keeps the
+kernels inside the compiled graph (SmolLM2-135M Q4_1 with a static cache: the same greedy
+tokens; compiling took 89 s on this loaded 2-core machine, and the compiled decode step was not
+measurably faster than the eager one at one thread: the op calls the kernels one layer at a
+time, without the prepared calls and sibling groups). It steps aside to the plain
+dequantize-and-``F.linear`` (exact float weights, autograd through the input) while autograd
+records through the input, in CPU autocast, and where no kernel was built (no compiler, not
+x86-64 with AVX2).
 
 Example::
 
@@ -333,6 +338,31 @@ class GGUFGroup(LinearGroup):
         return y if y is None or y.dtype == x.dtype else y.to(x.dtype)
 
 
+@torch.library.custom_op("pretrained::gguf_linear", mutates_args=())
+def gguf_linear_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                   out_index: torch.Tensor | None, ggml_type: int, out_features: int,
+                   int8: bool) -> torch.Tensor:
+    """A packed layer as a PyTorch custom op, so that ``torch.compile`` keeps it inside the
+    compiled graph (a ctypes call, or the fallback's numpy dequantizing, would break the graph
+    at every layer): the kernels where they apply, else the layer dequantized into F.linear."""
+    k = x.shape[-1]
+    rows = x.numel() // k if k else 0
+    y = None
+    if x.is_cpu and x.dtype in _FLOATS and weight.is_cpu:
+        y = gguf_matmul(x, weight, ggml_type, out_features, bias, out_index, int8=int8) \
+            if rows <= KERNEL_MAX_ROWS else tiled_linear(x, weight, ggml_type, out_features, bias, out_index)
+    if y is None:   # no kernel here: the plain math (GGUFLinear.forward's)
+        lin = GGUFLinear.from_blocks(weight, ggml_type, k, bias)
+        lin.out_index = out_index
+        y = GGUFLinear.forward(lin, x)
+    return y if y.dtype == x.dtype else y.to(x.dtype)
+
+
+@gguf_linear_op.register_fake
+def _gguf_linear_shape(x, weight, bias, out_index, ggml_type, out_features, int8):
+    return x.new_empty((*x.shape[:-1], out_features))
+
+
 class CpuGGUFLinear(GGUFLinear):
     """:class:`GGUFLinear` through the C block kernels (see the module doc)."""
 
@@ -340,6 +370,11 @@ class CpuGGUFLinear(GGUFLinear):
     int8_activations: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():   # the whole layer as one op of the compiled graph
+            if x.dtype in _FLOATS and not (x.requires_grad and torch.is_grad_enabled()):
+                return gguf_linear_op(x, self.weight, self.bias, self.out_index, self.ggml_type,
+                                      self.out_features, self.int8_activations)
+            return super().forward(x)   # (autograd through the input: the plain math)
         if x.is_cpu and x.dtype in _FLOATS and x.dim() > 0 \
                 and not (x.requires_grad and torch.is_grad_enabled()) \
                 and not torch.compiler.is_compiling() and not cpu_autocast():
