@@ -399,6 +399,15 @@ def test_torch_compile_keeps_the_packed_layers_in_the_graph():
         where = [str(r.user_stack) for r in seen.break_reasons]
         assert not any("backends" in w for w in where), where
         got = torch.compile(packed)(ids).logits
+        lin = packed.model.layers[0].self_attn.q_proj   # the op called as it is: any rows' layout
+        x = torch.randn(3, 5, lin.in_features).transpose(0, 1)
+        args = (lin.weight, lin.bias, lin.out_index, lin.ggml_type, lin.out_features, False)
+        expected = F.linear(x, lin.dequantize(), lin.bias)
+        for inp in (x, x.contiguous(), torch.randn(40, lin.in_features)):
+            out = torch.ops.pretrained.gguf_linear(inp, *args)
+            torch.testing.assert_close(out, F.linear(inp, lin.dequantize(), lin.bias), rtol=1e-5, atol=1e-5)
+        assert torch.ops.pretrained.gguf_linear(x.bfloat16(), *args).dtype == torch.bfloat16
+        assert expected.shape == (5, 3, lin.out_features)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
