@@ -207,6 +207,22 @@ def test_packed_siblings_on_one_input_run_as_one_call_and_step_aside_otherwise()
 
 
 @needs_kernels
+def test_prefill_tiles_cover_every_row_across_tiles_and_buffer_sizes():
+    """tiled_linear dequantizes at most TILE_FLOATS values at a time into a buffer it keeps: a
+    layer of several tiles (the last one short), then a smaller and a wider one reusing it."""
+    from pretrained.backends.gguf_linear import TILE_FLOATS
+
+    for k, n in ((32, TILE_FLOATS // 32 + 1000), (64, 50), (352, 70)):
+        blocks = random_blocks(GGML_Q8_0, n, k, seed=k)
+        w = dequantize(blocks.reshape(-1), GGML_Q8_0, (n, k)).double()
+        x = torch.randn(20, k)
+        bias = torch.randn(n)
+        got = tiled_linear(x, blocks, GGML_Q8_0, n, bias)
+        expected, scale = x.double() @ w.T + bias.double(), x.double().abs() @ w.abs().T
+        assert got.shape == (20, n) and ((got.double() - expected).abs() <= 1e-5 * scale + 1e-5).all()
+
+
+@needs_kernels
 @pytest.mark.parametrize("ggml_type", PACKED_TYPES, ids=type_name)
 def test_c_dequantizer_equals_numpy(ggml_type):
     k = _k_for(ggml_type)
