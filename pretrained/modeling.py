@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .checkpointing import GradientCheckpointingMixin
 from .config import PretrainedConfig
 from .devices import resolve_device, resolve_dtype  # noqa: F401 (public here too: modeling.resolve_dtype)
 from .dispatch import DevicePlacement
@@ -154,7 +155,7 @@ def check_load_options(config_class: type[PretrainedConfig], options: dict[str, 
             raise InvalidInputError(f"from_pretrained got an unknown argument {name!r}{hint}")
 
 
-class PreTrainedModel(nn.Module):
+class PreTrainedModel(GradientCheckpointingMixin, nn.Module):
     """Base of every model. Subclasses set ``config_class`` and ``base_model_prefix``.
 
     ``tied_weights`` maps a parameter name to the one it shares storage with when

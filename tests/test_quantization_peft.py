@@ -34,12 +34,13 @@ def test_prepare_model_for_kbit_training():
     model = AutoModelForCausalLM.from_pretrained(FLOAT, quantization_config=NF4, torch_dtype=torch.bfloat16)
     assert model.model.norm.weight.dtype == torch.bfloat16
     model = prepare_model_for_kbit_training(model)
+    assert model.is_gradient_checkpointing   # PEFT's default (tests/test_gradient_checkpointing.py)
     assert not any(p.requires_grad for p in model.parameters())
     assert {p.dtype for p in model.parameters()} == {torch.float32, torch.uint8}   # packed codes stay
     out = model.get_input_embeddings()(torch.tensor([[3, 4]]))
     assert out.requires_grad   # gradients reach adapters under frozen layers
-    with pytest.raises(UnsupportedOptionError, match="gradient checkpointing"):
-        prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    with pytest.raises(UnsupportedOptionError, match="use_reentrant"):
+        prepare_model_for_kbit_training(model, gradient_checkpointing_kwargs={"reentrant": True})
 
 
 @pytest.mark.parametrize("quant", [NF4, BitsAndBytesConfig(load_in_8bit=True)], ids=["nf4", "int8"])

@@ -44,6 +44,8 @@ def _layer_parts(layer: nn.Module):
     acts, heads = set(), set()
     for m in layer.modules():
         for k, v in m.__dict__.items():
+            if k == "forward" and "_checkpoint_inner" in m.__dict__:
+                continue   # gradient checkpointing's wrapper: out of training it runs the forward
             if k in _HEADS and isinstance(v, int):
                 heads.add(v)
             elif callable(v) and not isinstance(v, type) and not k.startswith("_"):

@@ -98,6 +98,7 @@ class TrainingArguments:
     ignore_data_skip: bool = False
     report_to: str | list[str] | None = "none"
     gradient_checkpointing: bool = False
+    gradient_checkpointing_kwargs: dict | None = None   # torch.utils.checkpoint's keywords
     ddp_backend: str | None = None
     ddp_timeout: int = 1800
 

@@ -113,7 +113,13 @@ class Trainer:
         defaults.append(PrinterCallback() if args.disable_tqdm else ProgressCallback())
         self.callback_handler = CallbackHandler(defaults + list(callbacks or []))
         if args.gradient_checkpointing:
-            enable_gradient_checkpointing(self.model)
+            # the model's own method when it has one (a PeftModel reaches its base's), which also
+            # makes the embeddings' output require gradients; else any module's blocks
+            enable = getattr(self.model, "gradient_checkpointing_enable", None)
+            if enable is not None:
+                enable(gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs)
+            else:
+                enable_gradient_checkpointing(self.model, args.gradient_checkpointing_kwargs)
         self._event("on_init_end")
 
     # --- callbacks --------------------------------------------------------------------------
