@@ -14,11 +14,17 @@
   quantization, bfloat16 compute, then ``prepare_model_for_kbit_training``, then LoRA), for this
   library and for the reference (transformers + peft; its QLoRA through bitsandbytes' CPU 4-bit,
   when that imports and runs). Gradient checkpointing: as each side's
-  ``prepare_model_for_kbit_training`` sets it (PEFT's turns it on by default, this library's has
-  none); the printed rows say which ran with it. Per variant: median step time (forward, backward,
-  AdamW step) over ``--steps`` steps after 2 warm-up steps; peak resident memory (``ru_maxrss``
-  and ``VmHWM``; both with the imports, which the row's ``imports_MiB`` gives); the loss of batch 0
-  before training and after all steps (to show it trains).
+  ``prepare_model_for_kbit_training`` sets it (both turn it on by default for QLoRA; LoRA on
+  bfloat16 runs without); the rows record whether it was on. Per variant: median step time
+  (forward, backward, AdamW step) over ``--steps`` steps after 2 warm-up steps; peak resident
+  memory (``ru_maxrss`` and ``VmHWM``; both with the imports, which the row's ``imports_MiB``
+  gives); the loss of batch 0 before training and after all steps (to show it trains), measured
+  in training mode under ``no_grad`` (no dropout here): an eval-mode call would make
+  bitsandbytes 0.50's CPU Linear4bit repack its weights for its inference kernel, which has no
+  backward, so the reference's QLoRA would then train only the adapters above the last 4-bit
+  layer of each path (o_proj, down_proj); ``adapters_with_grad`` counts the adapter tensors
+  whose first-step gradient is not zero (all of them in a sound run; lora_A's are zero at step
+  one as lora_B starts at zero, so it counts the lora_B's).
 - ``ort``: a BERT-base-shaped classifier (hidden 768, 12 layers, 12 heads, intermediate 3072,
   vocab 30522, 2 labels; random weights, seed 0, made with this library once as
   ``<workdir>/bert-base``) at 1 x 16 tokens. Ours: ``from_pretrained(folder, load_in_8bit=True)``.
@@ -130,11 +136,11 @@ def qlora_worker(args: argparse.Namespace) -> None:
 
     def batch_loss(i: int) -> float:
         x = ids[i % len(ids)]
-        model.eval()    # no dropout either way; eval keeps checkpointing's no-grad warnings away
-        with torch.no_grad():
-            loss = float(model(input_ids=x, labels=x).loss)
+        # training mode (lora_dropout is 0): eval() would repack bitsandbytes' CPU 4-bit weights
+        # for a kernel without backward (see the module doc); no_grad skips checkpointing
         model.train()
-        return loss
+        with torch.no_grad():
+            return float(model(input_ids=x, labels=x).loss)
 
     before = batch_loss(0)
     model.train()
@@ -144,6 +150,8 @@ def qlora_worker(args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         loss = model(input_ids=x, labels=x).loss
         loss.backward()
+        if i == 0:
+            first = [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params]
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
@@ -154,7 +162,8 @@ def qlora_worker(args: argparse.Namespace) -> None:
         "peak_ru_maxrss_MiB": peak["ru_maxrss_MiB"], "peak_VmHWM_MiB": peak["VmHWM_MiB"],
         "imports_MiB": imports["VmRSS_MiB"], "after_load_MiB": loaded["VmRSS_MiB"],
         "loss_batch0_before": before, "loss_batch0_after": batch_loss(0), "train_losses": losses,
-        "gradient_checkpointing": gc, "trainable": sum(p.numel() for p in params),
+        "gradient_checkpointing": gc, "adapters_with_grad": [sum(first), len(first)],
+        "trainable": sum(p.numel() for p in params),
         "adapter_dtype": str(params[0].dtype), "torch": torch.__version__}))
 
 
@@ -222,7 +231,9 @@ def part_qlora(work: Path, args: argparse.Namespace) -> dict:
               f"{r['peak_ru_maxrss_MiB']:.0f} MiB (VmHWM {r['peak_VmHWM_MiB']:.0f}; imports "
               f"{r['imports_MiB']:.0f}), loss of batch 0 {r['loss_batch0_before']:.3f} -> "
               f"{r['loss_batch0_after']:.3f}, gradient checkpointing "
-              f"{'on' if r['gradient_checkpointing'] else 'off'}, adapters {r['adapter_dtype']}", flush=True)
+              f"{'on' if r['gradient_checkpointing'] else 'off'}, adapters {r['adapter_dtype']}, "
+              f"adapter tensors with a step-1 gradient {r['adapters_with_grad'][0]}/{r['adapters_with_grad'][1]}",
+              flush=True)
     for impl in ("ours", "reference"):
         lo, q = rows.get(f"{impl}:lora-bf16", {}), rows.get(f"{impl}:qlora-nf4", {})
         if "step_s" in lo and "step_s" in q:
