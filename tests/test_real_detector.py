@@ -1,4 +1,4 @@
-"""The shapes detector trained here (examples/train_detector.py: a small DETR trained from scratch on
+"""The shapes detector trained here (examples/train_detector.py: a small DETR (its ResNet pretrained here first) trained on
 scikit-image's random shapes; cached under ~/.cache/pretrained/trained/shapes-detr, not committed),
 run as a user would through ``pipeline("object-detection")`` on the held-out pictures saved as PNG
 files next to it and on the whole held-out set rebuilt from its seeds: mAP@0.5 at least what its
@@ -51,7 +51,7 @@ def test_the_map_function_on_a_case_worked_by_hand():
 def trained():
     needed = ("results.json", "model.safetensors", "preprocessor_config.json", "held_out/boxes.json")
     if not all((FOLDER / n).is_file() for n in needed):
-        pytest.skip(f"no trained shapes detector in {FOLDER}: run `python examples/train_detector.py` (about five "
+        pytest.skip(f"no trained shapes detector in {FOLDER}: run `python examples/train_detector.py` (about 25 "
                     "minutes; needs scikit-image) to train and cache it")
     return json.loads((FOLDER / "results.json").read_text())
 
