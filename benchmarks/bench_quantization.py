@@ -28,9 +28,9 @@ of ``--window`` tokens. Without the Debian files: calibration on the licence tex
 Parts:
 
 - ``perplexity``: exp(mean next-token loss), each variant computed in float32 except bfloat16;
-- ``memory``: each variant in a fresh process: resident memory (VmRSS) after loading and after
-  one forward of 128 tokens, less the process's RSS before loading (torch imported); ratio to
-  bfloat16;
+- ``memory``: each variant in a fresh process, its float parts (embeddings, norms, the head) in
+  bfloat16: resident memory (VmRSS) after loading and after one forward of 128 tokens, less the
+  process's RSS before loading (torch imported); ratio to bfloat16;
 - ``speed``: decode tokens/s (greedy, 32-token prompt, 64 new tokens, eos off, median of
   ``--repeats``) at batch 1 and 8, each variant computed in bfloat16, in a fresh process each,
   beside the reference (transformers) in bfloat16 on the same float folder.
@@ -204,7 +204,8 @@ def worker(args: argparse.Namespace) -> None:
     work = Path(args.workdir)
     if args.worker == "memory":
         before = rss_mib()
-        model = load(args.variant, work, args.group_size, compute="float32")
+        # float parts in bfloat16 (the model the targets compare with), quantized layers as they are
+        model = load(args.variant, work, args.group_size, compute="bfloat16")
         loaded = rss_mib()
         with torch.no_grad():
             model(torch.arange(128).unsqueeze(0) % 1000 + 10)

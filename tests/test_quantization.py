@@ -165,6 +165,28 @@ def test_int8_fast_path_in_float32_equals_the_int8_product(rows):
     assert (q(x).double() - expected).abs().max() < 1e-5
 
 
+def mapped_files() -> str:
+    import gc
+
+    gc.collect()
+    return Path("/proc/self/maps").read_text() if Path("/proc/self/maps").exists() else ""
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc (Linux)")
+@pytest.mark.parametrize("kwargs", [{"load_in_8bit": True}, {"load_in_4bit": True}])
+def test_quantizing_while_loading_leaves_the_checkpoint_unmapped(tmp_path, kwargs):
+    # the float32 file's pages, each read once to quantize, must not stay resident through
+    # tensors that are still views of the mapping (the float embedding, norms, a float head)
+    folder = tmp_path / "float"
+    shutil.copytree(FLOAT, folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, **kwargs)
+    assert str(folder / "model.safetensors") not in mapped_files()
+    plain_model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
+    assert str(folder / "model.safetensors") in mapped_files()   # the plain float load maps it lazily
+    del plain_model
+    assert model.model.embed_tokens.weight.dtype == torch.float32
+
+
 def test_memory_footprint_counts_the_real_bytes():
     full = AutoModelForCausalLM.from_pretrained(FLOAT)
     linears = {n: m for n, m in full.named_modules() if isinstance(m, torch.nn.Linear) and n != "lm_head"}

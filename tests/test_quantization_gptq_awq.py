@@ -291,3 +291,19 @@ def test_prefill_rows_take_a_dense_product_with_the_same_numbers(case):
         # out a multiple of 64: the int4pack layout read back (checked against the codes); else the op
         assert layer.__dict__["_gq_dense"] is dense
         assert (many - want).abs().max() < 1e-4 and (few - want[:1, :4]).abs().max() < 1e-4
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc (Linux)")
+def test_a_loaded_group_checkpoint_is_no_longer_mapped(tmp_path):
+    # every tensor is copied out of the memory-mapped file, so the mapping (and the pages read to
+    # load it) goes with the checkpoint
+    import gc
+
+    folder = tmp_path / "gptq"
+    shutil.copytree(MODELS / CASES[0], folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
+    gc.collect()
+    files = [p.name for p in folder.glob("*.safetensors")]
+    assert files and not any(str(folder / f) in Path("/proc/self/maps").read_text() for f in files)
+    with torch.no_grad():
+        assert torch.isfinite(model(IDS).logits).all()

@@ -35,7 +35,7 @@ from torch import nn
 from ..errors import (CheckpointCorruptError, CheckpointError, InvalidInputError, ShapeMismatchError,
                       UnsupportedOptionError)
 from ..layers.conv1d import Conv1D
-from ..loading import LoadReport, checkpoint_key_map
+from ..loading import LoadReport, checkpoint_key_map, copy_out_of_checkpoint
 from .config import BitsAndBytesConfig, quantization_config_from_dict
 from .gptq_config import AwqConfig, GPTQConfig
 from .int8 import Linear8bit
@@ -191,6 +191,8 @@ class QuantizationPlan:
             parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, child, q)
             report.missing_keys = [k for k in report.missing_keys if k not in (name + ".weight", name + ".bias")]
+        if not self.prequantized:
+            copy_out_of_checkpoint(model)
         kind = "8" if self.config.load_in_8bit else "4"
         setattr(model, f"is_loaded_in_{kind}bit", True)
         model.quantization_method = "bitsandbytes"

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import CheckpointCorruptError, CheckpointError
 from ..layers.conv1d import Conv1D
-from ..loading import LoadReport, checkpoint_key_map
+from ..loading import LoadReport, checkpoint_key_map, copy_out_of_checkpoint
 from .gptq_config import AwqConfig, GPTQConfig
 from .group_linear import GroupQuantLinear
 
@@ -79,13 +79,16 @@ class GroupQuantPlan:
             bias = module.bias if module.bias is not None and module.bias.device.type != "meta" else None
             if module.bias is not None and bias is None:
                 bias = torch.zeros(module.bias.shape, dtype=dtype, device=device)
-            tensors = {p: ckpt.get(base + p) for p in _PARTS if base + p in self._keys}
+            # copies, not views of the memory-mapped file: with every view gone the mapping closes
+            # with the checkpoint, and the pages read here leave the resident set
+            tensors = {p: ckpt.get(base + p).clone() for p in _PARTS if base + p in self._keys}
             q = GroupQuantLinear.from_checkpoint(
                 tensors, bias, in_features=module.in_features, out_features=module.out_features, bits=c.bits,
                 group_size=c.group_size, fmt=self.fmt, where=f"{ckpt.path_of(base + 'qweight')}: {base}*")
             parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, child, q.to(device))
             report.missing_keys = [k for k in report.missing_keys if k not in (name + ".weight", name + ".bias")]
+        copy_out_of_checkpoint(model)
         model.quantization_method = c.quant_method
         cfg = model.config
         cfg._extra["quantization_config"] = c.to_dict()
