@@ -14,8 +14,9 @@ compute the same numbers faster on this machine:
 - :class:`~pretrained.layers.RMSNorm` -> :class:`~.norms.CpuRMSNorm` (one C call per norm);
 - ``nn.Conv2d`` -> :class:`~.conv.CpuConv2d` (a picture's convolution started channels-last, the
   layout oneDNN computes in, which the convolutions after it then keep);
-- the quantized linears (:mod:`pretrained.quantization`) -> :mod:`.quantized` (int8 through
-  ``torch._weight_int8pack_mm``, NF4/FP4 dequantized through a byte table);
+- the quantized linears (:mod:`pretrained.quantization`) -> :mod:`.quantized` (C kernels of
+  :mod:`.bnb_linear` for decode-sized inputs, else int8 through ``torch._weight_int8pack_mm`` and
+  NF4/FP4 dequantized through a byte table);
 - GPTQ / AWQ linears -> :mod:`.group_quant` (4-bit through ``torch._weight_int4pack_mm_for_cpu``,
   8-bit through ``torch._weight_int8pack_mm`` per group, converted on the first call).
 
