@@ -142,6 +142,7 @@ def calls(monkeypatch):
         return wrapped
 
     monkeypatch.setattr(quantized, "nf4_matmul", spy("nf4", nf4_matmul))
+    monkeypatch.setattr(quantized._Prepared, "run", spy("nf4", quantized._Prepared.run))   # (prepared calls)
     monkeypatch.setattr(quantized, "int8_matmul", spy("int8", int8_matmul))
     return seen
 
@@ -192,7 +193,13 @@ def test_swapped_4bit_module_follows_changed_statistics(calls):
     m.nested_absmax.copy_(fresh.nested_absmax)
     m.nested_offset = fresh.nested_offset
     check(m(x), x, dequant_here(fresh), None)
-    assert calls["nf4"] == 4
+    other = Linear4bit.from_float(torch.randn(6, 64), torch.randn(6))
+    m.weight, m.absmax, m.bias = other.weight, other.absmax, other.bias   # replaced tensors
+    m.nested_absmax = m.nested_quant_map = m.nested_offset = None
+    check(m(x), x, dequant_here(other), other.bias)
+    m.bias.add_(1.0)
+    check(m(x), x, dequant_here(other), other.bias)
+    assert calls["nf4"] == 6
 
 
 @needs_kernels
