@@ -260,7 +260,8 @@ def part_speed(args: argparse.Namespace) -> dict:
     ref = reference_python(args.ref_python)
     rows: dict = {}
     for batch in (1, 8):
-        for v in (*VARIANTS[1:], "reference"):
+        wanted = args.variants.split(",") if args.variants else VARIANTS[1:]
+        for v in (*(w for w in VARIANTS[1:] if w in wanted), "reference"):
             python = ref if v == "reference" else sys.executable
             rows.setdefault(v, {})[f"batch{batch}_tok_s"] = run_worker(python, args, worker="speed", variant=v,
                                                                        batch=batch)["tok_s"]
@@ -288,6 +289,7 @@ def main() -> None:
     p.add_argument("--new", type=int, default=64)
     p.add_argument("--ref-python", default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--variants", default=None, help="speed: only these (comma list), beside the reference")
     p.add_argument("--worker", choices=["memory", "speed"], help=argparse.SUPPRESS)
     p.add_argument("--variant", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
