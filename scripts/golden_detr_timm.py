@@ -1,7 +1,12 @@
 """Goldens for DETR with a timm ResNet backbone (``use_timm_backbone=True``: the facebook/detr-*
 checkpoints' layout), from the reference (transformers 5.25 + timm, run here only):
 
-    /work/refvenv/bin/python scripts/golden_detr_timm.py
+    /work/timmvenv/bin/python scripts/golden_detr_timm.py
+
+That venv is the reference's plus timm 1.0.31 and torchvision 0.28.0 (a .pth file puts the reference
+venv's site-packages behind its own), kept apart from the reference venv on purpose: with torchvision
+importable, transformers switches its image processors to the torchvision ones, which round pixels
+differently from the PIL processors every other golden and benchmark compares with.
 
 timm's ResNets have fixed widths (a resnet18 backbone is 45 MB), so no weights are committed: per
 fixture the reference builds the model (timm makes the backbone), its checkpoint's key names and
