@@ -76,7 +76,7 @@ import torch
 from ..errors import InvalidInputError
 from ..layers.gguf import GGUFLinear, row_bytes
 from . import build as _build
-from .linear import LEARN_CALLS, LinearGroup, _observe, _version
+from .linear import LinearGroup, _version, grouped_output
 from .rows import cpu_autocast
 
 _FLOATS = (torch.float32, torch.bfloat16, torch.float16)
@@ -452,14 +452,10 @@ class CpuGGUFLinear(GGUFLinear):
             if 0 < rows <= KERNEL_MAX_ROWS and x.shape[-1] == self.in_features:
                 # the decode path: a call prepared once (a few microseconds of argument
                 # building and checks saved on each of a token's ~200 calls)
+                y = grouped_output(self, x, GGUFGroup)
+                if y is not None:
+                    return y
                 d = self.__dict__
-                group = d.get("_group")
-                if group is not None:
-                    y = group.output(self, x)
-                    if y is not None:
-                        return y
-                elif d.get("_seen", 0) < LEARN_CALLS and not torch.is_grad_enabled():
-                    _observe(self, x, GGUFGroup)
                 call = d.get("_gguf_call")
                 if _stale(call, [self]):
                     call = d["_gguf_call"] = _prepare([self])

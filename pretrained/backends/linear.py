@@ -124,6 +124,18 @@ def _observe(linear: nn.Module, x: torch.Tensor, group_class: type = LinearGroup
         group.add(linear)
 
 
+def grouped_output(linear: nn.Module, x: torch.Tensor, group_class: type = LinearGroup) -> torch.Tensor | None:
+    """This linear's rows from its sibling group's one call when it has a group (None when the group
+    cannot answer this input); otherwise, in the first inference calls, learn whether it has one."""
+    d = linear.__dict__
+    group = d.get("_group")
+    if group is not None:
+        return group.output(linear, x)
+    if d.get("_seen", 0) < LEARN_CALLS and not torch.is_grad_enabled():
+        _observe(linear, x, group_class)
+    return None
+
+
 class CpuLinear(nn.Linear):
     """``nn.Linear`` with the CPU fast paths above; swapped in by
     :func:`pretrained.backends.accelerate`, swapped back by :func:`pretrained.backends.plain`."""
@@ -137,14 +149,9 @@ class CpuLinear(nn.Linear):
         w, b = self.weight, self.bias
         few = few_rows(x)
         if few:
-            d = self.__dict__
-            group = d.get("_group")
-            if group is not None:
-                y = group.output(self, x)
-                if y is not None:
-                    return y
-            elif d.get("_seen", 0) < LEARN_CALLS and not torch.is_grad_enabled():
-                _observe(self, x)
+            y = grouped_output(self, x)
+            if y is not None:
+                return y
             y = rows_linear(x, w, b)
             if y is not None:
                 return y
