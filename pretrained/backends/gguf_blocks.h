@@ -67,6 +67,23 @@ static inline void k_scales(const uint8_t *w, float *sc, float *mn) {
         mn[j + 4] = dmin * (float)((s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4));
     }
 }
+/* Q4_K / Q5_K: chunk ``ch`` (of 4) of a super-block's 32-byte code area ``qs`` -> the 4-bit codes of
+   its two sub-blocks (``lo``: sub-block 2ch, ``hi``: 2ch + 1); for Q5_K each takes its next bit of
+   the qh bytes in ``*h`` as the fifth (``*h`` shifted on for the next chunk). */
+static inline __attribute__((always_inline)) void k_codes(const uint8_t *qs, int ch, int five, __m256i *h,
+                                                          __m256i *lo, __m256i *hi) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m1 = _mm256_set1_epi8(0x01);
+    __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * ch));
+    *lo = _mm256_and_si256(raw, m4);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+    if (five) {   // sub-block j takes bit j of each qh byte as its fifth bit
+        *lo = _mm256_or_si256(*lo, _mm256_slli_epi16(_mm256_and_si256(*h, m1), 4));
+        *h = _mm256_srli_epi16(*h, 1);
+        *hi = _mm256_or_si256(*hi, _mm256_slli_epi16(_mm256_and_si256(*h, m1), 4));
+        *h = _mm256_srli_epi16(*h, 1);
+    }
+}
+
 static inline int is_b32(int64_t type) {   // the blocks of 32 (else super-blocks of 256)
     return type == T_Q8_0 || type == T_Q4_0 || type == T_Q4_1 || type == T_Q5_0 || type == T_Q5_1;
 }

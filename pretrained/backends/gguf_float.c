@@ -137,7 +137,7 @@ static inline __attribute__((always_inline)) void row_f32_b32(int type, const ui
 static inline __attribute__((always_inline)) void row_f32_kq(int type, const uint8_t *w, long nsb,
                                                              const float *const *x, const float *const *xsum,
                                                              int R, float *out) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m1 = _mm256_set1_epi8(0x01), m30 = _mm256_set1_epi8(0x30);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     const int five = type == T_Q5_K;
     vf a[RB], b[RB];
     float c[RB];
@@ -175,14 +175,8 @@ static inline __attribute__((always_inline)) void row_f32_kq(int type, const uin
         const uint8_t *qs = p + (five ? 48 : 16);
         __m256i h = five ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
         for (int ch = 0; ch < 4; ch++) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * ch));
-            __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-            if (five) {   // sub-block j takes bit j of each qh byte as its fifth bit
-                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(h, m1), 4));
-                h = _mm256_srli_epi16(h, 1);
-                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(h, m1), 4));
-                h = _mm256_srli_epi16(h, 1);
-            }
+            __m256i lo, hi;
+            k_codes(qs, ch, five, &h, &lo, &hi);
             const long j = 2 * ch, xb = 8 * sb + j;
             CODES_F(lo, 0, FL)
             CODES_F(hi, 0, FH)

@@ -136,7 +136,6 @@ static inline __attribute__((always_inline)) void row_q4_q5(const uint8_t *w, lo
 static inline __attribute__((always_inline)) void row_qk(const uint8_t *w, long nb, const xrow *x, int R, float *out,
                                                          int five) {
     const long size = five ? 176 : 144;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m1 = _mm256_set1_epi8(0x01);
     ROW_BEGIN
     for (long sb = 0; sb < nb; sb++, w += size) {
         float sc[8], mn[8];
@@ -144,14 +143,8 @@ static inline __attribute__((always_inline)) void row_qk(const uint8_t *w, long 
         const uint8_t *qs = w + (five ? 48 : 16);
         __m256i h = five ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
         for (int ch = 0; ch < 4; ch++) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * ch));
-            __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-            if (five) {   // sub-block j takes bit j of each qh byte as its fifth bit
-                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(h, m1), 4));
-                h = _mm256_srli_epi16(h, 1);
-                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(h, m1), 4));
-                h = _mm256_srli_epi16(h, 1);
-            }
+            __m256i lo, hi;
+            k_codes(qs, ch, five, &h, &lo, &hi);
             const long j = 2 * ch, xb = 8 * sb + j;
             for (int r = 0; r < R; r++) {
                 FMA(a, r, dot_us(lo, XQ(r, xb)), sc[j] * x[r].d[xb]);
