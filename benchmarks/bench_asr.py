@@ -68,7 +68,7 @@ class CT2:
     def __init__(self, model: str, compute_type: str) -> None:
         import ctranslate2
 
-        from pretrained.audio import AutoFeatureExtractor
+        from pretrained.processing import AutoFeatureExtractor
         from pretrained.tokenization import AutoTokenizer
 
         self.model = ctranslate2.models.Whisper(str(MODELS / f"{model}-ct2"), device="cpu",

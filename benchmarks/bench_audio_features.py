@@ -1,4 +1,4 @@
-"""Feature extraction speed, pretrained.audio against the reference's extractors, in ONE process.
+"""Feature extraction speed, pretrained.processing against the reference's extractors, in ONE process.
 
     /work/refvenv/bin/python benchmarks/bench_audio_features.py [--rounds 7] [--repeats 3]
         [--batches 1,8] [--seconds 60] [--extractors whisper,whisper-numpy,wav2vec2,ast] [--threads N]

@@ -74,7 +74,7 @@ def build_model(hidden: int = 128, layers: int = 3, dropout: float = 0.1):
 
 
 def feature_extractor():
-    from pretrained.audio import Wav2Vec2FeatureExtractor
+    from pretrained.processing import Wav2Vec2FeatureExtractor
 
     return Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=RATE, padding_value=0.0, do_normalize=True,
                                     return_attention_mask=True)

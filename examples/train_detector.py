@@ -22,7 +22,7 @@ the DETR paper's recipe has them:
   slowly (a 2+2-layer run of 756 steps reached mAP@0.5 0.002 that way); the paper's code draws them
   from N(0, 1), as done here.
 
-Inputs: :class:`pretrained.vision.DetrImageProcessor` (64x64 kept: shortest edge 64, ImageNet
+Inputs: :class:`pretrained.processing.DetrImageProcessor` (64x64 kept: shortest edge 64, ImageNet
 mean/std) on the pictures and their COCO-style annotations, which gives the ``labels`` (normalised
 center boxes) the set loss reads. AdamW with a cosine schedule for ``--steps`` (stopped after
 ``--minutes`` of wall time at the latest). Two torch threads by default (a shared 2-core machine).
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
 
     from pretrained.training import Trainer, TrainerCallback, TrainingArguments
-    from pretrained.vision import DetrImageProcessor
+    from pretrained.processing import DetrImageProcessor
 
     start = time.time()
     train = dataset(0, args.train)

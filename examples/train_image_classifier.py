@@ -113,7 +113,7 @@ NAMED_LABELS = dict(num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
 def image_processor(mean: float = 0.5, std: float = 0.5, model: str = "vit"):
     """The model's own processor: ViT's warps to 32x32; ConvNeXt's resizes the shortest edge to 32
     and (crop_pct 1) crops nothing off a 32x32 digit."""
-    from pretrained.vision import ConvNextImageProcessor, ViTImageProcessor
+    from pretrained.processing import ConvNextImageProcessor, ViTImageProcessor
 
     stats = dict(do_rescale=True, rescale_factor=1 / 255, do_normalize=True, image_mean=[mean] * 3,
                  image_std=[std] * 3)

@@ -13,7 +13,7 @@ do not change under flips).
 Model: ``SegformerForSemanticSegmentation`` from a config (4 stages of widths ``--hidden``
 (16, 32, 64, 128), depths 1, 1, 2, 1, the first stage at stride ``--stride`` (4: logits at 16x16,
 upsampled for the loss and the masks), sequence reduction 4, 2, 1, 1, decoder width 64; 0.47M
-parameters), ``id2label`` the shape names. Inputs: :class:`pretrained.vision.SegformerImageProcessor`
+parameters), ``id2label`` the shape names. Inputs: :class:`pretrained.processing.SegformerImageProcessor`
 (64x64, ImageNet mean/std) on the pictures and their label maps; batches of ``--batch-size`` (16)
 stacked by :class:`pretrained.training.DataCollatorForSemanticSegmentation`. AdamW (lr 3e-3) with a
 cosine schedule for ``--epochs`` (16: 2,000 steps), stopped after ``--minutes`` (15) of wall time at
@@ -192,7 +192,7 @@ def pipeline_maps(seg, pictures: list, batch_size: int = 32) -> list[np.ndarray]
 
 # --- the model -----------------------------------------------------------------------------------------
 def image_processor():
-    from pretrained.vision import SegformerImageProcessor
+    from pretrained.processing import SegformerImageProcessor
 
     return SegformerImageProcessor(size={"height": SIZE, "width": SIZE})
 

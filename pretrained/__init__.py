@@ -38,13 +38,13 @@ _LAZY: dict[str, str] = {
     "AutoModelForUniversalSegmentation": "auto",
     "AutoModelForObjectDetection": "auto",
     "AutoBackbone": "auto",
-    "AutoImageProcessor": "vision",
+    "AutoImageProcessor": "processing",
     "load_image": "vision",
-    "AutoFeatureExtractor": "audio",
-    "AutoProcessor": "audio",
-    "WhisperFeatureExtractor": "audio",
-    "Wav2Vec2FeatureExtractor": "audio",
-    "ASTFeatureExtractor": "audio",
+    "AutoFeatureExtractor": "processing",
+    "AutoProcessor": "processing",
+    "WhisperFeatureExtractor": "processing",
+    "Wav2Vec2FeatureExtractor": "processing",
+    "ASTFeatureExtractor": "processing",
     "load_audio": "audio",
     "AutoTokenizer": "tokenization",
     "Tokenizer": "tokenization",
@@ -95,8 +95,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .audio import (ASTFeatureExtractor, AutoFeatureExtractor, AutoProcessor, Wav2Vec2FeatureExtractor,
-                        WhisperFeatureExtractor, load_audio)
+    from .audio import load_audio
     from .auto import (AutoConfig, AutoModel, AutoModelForAudioClassification, AutoModelForCausalLM,
                        AutoModelForCTC, AutoModelForMaskedLM, AutoModelForQuestionAnswering,
                        AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoModelForSpeechSeq2Seq,
@@ -110,5 +109,8 @@ if TYPE_CHECKING:  # pragma: no cover
                            Seq2SeqTrainingArguments, Trainer, TrainerCallback, TrainingArguments,
                            default_data_collator, set_seed)
     from .pipelines import pipeline
+    from .processing import (ASTFeatureExtractor, AutoFeatureExtractor, AutoImageProcessor, AutoProcessor,
+                             Wav2Vec2FeatureExtractor, WhisperFeatureExtractor)
+    from .vision import load_image
     from .pipelines.base import Pipeline
     from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizerFast, Tokenizer

@@ -1,4 +1,4 @@
-"""Goldens for pretrained.audio: the reference's feature extractors and load_audio on fixed inputs.
+"""Goldens for pretrained.processing (and pretrained.audio's load_audio): the reference's feature extractors and load_audio on fixed inputs.
 
     /work/refvenv/bin/python scripts/golden_audio_features.py      # transformers 5.x, torch, soundfile, soxr
 

@@ -1,4 +1,4 @@
-"""Goldens for pretrained.vision: the reference's image loading and its ViT / DeiT / ConvNeXt image
+"""Goldens for pretrained.vision and pretrained.processing: the reference's image loading and its ViT / DeiT / ConvNeXt image
 processors on the real pictures of tests/fixtures/images/ and mode variants made from them.
 
 Run with the reference venv (transformers 5.x, Pillow, no torchvision)::

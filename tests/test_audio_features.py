@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from pretrained.audio import (ASTFeatureExtractor, AudioProcessor, AutoFeatureExtractor, AutoProcessor, BatchFeature,
-                              Wav2Vec2FeatureExtractor, WhisperFeatureExtractor, WhisperProcessor)
+from pretrained.processing import (ASTFeatureExtractor, AudioProcessor, AutoFeatureExtractor, AutoProcessor,
+                                   BatchFeature, Wav2Vec2FeatureExtractor, WhisperFeatureExtractor, WhisperProcessor)
 from pretrained.errors import (ConfigError, InvalidInputError, ModelNotFoundError, TokenizerNotFoundError,
                                UnknownModelTypeError, UnsupportedOptionError)
 
@@ -275,7 +275,7 @@ def test_wav2vec2_normalisation_of_long_audio_on_threads_is_the_formula():
     (x - mean) / sqrt(var + 1e-7), here computed in float64 by numpy for the comparison."""
     import torch
 
-    from pretrained.audio.wav2vec2_features import _THREADED_FROM
+    from pretrained.processing.wav2vec2_features import _THREADED_FROM
 
     rng = np.random.default_rng(3)
     long = (0.2 * rng.standard_normal(_THREADED_FROM * 3) + 0.01).astype(np.float32)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pretrained.audio import Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
+from pretrained.processing import Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
 from pretrained.errors import InvalidInputError
 from pretrained.training import (DataCollatorForAudioClassification, DataCollatorSpeechSeq2SeqWithPadding,
                                  DataCollatorWithAudioPadding, Trainer, TrainingArguments)

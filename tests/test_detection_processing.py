@@ -14,8 +14,8 @@ from PIL import Image
 
 from pretrained.errors import ConfigError, InvalidInputError, UnsupportedOptionError
 from pretrained.layers.detection import linear_sum_assignment
-from pretrained.vision import AutoImageProcessor, DetrImageProcessor, YolosImageProcessor
-from pretrained.vision.detection_processing import detr_resize_size, post_process_object_detection, yolos_resize_size
+from pretrained.processing import AutoImageProcessor, DetrImageProcessor, YolosImageProcessor
+from pretrained.processing.detection import detr_resize_size, post_process_object_detection, yolos_resize_size
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 GOLD = FIX / "goldens" / "detection"

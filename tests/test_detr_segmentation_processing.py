@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from pretrained.errors import InvalidInputError
-from pretrained.vision import AutoImageProcessor, DetrImageProcessor, YolosImageProcessor
+from pretrained.processing import AutoImageProcessor, DetrImageProcessor, YolosImageProcessor
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 GOLDENS = FIX / "goldens" / "detr_segmentation"

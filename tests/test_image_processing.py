@@ -1,4 +1,4 @@
-"""pretrained.vision: load_image and the ViT / DeiT / ConvNeXt image processors against the
+"""pretrained.vision's load_image and pretrained.processing's ViT / DeiT / ConvNeXt image processors against the
 reference's outputs (scripts/golden_image_processing.py: transformers' *ImageProcessorPil classes
 and load_image on the real pictures of tests/fixtures/images and their mode variants)."""
 
@@ -17,8 +17,9 @@ from PIL import Image  # noqa: E402
 
 from pretrained.errors import (ImageDecodeError, ImageFileNotFoundError, ImageTooLargeError,  # noqa: E402
                                InvalidInputError, UnknownModelTypeError)
-from pretrained.vision import (AutoImageProcessor, ConvNextImageProcessor, DeiTImageProcessor,  # noqa: E402
-                               ViTImageProcessor, load_image)
+from pretrained.processing import (AutoImageProcessor, ConvNextImageProcessor, DeiTImageProcessor,  # noqa: E402
+                                   ViTImageProcessor)
+from pretrained.vision import load_image  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 IMAGES = FIXTURES / "images"

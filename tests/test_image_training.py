@@ -13,7 +13,7 @@ import torch
 
 from pretrained.errors import InvalidInputError
 from pretrained.training import DataCollatorForImageClassification, Trainer, TrainingArguments
-from pretrained.vision import ViTImageProcessor
+from pretrained.processing import ViTImageProcessor
 
 MODELS = Path(__file__).parent / "fixtures" / "models"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -22,8 +22,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from pretrained.errors import InvalidInputError, UnsupportedOptionError
-from pretrained.vision import AutoImageProcessor
-from pretrained.vision.mask2former_processing import Mask2FormerImageProcessor, mask_to_rle, size_with_aspect_ratio
+from pretrained.processing import AutoImageProcessor
+from pretrained.processing.mask2former import Mask2FormerImageProcessor, mask_to_rle, size_with_aspect_ratio
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 GOLDENS = FIX / "goldens" / "mask2former"

@@ -181,6 +181,10 @@ _NEVER = {
     "_version": {"*"},
     "errors": {"*"},
     "heap": {"*"},   # malloc_trim for whoever frees much: it stays a leaf
+    # processors turn inputs into tensors for any model; pipelines and training call them
+    "processing": {"models", "modeling", "pipelines", "training", "generation", "backends", "peft", "quantization"},
+    "vision": {"processing", "models", "pipelines"},  # reading pictures only
+    "audio": {"processing", "models", "pipelines"},   # reading audio only
 }
 # ... and the few that may import only what is listed
 _ONLY = {"gguf": {"errors", "hub"}, "backends": {"layers", "errors", "quantization", "heap"}, "cache": {"errors"}}
@@ -206,6 +210,22 @@ def test_import_rules():
     # setup.py loads backends/build.py on its own, before the package is installed
     broken += [f"pretrained.backends.build imports {t}" for t in graph["pretrained.backends.build"]]
     assert broken == []
+
+
+def test_processors_keep_their_old_public_paths():
+    """The processors moved from pretrained.vision / pretrained.audio to pretrained.processing; the
+    names those packages gave still resolve there, to the same objects."""
+    import pretrained
+    import pretrained.audio
+    import pretrained.processing
+    import pretrained.vision
+
+    for package in (pretrained.vision, pretrained.audio):
+        for name in package.__all__:
+            if name not in ("load_image", "convert_to_rgb", "load_audio"):
+                assert getattr(package, name) is getattr(pretrained.processing, name), name
+    for name in ("AutoImageProcessor", "AutoFeatureExtractor", "AutoProcessor"):
+        assert getattr(pretrained, name) is getattr(pretrained.processing, name)
 
 
 def test_docs_stand_alone_in_a_clone():

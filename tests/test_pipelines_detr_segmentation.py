@@ -17,7 +17,7 @@ import pytest
 from pretrained import pipeline
 from pretrained.models.detr import DetrForSegmentation
 from pretrained.pipelines.image_segmentation import ImageSegmentationPipeline
-from pretrained.vision import DetrImageProcessor
+from pretrained.processing import DetrImageProcessor
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 GOLDEN = json.loads((FIX / "goldens" / "detr_segmentation" / "detr_segmentation.json").read_text())["pipeline"]

@@ -16,7 +16,7 @@ import pytest
 
 from pretrained import pipeline
 from pretrained.models.mask2former import Mask2FormerForUniversalSegmentation
-from pretrained.vision import Mask2FormerImageProcessor
+from pretrained.processing import Mask2FormerImageProcessor
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 GOLDEN = json.loads((FIX / "goldens" / "mask2former" / "mask2former.json").read_text())["pipeline"]

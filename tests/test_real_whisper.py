@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from pretrained import AutoModelForSpeechSeq2Seq
-from pretrained.audio import AutoFeatureExtractor, load_audio
+from pretrained.audio import load_audio
+from pretrained.processing import AutoFeatureExtractor
 from pretrained.paths import models_cache_dir
 from pretrained.tokenization import AutoTokenizer
 

@@ -17,8 +17,8 @@ from PIL import Image  # noqa: E402
 
 from pretrained.errors import InvalidInputError, UnsupportedOptionError  # noqa: E402
 from pretrained.outputs import SemanticSegmenterOutput  # noqa: E402
-from pretrained.vision import AutoImageProcessor, SegformerImageProcessor  # noqa: E402
-from pretrained.vision.segmentation_processing import reduce_labels, semantic_segmentation_maps  # noqa: E402
+from pretrained.processing import AutoImageProcessor, SegformerImageProcessor  # noqa: E402
+from pretrained.processing.segmentation import reduce_labels, semantic_segmentation_maps  # noqa: E402
 
 FIX = Path(__file__).parent / "fixtures"
 IMAGES = FIX / "images"

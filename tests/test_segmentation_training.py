@@ -14,7 +14,7 @@ import torch
 
 from pretrained.errors import InvalidInputError
 from pretrained.training import DataCollatorForSemanticSegmentation, Trainer, TrainingArguments
-from pretrained.vision import SegformerImageProcessor, ViTImageProcessor
+from pretrained.processing import SegformerImageProcessor, ViTImageProcessor
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PIL = pytest.importorskip("PIL.Image")

@@ -3,7 +3,7 @@ al. 2021): a ViT over patches of a Kaldi log-mel filter bank; the bare encoder a
 classification head.
 
 Input: ``input_values`` (B, max_length, num_mel_bins) fbank frames, what
-:class:`pretrained.audio.ASTFeatureExtractor` returns (1024 frames x 128 bins for the AudioSet
+:class:`pretrained.processing.ASTFeatureExtractor` returns (1024 frames x 128 bins for the AudioSet
 checkpoints). The spectrogram, laid out (B, 1, bins, frames), is cut into ``patch_size`` x
 ``patch_size`` patches that overlap: one every ``frequency_stride`` bins and ``time_stride``
 frames (10 and 10: 12 x 101 patches of 16 x 16), each projected to ``hidden_size`` by one
@@ -145,7 +145,7 @@ def check_input_values(input_values: Any, config: ASTConfig, dtype: torch.dtype)
     spectrogram is a batch of one), or a named error."""
     want = (config.max_length, config.num_mel_bins)
     hint = (f"AST takes fbank frames (batch, max_length={want[0]}, num_mel_bins={want[1]}); make "
-            "them from audio with ASTFeatureExtractor (pretrained.audio) and return_tensors='pt'")
+            "them from audio with ASTFeatureExtractor (pretrained.processing) and return_tensors='pt'")
     if not isinstance(input_values, torch.Tensor):
         raise InvalidInputError(f"input_values must be a torch.Tensor, got {type(input_values).__name__}; {hint}")
     if not input_values.is_floating_point():

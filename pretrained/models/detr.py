@@ -4,7 +4,7 @@ object-detection head and the segmentation head (:class:`DetrForSegmentation`: t
 per-query masks from :mod:`pretrained.layers.detr_segmentation`).
 
 Input: ``pixel_values`` (B, num_channels, H, W) and ``pixel_mask`` (B, H, W; 1 = picture, 0 =
-padding), what :class:`~pretrained.vision.DetrImageProcessor` returns. Steps:
+padding), what :class:`~pretrained.processing.DetrImageProcessor` returns. Steps:
 
 1. The backbone, its batch norms replaced by :class:`~pretrained.layers.backbone.FrozenBatchNorm2d`:
    a timm-layout ResNet (``use_timm_backbone=True``, the facebook/detr-* checkpoints: ``backbone``

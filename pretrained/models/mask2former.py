@@ -1,7 +1,7 @@
 """Mask2Former (``model_type: "mask2former"``, Cheng et al. 2022): universal image segmentation
 (semantic, instance, panoptic) with one architecture.
 
-Input: ``pixel_values`` (B, num_channels, H, W), what :class:`~pretrained.vision.
+Input: ``pixel_values`` (B, num_channels, H, W), what :class:`~pretrained.processing.
 Mask2FormerImageProcessor` returns (``pixel_mask`` is accepted and, as in the reference, not
 read: padding is computed like any pixel).
 

@@ -1,7 +1,7 @@
 """SegFormer (``model_type: "segformer"``, Xie et al. 2021): the Mix Transformer encoder (MiT) with
 its all-MLP decode head for semantic segmentation, or an image classification head.
 
-Input: ``pixel_values`` (B, num_channels, H, W), what :class:`~pretrained.vision.SegformerImageProcessor`
+Input: ``pixel_values`` (B, num_channels, H, W), what :class:`~pretrained.processing.SegformerImageProcessor`
 returns. Any size works (no position embeddings: the Mix-FFN's depthwise convolution carries
 position) as long as every stage's map is at least its ``sr_ratio`` on each side.
 

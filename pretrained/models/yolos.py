@@ -2,7 +2,7 @@
 ``num_detection_tokens`` learned detection tokens, and its set-prediction detection head.
 
 Input: ``pixel_values`` (B, num_channels, H, W) of any size of at least one patch, what
-:class:`~pretrained.vision.YolosImageProcessor` returns (``pixel_mask``, which it also returns, is
+:class:`~pretrained.processing.YolosImageProcessor` returns (``pixel_mask``, which it also returns, is
 accepted and not read: YOLOS attends to the padding, as the reference does).
 
 The sequence is ``[CLS] + patches + detection tokens``. The learned ``position_embeddings`` hold

@@ -34,7 +34,7 @@ class AudioPipeline(ProcessorPipeline):
 
     @classmethod
     def load_processor(cls, source: str | os.PathLike) -> Any:
-        from ..audio import AutoFeatureExtractor
+        from ..processing import AutoFeatureExtractor
 
         return AutoFeatureExtractor.from_pretrained(source)
 

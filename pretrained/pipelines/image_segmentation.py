@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..audio.base import BatchFeature
+from ..processing.base import BatchFeature
 from ..errors import InvalidInputError, UnsupportedOptionError
 from .processor_base import ImagePipeline, unit_interval
 

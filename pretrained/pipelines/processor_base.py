@@ -127,7 +127,7 @@ class ImagePipeline(ProcessorPipeline):
 
     @classmethod
     def load_processor(cls, source: str | os.PathLike) -> Any:
-        from ..vision import AutoImageProcessor
+        from ..processing import AutoImageProcessor
 
         return AutoImageProcessor.from_pretrained(source)
 

@@ -34,7 +34,7 @@ from raw audio), with the attention mask and the labels.
 Example::
 
     >>> import numpy as np
-    >>> from pretrained.audio import Wav2Vec2FeatureExtractor
+    >>> from pretrained.processing import Wav2Vec2FeatureExtractor
     >>> from pretrained.training import DataCollatorForAudioClassification
     >>> fe = Wav2Vec2FeatureExtractor(return_attention_mask=True)
     >>> collate = DataCollatorForAudioClassification(fe)
@@ -87,7 +87,7 @@ class DataCollatorWithAudioPadding:
                 f"AutoFeatureExtractor.from_pretrained(folder)), got {type(feature_extractor).__name__}")
         if return_tensors != "pt":
             raise InvalidInputError(f"return_tensors={return_tensors!r}: only 'pt' is supported")
-        from ..audio.base import padding_strategy
+        from ..processing.base import padding_strategy
 
         self.strategy = padding_strategy(padding, max_length)  # checks the spelling now, not per batch
         if truncation and max_length is None:

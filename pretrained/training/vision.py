@@ -23,7 +23,7 @@ maps (``labels`` (B, H, W) class ids), through a segmentation model's processor.
 Example::
 
     >>> import numpy as np
-    >>> from pretrained.vision import ViTImageProcessor
+    >>> from pretrained.processing import ViTImageProcessor
     >>> from pretrained.training import DataCollatorForImageClassification
     >>> collate = DataCollatorForImageClassification(ViTImageProcessor(size={"height": 8, "width": 8}))
     >>> batch = collate([{"image": np.zeros((10, 12, 3), np.uint8), "label": 1},
@@ -197,7 +197,7 @@ class DataCollatorForSemanticSegmentation(DataCollatorForImageClassification):
     Example::
 
         >>> import numpy as np
-        >>> from pretrained.vision import SegformerImageProcessor
+        >>> from pretrained.processing import SegformerImageProcessor
         >>> from pretrained.training import DataCollatorForSemanticSegmentation
         >>> collate = DataCollatorForSemanticSegmentation(SegformerImageProcessor(size={"height": 8, "width": 8}))
         >>> batch = collate([{"image": np.zeros((10, 12, 3), np.uint8), "segmentation_map": np.ones((10, 12), np.uint8)},

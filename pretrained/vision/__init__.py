@@ -1,7 +1,8 @@
-"""Vision: reading pictures (:func:`load_image`) and the image processors that turn them into
-``pixel_values`` (ViT, DeiT, ConvNeXt), with :class:`AutoImageProcessor`.
+"""Vision: reading pictures (:func:`load_image`: paths, bytes, PIL, arrays; EXIF orientation, RGB).
 
-Names load lazily: ``import pretrained.vision`` imports neither Pillow nor torch.
+The image processors that turn pictures into ``pixel_values`` live in :mod:`pretrained.processing`;
+their names are still given here (``from pretrained.vision import AutoImageProcessor`` keeps
+working). Names load lazily: ``import pretrained.vision`` imports neither Pillow nor torch.
 """
 
 from __future__ import annotations
@@ -26,35 +27,36 @@ __all__ = [
 ]
 
 _WHERE = {
-    "load_image": "io",
-    "convert_to_rgb": "io",
-    "BatchFeature": "processors",
-    "BaseImageProcessor": "processors",
-    "ViTImageProcessor": "processors",
-    "DeiTImageProcessor": "processors",
-    "ConvNextImageProcessor": "processors",
-    "SegformerImageProcessor": "segmentation_processing",
-    "DetrImageProcessor": "detection_processing",
-    "YolosImageProcessor": "detection_processing",
-    "Mask2FormerImageProcessor": "mask2former_processing",
-    "AutoImageProcessor": "auto",
-    "IMAGE_PROCESSORS": "auto",
+    "load_image": ".io",
+    "convert_to_rgb": ".io",
+    "BatchFeature": "..processing.image",
+    "BaseImageProcessor": "..processing.image",
+    "ViTImageProcessor": "..processing.image",
+    "DeiTImageProcessor": "..processing.image",
+    "ConvNextImageProcessor": "..processing.image",
+    "SegformerImageProcessor": "..processing.segmentation",
+    "DetrImageProcessor": "..processing.detection",
+    "YolosImageProcessor": "..processing.detection",
+    "Mask2FormerImageProcessor": "..processing.mask2former",
+    "AutoImageProcessor": "..processing.auto_image",
+    "IMAGE_PROCESSORS": "..processing.auto_image",
 }
 
 if TYPE_CHECKING:
-    from .auto import IMAGE_PROCESSORS, AutoImageProcessor
-    from .segmentation_processing import SegformerImageProcessor
+    from ..processing.auto_image import IMAGE_PROCESSORS, AutoImageProcessor
+    from ..processing.detection import DetrImageProcessor, YolosImageProcessor
+    from ..processing.image import (BaseImageProcessor, BatchFeature, ConvNextImageProcessor, DeiTImageProcessor,
+                                    ViTImageProcessor)
+    from ..processing.mask2former import Mask2FormerImageProcessor
+    from ..processing.segmentation import SegformerImageProcessor
     from .io import convert_to_rgb, load_image
-    from .mask2former_processing import Mask2FormerImageProcessor
-    from .processors import (BaseImageProcessor, BatchFeature, ConvNextImageProcessor, DeiTImageProcessor,
-                             ViTImageProcessor)
 
 
 def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'pretrained.vision' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 

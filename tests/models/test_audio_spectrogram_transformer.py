@@ -251,7 +251,7 @@ def test_the_audio_classification_pipeline_gives_the_reference_labels_and_scores
 
 
 def test_the_feature_extractor_of_the_fixture_feeds_the_model():
-    from pretrained.audio import AutoFeatureExtractor
+    from pretrained.processing import AutoFeatureExtractor
 
     folder = FIX / "models" / CLASSIFIER
     fe = AutoFeatureExtractor.from_pretrained(folder)

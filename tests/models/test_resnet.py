@@ -32,7 +32,7 @@ from pretrained.layers.backbone import (
     load_backbone,
 )
 from pretrained.models.resnet import ResNetBackbone, ResNetConfig, ResNetForImageClassification, ResNetModel
-from pretrained.vision import ConvNextImageProcessor
+from pretrained.processing import ConvNextImageProcessor
 
 GOLDENS = Goldens("resnet")
 meta, golden, index = GOLDENS.meta, GOLDENS.golden, GOLDENS.index

@@ -228,7 +228,7 @@ def test_the_auto_classes_pick_the_heads():
 
 
 def test_the_image_processor_of_a_swin_folder_without_its_type(tmp_path):
-    from pretrained.vision import AutoImageProcessor
+    from pretrained.processing import AutoImageProcessor
 
     (tmp_path / "config.json").write_text((FIX / "models" / CLASSIFIER / "config.json").read_text())
     (tmp_path / "preprocessor_config.json").write_text('{"size": {"height": 32, "width": 32}}')

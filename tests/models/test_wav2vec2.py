@@ -168,7 +168,7 @@ def test_end_to_end_transcription_equals_the_reference():
 
     import numpy as np
 
-    from pretrained.audio import AutoProcessor
+    from pretrained.processing import AutoProcessor
 
     folder = FIX / "models" / "wav2vec2-tiny-ctc"
     want = json.loads((FIX / "goldens" / "speech" / "speech.json").read_text())["end_to_end"]["wav2vec2-tiny-ctc"]

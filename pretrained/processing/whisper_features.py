@@ -44,7 +44,7 @@ class WhisperFeatureExtractor(FeatureExtractor):
     Example::
 
         >>> import numpy as np
-        >>> from pretrained.audio import WhisperFeatureExtractor
+        >>> from pretrained.processing import WhisperFeatureExtractor
         >>> fe = WhisperFeatureExtractor()                       # whisper-tiny/base/small... settings
         >>> one_second = np.zeros(16000, dtype=np.float32)
         >>> fe(one_second, sampling_rate=16000, return_tensors="pt").input_features.shape

@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..audio.auto import _hub_kwargs, _model_type
-from ..audio.base import PREPROCESSOR_CONFIG, read_preprocessor_config
+from .auto_audio import _hub_kwargs, _model_type
+from .base import PREPROCESSOR_CONFIG, read_preprocessor_config
 from ..errors import UnknownModelTypeError
-from .mask2former_processing import Mask2FormerImageProcessor
-from .detection_processing import DetrImageProcessor, YolosImageProcessor
-from .processors import BaseImageProcessor, ConvNextImageProcessor, DeiTImageProcessor, ViTImageProcessor
-from .segmentation_processing import SegformerImageProcessor
+from .mask2former import Mask2FormerImageProcessor
+from .detection import DetrImageProcessor, YolosImageProcessor
+from .image import BaseImageProcessor, ConvNextImageProcessor, DeiTImageProcessor, ViTImageProcessor
+from .segmentation import SegformerImageProcessor
 
 __all__ = ["AutoImageProcessor", "IMAGE_PROCESSORS"]
 
@@ -67,7 +67,7 @@ class AutoImageProcessor:
     Example::
 
         >>> import tempfile
-        >>> from pretrained.vision import AutoImageProcessor, DeiTImageProcessor
+        >>> from pretrained.processing import AutoImageProcessor, DeiTImageProcessor
         >>> with tempfile.TemporaryDirectory() as folder:
         ...     _ = DeiTImageProcessor(crop_size=160).save_pretrained(folder)
         ...     proc = AutoImageProcessor.from_pretrained(folder)

@@ -2,7 +2,7 @@
 :class:`~pretrained.models.detr.DetrForSegmentation` (``logits`` (B, queries, num_labels + 1),
 ``pred_masks`` (B, queries, h, w) mask logits) -> semantic maps, instances or panoptic segments,
 as the reference's ``DetrImageProcessor`` computes them (methods of
-:class:`~pretrained.vision.DetrImageProcessor`; YOLOS's processor has none, as the reference's):
+:class:`~pretrained.processing.DetrImageProcessor`; YOLOS's processor has none, as the reference's):
 
 - :meth:`~DetrSegmentationPostProcessing.post_process_semantic_segmentation`: per pixel, the class
   maximising sum over queries of p(class) * sigmoid(mask) (the "no object" class left out), resized
@@ -13,7 +13,7 @@ as the reference's ``DetrImageProcessor`` computes them (methods of
   kept when it holds more than ``overlap_mask_area_threshold`` of its query's own mask
   (probability >= ``mask_threshold``); classes in ``label_ids_to_fuse`` become one segment each
   (ids from 1; a map of -1 when nothing is found) -- Mask2Former's panoptic rule without its
-  384 x 384 step (:func:`~pretrained.vision.mask2former_processing._panoptic`, shared);
+  384 x 384 step (:func:`~pretrained.processing.mask2former._panoptic`, shared);
 - :meth:`~DetrSegmentationPostProcessing.post_process_instance_segmentation`: the same with no
   class fused (unlike Mask2Former's top-k instances), ``return_coco_annotation`` gives run-length
   encodings per segment id.
@@ -21,7 +21,7 @@ as the reference's ``DetrImageProcessor`` computes them (methods of
 Example::
 
     >>> import torch
-    >>> from pretrained.vision import DetrImageProcessor
+    >>> from pretrained.processing import DetrImageProcessor
     >>> logits = torch.tensor([[[4.0, 0.0, 0.0], [0.0, 4.0, 0.0]]])          # 2 queries, 2 classes
     >>> masks = torch.tensor([[[[5.0, -5.0]], [[-5.0, 5.0]]]])                 # (1, 2, 1, 2)
     >>> out = {"logits": logits, "pred_masks": masks}
@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InvalidInputError
-from .mask2former_processing import SemanticSegmentationOutput, _panoptic, mask_to_rle
+from .mask2former import SemanticSegmentationOutput, _panoptic, mask_to_rle
 
 __all__ = ["DetrSegmentationPostProcessing"]
 
@@ -63,7 +63,7 @@ class DetrSegmentationPostProcessing:
     def post_process_semantic_segmentation(self, outputs: Any, target_sizes: list[tuple[int, int]] | None = None,
                                            return_segmentation_scores: bool = False) -> list:
         """(H, W) class ids per image; with ``return_segmentation_scores`` a
-        :class:`~pretrained.vision.mask2former_processing.SemanticSegmentationOutput` per image
+        :class:`~pretrained.processing.mask2former.SemanticSegmentationOutput` per image
         (``segmentation`` and the (num_labels, H, W) ``segmentation_scores``)."""
         import torch
         from torch.nn import functional as F

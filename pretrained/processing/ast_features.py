@@ -41,7 +41,7 @@ class ASTFeatureExtractor(FeatureExtractor):
     Example::
 
         >>> import numpy as np
-        >>> from pretrained.audio import ASTFeatureExtractor
+        >>> from pretrained.processing import ASTFeatureExtractor
         >>> fe = ASTFeatureExtractor()
         >>> tone = np.sin(np.arange(16000) / 16000 * 2 * np.pi * 1000).astype(np.float32)
         >>> fe(tone, sampling_rate=16000, return_tensors="pt").input_values.shape

@@ -1,7 +1,7 @@
 """The detectors' image processors (DETR, YOLOS): pictures (and COCO detection annotations) ->
 ``pixel_values``, ``pixel_mask`` and training ``labels``; and the model's raw output -> boxes in
 pixels (:meth:`~DetrImageProcessor.post_process_object_detection`); DETR's also DetrForSegmentation's
-masks -> semantic maps, instances, panoptic segments (:mod:`.detr_segmentation_processing`).
+masks -> semantic maps, instances, panoptic segments (:mod:`.detr_segmentation`).
 
 Step for step as the reference's PIL/numpy processors (``DetrImageProcessorPil``,
 ``YolosImageProcessorPil``):
@@ -28,7 +28,7 @@ segmentation masks (``return_segmentation_masks``, ``masks_path``) and keypoints
 Example::
 
     >>> import numpy as np
-    >>> from pretrained.vision import DetrImageProcessor
+    >>> from pretrained.processing import DetrImageProcessor
     >>> proc = DetrImageProcessor(size={"shortest_edge": 32, "longest_edge": 48})
     >>> out = proc([np.zeros((40, 80, 3), np.uint8), np.zeros((60, 30, 3), np.uint8)], return_tensors="pt")
     >>> out["pixel_values"].shape, out["pixel_mask"].shape
@@ -42,10 +42,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..audio.base import BatchFeature
+from .base import BatchFeature
 from ..errors import ConfigError, InvalidInputError, UnsupportedOptionError
-from .detr_segmentation_processing import DetrSegmentationPostProcessing
-from .processors import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, BaseImageProcessor, _flatten, capped_short_side,
+from .detr_segmentation import DetrSegmentationPostProcessing
+from .image import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, BaseImageProcessor, _flatten, capped_short_side,
                          pad_batch, padded_size, resize, size_dict, size_with_aspect_ratio)
 
 __all__ = ["DetrImageProcessor", "YolosImageProcessor", "post_process_object_detection",

@@ -83,7 +83,7 @@ class AutoFeatureExtractor:
     Example::
 
         >>> import tempfile
-        >>> from pretrained.audio import AutoFeatureExtractor, WhisperFeatureExtractor
+        >>> from pretrained.processing import AutoFeatureExtractor, WhisperFeatureExtractor
         >>> with tempfile.TemporaryDirectory() as folder:
         ...     _ = WhisperFeatureExtractor(feature_size=128).save_pretrained(folder)
         ...     fe = AutoFeatureExtractor.from_pretrained(folder)
@@ -180,7 +180,7 @@ class AutoProcessor:
 
     Example::
 
-        >>> from pretrained.audio import AutoProcessor
+        >>> from pretrained.processing import AutoProcessor
         >>> processor = AutoProcessor.from_pretrained("path/to/whisper-tiny")      # doctest: +SKIP
         >>> batch = processor(audio=waveform, sampling_rate=16000, return_tensors="pt")  # doctest: +SKIP
         >>> processor.batch_decode(generated_ids, skip_special_tokens=True)        # doctest: +SKIP

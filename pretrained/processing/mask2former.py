@@ -44,10 +44,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..audio.base import BatchFeature
+from .base import BatchFeature
 from ..errors import InvalidInputError, UnsupportedOptionError
-from .io import _is_pil, _is_torch
-from .processors import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, BaseImageProcessor, _flatten, pad_batch,
+from ..vision.io import _is_pil, _is_torch
+from .image import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, BaseImageProcessor, _flatten, pad_batch,
                          padded_size, resize, size_with_aspect_ratio)
 
 __all__ = ["Mask2FormerImageProcessor", "size_with_aspect_ratio", "SemanticSegmentationOutput"]

@@ -36,7 +36,7 @@ class Wav2Vec2FeatureExtractor(FeatureExtractor):
     Example::
 
         >>> import numpy as np
-        >>> from pretrained.audio import Wav2Vec2FeatureExtractor
+        >>> from pretrained.processing import Wav2Vec2FeatureExtractor
         >>> fe = Wav2Vec2FeatureExtractor(return_attention_mask=True)
         >>> batch = fe([np.ones(4), np.arange(6.0)], sampling_rate=16000, padding=True, return_tensors="pt")
         >>> batch.input_values.shape, batch.attention_mask.tolist()

@@ -10,7 +10,7 @@ reference's numpy, so the same bits).
 Example::
 
     >>> import numpy as np
-    >>> from pretrained.vision import ViTImageProcessor
+    >>> from pretrained.processing import ViTImageProcessor
     >>> proc = ViTImageProcessor(size={"height": 8, "width": 8})
     >>> proc(np.zeros((20, 30, 3), np.uint8), return_tensors="pt")["pixel_values"].shape
     torch.Size([1, 3, 8, 8])
@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..audio.base import BatchFeature, read_preprocessor_config, write_preprocessor_config
+from .base import BatchFeature, read_preprocessor_config, write_preprocessor_config
 from ..errors import ConfigError, ImageDecodeError, InvalidInputError, UnsupportedOptionError
-from .io import _is_pil, _is_torch, channel_axis, check_pixel_numbers, convert_to_rgb, load_image, pil, to_uint8
+from ..vision.io import _is_pil, _is_torch, channel_axis, check_pixel_numbers, convert_to_rgb, load_image, pil, to_uint8
 
 if TYPE_CHECKING:   # torch is imported at first use: importing a processor stays cheap
     import torch

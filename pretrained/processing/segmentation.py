@@ -2,7 +2,7 @@
 segmentation maps -> ``labels`` for training, logits -> class maps after the forward), step for
 step as the reference's PIL/numpy ``SegformerImageProcessor``.
 
-Pictures go through :class:`~pretrained.vision.processors.BaseImageProcessor`'s steps (resize to
+Pictures go through :class:`~pretrained.processing.image.BaseImageProcessor`'s steps (resize to
 ``size`` -- 512 x 512, bilinear --, rescale 1/255, normalize with the ImageNet mean/std). A
 segmentation map (one channel of class ids: a 2-D array, a mode L / P / I PIL image, or a batch
 (N, H, W) array) goes through the same resize with *nearest* resampling (class ids are never
@@ -17,7 +17,7 @@ then the argmax per pixel.
 Example::
 
     >>> import numpy as np
-    >>> from pretrained.vision import SegformerImageProcessor
+    >>> from pretrained.processing import SegformerImageProcessor
     >>> proc = SegformerImageProcessor(size={"height": 8, "width": 8})
     >>> batch = proc(np.zeros((20, 30, 3), np.uint8), segmentation_maps=np.ones((20, 30), np.uint8),
     ...              return_tensors="pt")
@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from ..audio.base import BatchFeature
+from .base import BatchFeature
 from ..errors import InvalidInputError, UnsupportedOptionError
-from .io import _is_pil, _is_torch, load_image
-from .processors import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, BaseImageProcessor
+from ..vision.io import _is_pil, _is_torch, load_image
+from .image import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, BaseImageProcessor
 
 __all__ = ["SegformerImageProcessor", "reduce_labels", "semantic_segmentation_maps"]
 
@@ -93,7 +93,7 @@ def _map_array(item: Any, index: int) -> np.ndarray:
 
 def _read_map(source: Any) -> Any:
     """A map file, decoded without the RGB conversion pictures get (a P map keeps its indices)."""
-    from .io import _open
+    from ..vision.io import _open
 
     if isinstance(source, (str, os.PathLike)):
         if not os.path.exists(source):
