@@ -5,7 +5,7 @@
         [--threads N] [--compile]
 
 Models: a GPT-2-small-sized model (124M parameters, random weights, seed 0) and the real
-SmolLM2-135M-Instruct (its Q4_1 GGUF from ``pretrained.fetch``, dequantized to float32 once).
+SmolLM2-135M-Instruct (its Q4_1 GGUF from ``pretrained.io.fetch``, dequantized to float32 once).
 Both are saved once as safetensors folders by this library (``--workdir``, reused when present),
 and both libraries load those folders, so neither side's GGUF reader is timed.
 
@@ -166,7 +166,7 @@ def make_checkpoints(workdir: Path) -> dict[str, Path]:
         torch.manual_seed(0)
         GPT2LMHeadModel.from_config(GPT2Config()).save_pretrained(folders["gpt2"])
     if not (folders["smollm2"] / "model.safetensors").exists():
-        from pretrained.fetch import fetch
+        from pretrained.io.fetch import fetch
 
         path = Path(fetch(GGUF, quiet=True))
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,

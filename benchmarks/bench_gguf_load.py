@@ -2,7 +2,7 @@
 
     python benchmarks/bench_gguf_load.py [--ref-python /work/refvenv/bin/python] [--runs 3]
 
-The file is the real SmolLM2-135M-Instruct Q4_1 GGUF (``pretrained.fetch``, cached). Each run is
+The file is the real SmolLM2-135M-Instruct Q4_1 GGUF (``pretrained.io.fetch``, cached). Each run is
 a fresh subprocess, ours and the reference's alternating so that load on the machine hits both
 alike. Timed: ``AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)`` (dequantized to
 float32), after ``import torch`` and the library's import; the whole process time (imports
@@ -65,7 +65,7 @@ def main() -> None:
     args = ap.parse_args()
     args.ref_python = reference_python(args.ref_python)
     sys.path.insert(0, str(ROOT))
-    from pretrained.fetch import fetch
+    from pretrained.io.fetch import fetch
 
     path = Path(fetch("SmolLM2-135M-Instruct-Q4_1-gguf", quiet=True))
     folder, name = str(path.parent), path.name

@@ -6,7 +6,7 @@ SmolLM2-135M-Instruct in float32, bfloat16, int8, nf4, round-to-nearest 4-bit, G
         [--window 512] [--calib-samples 32] [--calib-len 256] [--threads 2]
         [--ref-python /work/refvenv/bin/python] [--json out.json]
 
-Weights: the Q4_1 GGUF that ``pretrained.fetch`` ships, dequantized to float32 once and saved as a
+Weights: the Q4_1 GGUF that ``pretrained.io.fetch`` ships, dequantized to float32 once and saved as a
 safetensors folder (``<workdir>/float32``); every variant starts from that folder:
 
 - float32, bfloat16: the folder as it is;
@@ -90,7 +90,7 @@ def prepare(work: Path, args: argparse.Namespace) -> dict:
     import torch
 
     from pretrained import AutoModelForCausalLM, AutoTokenizer
-    from pretrained.fetch import fetch
+    from pretrained.io.fetch import fetch
     from pretrained.quantization.quantize import calibration_windows, quantize_model
 
     info: dict = {}

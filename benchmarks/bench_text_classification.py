@@ -5,7 +5,7 @@
 
 A BERT-base-sized classifier (hidden 768, 12 layers, 12 heads, intermediate 3072, vocab 30522,
 random weights) is built with this library and saved once as safetensors, next to a real
-WordPiece tokenizer (all-MiniLM-L6-v2's, from ``pretrained.fetch``). Both pipelines read that one
+WordPiece tokenizer (all-MiniLM-L6-v2's, from ``pretrained.io.fetch``). Both pipelines read that one
 folder. Each side runs in its own long-lived worker process (ours: this python; the reference:
 ``--ref-python``), both with ``torch.set_num_threads(--threads)``; the parent tells them in turn
 to run a round of calls, so their measurements interleave in time and share the machine's
@@ -153,7 +153,7 @@ def make_folder(folder: Path) -> Path:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from pretrained.fetch import fetch
+    from pretrained.io.fetch import fetch
     from pretrained.models.bert import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)

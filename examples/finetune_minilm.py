@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from pretrained import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
-from pretrained.fetch import fetch  # noqa: E402
+from pretrained.io.fetch import fetch  # noqa: E402
 from pretrained.peft import LoraConfig, get_peft_model  # noqa: E402
 from pretrained.training import Trainer, TrainingArguments  # noqa: E402
 

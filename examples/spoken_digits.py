@@ -60,7 +60,7 @@ VERSION = 1  # bump when anything above changes the files
 
 
 def default_folder() -> Path:
-    from pretrained.paths import cache_home
+    from pretrained.io.paths import cache_home
 
     return cache_home() / "pretrained" / "data" / "spoken-digits"
 

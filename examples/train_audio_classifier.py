@@ -159,7 +159,7 @@ def main() -> None:
     torch.manual_seed(0)
     start = time.time()
     if a.out is None:
-        from pretrained.paths import cache_home
+        from pretrained.io.paths import cache_home
 
         a.out = str(cache_home() / "pretrained" / "trained" / "spoken-digits")
     out = Path(a.out)

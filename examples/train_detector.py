@@ -249,7 +249,7 @@ def evaluate(folder: Path, test: list, threshold: float = 0.05) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from pretrained.paths import cache_home
+    from pretrained.io.paths import cache_home
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", type=int, default=2000)

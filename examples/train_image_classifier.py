@@ -294,7 +294,7 @@ def main() -> None:
     data = load()
     for kind in kinds:
         if a.out is None:
-            from pretrained.paths import cache_home
+            from pretrained.io.paths import cache_home
 
             out = cache_home() / "pretrained" / "trained" / f"digits-{kind}"
         else:

@@ -225,7 +225,7 @@ def main() -> None:
     torch.manual_seed(0)
     start = time.time()
     if a.out is None:
-        from pretrained.paths import cache_home
+        from pretrained.io.paths import cache_home
 
         a.out = str(cache_home() / "pretrained" / "trained" / "shapes-segformer")
     out = Path(a.out)

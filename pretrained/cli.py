@@ -66,7 +66,7 @@ def _cpu_info() -> list[tuple[str, str]]:
 
 def cmd_env(args: argparse.Namespace) -> int:
     from ._version import __version__
-    from .paths import hub_cache_dir, models_cache_dir
+    from .io.paths import hub_cache_dir, models_cache_dir
 
     rows: list[tuple[str, str]] = [
         ("pretrained", __version__),
@@ -111,7 +111,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from .fetch import REAL_MODELS, fetch
+    from .io.fetch import REAL_MODELS, fetch
 
     if args.list or not args.name:
         width = max(len(n) for n in REAL_MODELS)
@@ -124,7 +124,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _embedder(model: str, batch_size: int):
-    from .fetch import REAL_MODELS, fetch
+    from .io.fetch import REAL_MODELS, fetch
     from .pipelines.feature_extraction import load_sentence_embedder
 
     if model in REAL_MODELS and not os.path.isdir(model):
@@ -148,7 +148,7 @@ def _chat_model(model: str, dtype: str, dequantize: bool = False):
 
     from .auto import AutoModelForCausalLM
     from .tokenization import AutoTokenizer
-    from .fetch import REAL_MODELS, fetch
+    from .io.fetch import REAL_MODELS, fetch
 
     path = Path(fetch(model, quiet=True)) if model in REAL_MODELS and not os.path.exists(model) \
         else Path(model)

@@ -243,7 +243,7 @@ class PretrainedConfig:
 
 def read_config_dict(name_or_path: str | os.PathLike, **hub_kw: Any) -> dict[str, Any]:
     """The parsed ``config.json`` of a model folder or hub id, with clear errors."""
-    from .hub import resolve
+    from .io.hub import resolve
 
     files = resolve(name_or_path, **hub_kw)
     path = files.get(CONFIG_NAME)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .errors import InvalidInputError, UnsupportedOptionError
-from .loading import checkpoint_key_map
+from .io.loading import checkpoint_key_map
 from .offload import OffloadStore, attach_hooks
 from .placement import (DISK, STRATEGIES, Device, block_names, block_sizes, check_device_exists,
                         collapse, expand_device_map, machine_memory, main_device, normalize_device,

@@ -1,7 +1,7 @@
 """PreTrainedModel: from_pretrained / save_pretrained / from_config for every architecture.
 
-The path a checkpoint takes: resolve files (hub.py) -> read config (config.py) -> build the module
-on the meta device (no memory) -> tie weights -> stream tensors into place (loading.py) ->
+The path a checkpoint takes: resolve files (io/hub.py) -> read config (config.py) -> build the module
+on the meta device (no memory) -> tie weights -> stream tensors into place (io/loading.py) ->
 initialise what the checkpoint lacked -> eval mode.
 """
 
@@ -35,7 +35,7 @@ from .backends import accelerate
 from .layers.gguf import dequantized_state, keep_packed
 from .quantization.load import check_unquantized, plan_quantization
 from .layers import init_normal_
-from .loading import (
+from .io.loading import (
     PT_WEIGHTS,
     SAFE_INDEX,
     SAFE_WEIGHTS,
@@ -363,7 +363,7 @@ class PreTrainedModel(GradientCheckpointingMixin, nn.Module):
                 "trust_remote_code=True is not supported: pretrained never runs code from a "
                 "model repository. Use a model whose architecture pretrained implements."
             )
-        from .hub import resolve
+        from .io.hub import resolve
 
         files = resolve(name_or_path, revision=revision, cache_dir=cache_dir,
                         local_files_only=local_files_only, token=token)

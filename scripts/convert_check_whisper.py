@@ -41,7 +41,7 @@ from transformers import WhisperForConditionalGeneration, WhisperProcessor, pipe
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from pretrained.fetch import fetch  # noqa: E402  (stdlib only until a conversion is needed)
+from pretrained.io.fetch import fetch  # noqa: E402  (stdlib only until a conversion is needed)
 
 GOLDEN = ROOT / "tests" / "fixtures" / "goldens" / "whisper_real.json"
 ALSA = Path("/usr/share/sounds/alsa")

@@ -5,7 +5,7 @@ Imports the reference (`transformers`, `peft`); run it in the reference venv:
     /work/refvenv/bin/python scripts/golden_finetuned.py
 
 (``scripts/make_goldens.py finetuned`` calls :func:`main` too.) The base checkpoint is the real
-all-MiniLM-L6-v2, obtained with this library's ``pretrained.fetch`` (pinned, hash-checked); the
+all-MiniLM-L6-v2, obtained with this library's ``pretrained.io.fetch`` (pinned, hash-checked); the
 head is the LoRA adapter in tests/fixtures/real/minilm-debian-sections-lora/ (a Debian package
 section classifier made by examples/finetune_minilm.py, see the README there).
 
@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "real" / "minilm-debian-sections-lora"
-sys.path.insert(0, str(REPO))  # for pretrained.fetch only
+sys.path.insert(0, str(REPO))  # for pretrained.io.fetch only
 
 
 def golden_texts(heldout: dict) -> list[str]:
@@ -39,7 +39,7 @@ def golden_texts(heldout: dict) -> list[str]:
 
 
 def main() -> None:
-    from pretrained.fetch import fetch
+    from pretrained.io.fetch import fetch
 
     heldout = json.loads((FIXTURE / "heldout.json").read_text())
     id2label = {int(k): v for k, v in heldout["id2label"].items()}
@@ -61,7 +61,7 @@ def main() -> None:
     record = {
         "versions": {"transformers": transformers.__version__, "peft": peft.__version__,
                      "torch": torch.__version__},
-        "base": "all-MiniLM-L6-v2 (pretrained.fetch)",
+        "base": "all-MiniLM-L6-v2 (pretrained.io.fetch)",
         "call": {"task": "text-classification", "kwargs": {"top_k": None}},
         "cases": [{"text": t, "expected": heldout_label(heldout, t), "output": o, "logits": row}
                   for t, o, row in zip(texts, outputs, logits.tolist())],

@@ -352,7 +352,7 @@ def make_tiny() -> None:
 # --- the real SmolLM2 ---------------------------------------------------------------------------
 def make_smollm2() -> None:
     sys.path.insert(0, str(ROOT))
-    from pretrained.fetch import fetch
+    from pretrained.io.fetch import fetch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(fetch("SmolLM2-135M-Instruct-Q4_1-gguf"))

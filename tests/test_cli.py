@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import pretrained.fetch as fetch_mod
+import pretrained.io.fetch as fetch_mod
 from pretrained.cli import format_matrix, main
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-import pretrained.fetch as fetch_mod
+import pretrained.io.fetch as fetch_mod
 from pretrained.convert.ctranslate2 import read_model_bin
 from pretrained.convert.whisper_ct2 import (
     convert_whisper_ct2,
@@ -40,7 +40,7 @@ from pretrained.errors import (
     ModelNotFoundError,
     NonZeroKeyBiasError,
 )
-from pretrained.fetch import MARKER, REAL_MODELS, WHISPER_FROM_CT2, Conversion, RealModel, Wheel
+from pretrained.io.fetch import MARKER, REAL_MODELS, WHISPER_FROM_CT2, Conversion, RealModel, Wheel
 
 TYPE_IDS = {torch.float32: 0, torch.int8: 1, torch.int16: 2, torch.int32: 3, torch.float16: 4,
             torch.bfloat16: 5}  # fmt: skip

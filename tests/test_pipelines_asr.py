@@ -14,7 +14,7 @@ import pytest
 
 from pretrained import pipeline
 from pretrained.errors import InvalidInputError, UnsupportedOptionError
-from pretrained.paths import models_cache_dir
+from pretrained.io.paths import models_cache_dir
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 GOLDEN = json.loads((FIX / "goldens" / "asr_pipeline.json").read_text())

@@ -120,7 +120,7 @@ def test_unknown_pooling_is_a_clear_error(st_folder):
 # --- the real all-MiniLM-L6-v2 -----------------------------------------------------------------
 @pytest.mark.slow
 def test_real_minilm_default_sentence_embeddings_give_published_similarities():
-    emb = pipeline("sentence-embeddings")  # the default model, fetched once with pretrained.fetch
+    emb = pipeline("sentence-embeddings")  # the default model, fetched once with pretrained.io.fetch
     sim = emb.similarity(["A man is eating food."], ["A man is eating a piece of bread.",
                                                      "A man is riding a horse.", "The stock market crashed today."])
     cos = sim[0].tolist()

@@ -263,7 +263,7 @@ def test_float_weights_are_quantized_one_at_a_time(monkeypatch):
     import gc
     import weakref
 
-    from pretrained.loading import Checkpoint
+    from pretrained.io.loading import Checkpoint
 
     alive, most = [], []
     real_get = Checkpoint.get

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pretrained.paths import cache_home
+from pretrained.io.paths import cache_home
 
 FOLDER = cache_home() / "pretrained" / "trained" / "spoken-digits"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

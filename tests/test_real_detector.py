@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pretrained.paths import cache_home
+from pretrained.io.paths import cache_home
 
 FOLDER = cache_home() / "pretrained" / "trained" / "shapes-detr"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "train_detector.py"

@@ -1,4 +1,4 @@
-"""Pipelines on a real fine-tuned head: all-MiniLM-L6-v2 (pretrained.fetch) + a LoRA adapter
+"""Pipelines on a real fine-tuned head: all-MiniLM-L6-v2 (pretrained.io.fetch) + a LoRA adapter
 trained as a Debian package-section classifier (tests/fixtures/real/minilm-debian-sections-lora,
 see its README). Checked as a user sees it: the reference pipeline's scores (golden from
 scripts/golden_finetuned.py), the recorded held-out accuracy, plain descriptions, batching, and
@@ -46,7 +46,7 @@ DESCRIPTIONS = [
 def base_model():
     """The fetched MiniLM with a fresh (random) 12-way head named by section. PEFT adapter files
     carry no label names, so id2label comes from the fixture (the training run's config)."""
-    from pretrained.fetch import fetch
+    from pretrained.io.fetch import fetch
 
     torch.manual_seed(0)  # the random head, for the no-adapter check
     return AutoModelForSequenceClassification.from_pretrained(
@@ -56,7 +56,7 @@ def base_model():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from pretrained.fetch import fetch
+    from pretrained.io.fetch import fetch
 
     return AutoTokenizer.from_pretrained(fetch("all-MiniLM-L6-v2", quiet=True))
 

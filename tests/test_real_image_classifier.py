@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pretrained.paths import cache_home
+from pretrained.io.paths import cache_home
 
 TRAINED = cache_home() / "pretrained" / "trained"
 MODELS = {"vit": "ViTForImageClassification", "convnext": "ConvNextForImageClassification"}

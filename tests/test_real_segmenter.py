@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pretrained.paths import cache_home
+from pretrained.io.paths import cache_home
 
 FOLDER = cache_home() / "pretrained" / "trained" / "shapes-segformer"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

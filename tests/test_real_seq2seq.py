@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pretrained import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
-from pretrained.paths import cache_home
+from pretrained.io.paths import cache_home
 
 TRAINED = cache_home() / "pretrained" / "trained"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -18,7 +18,7 @@ import torch
 from pretrained import AutoModelForSpeechSeq2Seq
 from pretrained.audio import load_audio
 from pretrained.processing import AutoFeatureExtractor
-from pretrained.paths import models_cache_dir
+from pretrained.io.paths import models_cache_dir
 from pretrained.tokenization import AutoTokenizer
 
 pytestmark = pytest.mark.slow

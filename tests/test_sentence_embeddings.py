@@ -1,7 +1,7 @@
 """Sentence embeddings: pooling with the attention mask, batching, sentence-transformers folders.
 
 Fast tests use hand-made tensors and a toy model; the slow test checks the real
-all-MiniLM-L6-v2 (obtained with pretrained.fetch) against similarities published in MODELS.md.
+all-MiniLM-L6-v2 (obtained with pretrained.io.fetch) against similarities published in MODELS.md.
 """
 
 from __future__ import annotations
@@ -281,7 +281,7 @@ def test_unreadable_pooling_config(tmp_path, toy_auto):
 # --- the real model ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def minilm():
-    from pretrained.fetch import fetch
+    from pretrained.io.fetch import fetch
 
     return load_sentence_embedder(fetch("all-MiniLM-L6-v2", quiet=True))
 
@@ -311,7 +311,7 @@ def test_real_minilm_batching_matches_one_by_one(minilm):
 @pytest.mark.slow
 def test_real_minilm_from_an_offline_hf_cache(minilm, tmp_path, monkeypatch):
     """The hub id path: the same files laid out as a Hugging Face cache, loaded offline."""
-    from pretrained.fetch import fetch
+    from pretrained.io.fetch import fetch
 
     folder = fetch("all-MiniLM-L6-v2", quiet=True)
     repo = tmp_path / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2"

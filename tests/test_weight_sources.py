@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from pretrained.gguf import load_gguf
-from pretrained.hub import resolve
-from pretrained.loading import FolderWeights, cast_to, load_checkpoint_into
+from pretrained.io.hub import resolve
+from pretrained.io.loading import FolderWeights, cast_to, load_checkpoint_into
 from pretrained.models.bert import BertConfig, BertModel
 
 FIX = Path(__file__).parent / "fixtures" / "models"

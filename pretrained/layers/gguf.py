@@ -212,13 +212,13 @@ def keep_packed(model: nn.Module, ckpt: Any, prefix: str, device: Any = "cpu",
     """Put a :class:`GGUFLinear` / :class:`GGUFEmbedding` (on meta) in the place of every
     ``nn.Linear``, ``Conv1D`` and ``nn.Embedding`` of ``model`` (built on meta) whose weight the
     GGUF checkpoint ``ckpt`` stores in a block type; returns the checkpoint view that
-    :func:`pretrained.loading.load_checkpoint_into` then reads (the packed weights as the stored
+    :func:`pretrained.io.loading.load_checkpoint_into` then reads (the packed weights as the stored
     bytes). Tied weights (an LM head sharing the embedding table) share one packed weight.
     ``device``: where the model loads; packed blocks compute on the CPU only.
     ``dequantize``: the caller's ``dequantize=True``: ``ckpt`` is returned as it is (float
     weights). ``quantizing``: a bitsandbytes plan is also asked for (refused: the blocks are
     quantized already)."""
-    from ..loading import _slots, checkpoint_key_map
+    from ..io.loading import _slots, checkpoint_key_map
 
     if getattr(ckpt, "format", None) != "gguf":
         raise InvalidInputError("dequantize=True applies to a GGUF file; pass gguf_file= too")

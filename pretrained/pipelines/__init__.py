@@ -63,7 +63,7 @@ class Task:
     module: str  # absolute module path of the pipeline class
     class_name: str
     auto_class: str  # the pretrained.auto class that loads a model for it
-    default_model: str | None = None  # a pretrained.fetch name (reachable here) or None
+    default_model: str | None = None  # a pretrained.io.fetch name (reachable here) or None
     defaults: dict[str, Any] = field(default_factory=dict)  # init parameters the task implies
     tokenizer: bool = True  # whether the task needs a tokenizer (audio classification does not)
 
@@ -309,13 +309,13 @@ def pipeline(
                 f"the {spec.name} task has no default model that can be reached from here; pass "
                 "model= (a folder, a hub id, or a loaded model)"
             )
-        from ..fetch import fetch
+        from ..io.fetch import fetch
 
         logger.warning("no model given for %s: using the default, %s (fetched once, then cached)",
                        spec.name, spec.default_model)
         model = str(fetch(spec.default_model))
     if isinstance(model, str) and not os.path.exists(model):
-        from ..fetch import REAL_MODELS, fetch
+        from ..io.fetch import REAL_MODELS, fetch
 
         if model in REAL_MODELS:   # a name of `pretrained fetch --list`: fetched once, then cached
             model = str(fetch(model, quiet=True))

@@ -299,7 +299,7 @@ def read_sentence_config(name_or_path: str | os.PathLike, **hub_kw: Any) -> Sent
     """Read ``modules.json``, ``1_Pooling/config.json``, Dense/Normalize modules and
     ``sentence_bert_config.json`` of a folder or hub id. Without ``modules.json`` the folder is
     taken as a plain encoder with mean pooling, as sentence-transformers does."""
-    from ..hub import check_relative_filename, resolve
+    from ..io.hub import check_relative_filename, resolve
 
     files = resolve(name_or_path, **hub_kw)
     modules = _read_json(files, "modules.json")

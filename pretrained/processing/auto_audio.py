@@ -49,7 +49,7 @@ def _hub_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _model_type(name_or_path: str | os.PathLike, hub: dict[str, Any]) -> str | None:
-    from ..hub import resolve
+    from ..io.hub import resolve
 
     if os.path.isfile(os.fspath(name_or_path)):
         return None

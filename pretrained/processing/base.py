@@ -320,7 +320,7 @@ def read_preprocessor_config(name_or_path: str | os.PathLike, *, revision: str |
     path = Path(os.fspath(name_or_path)).expanduser()
     if path.is_file():
         return read_json(path)
-    from ..hub import resolve
+    from ..io.hub import resolve
 
     files = resolve(name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
                     token=token)

@@ -4,7 +4,7 @@
 :func:`plan_quantization` settles what was asked (``load_in_8bit`` / ``load_in_4bit`` /
 ``quantization_config``) against what the checkpoint's ``config.json`` says, refusing by name
 what cannot be honoured. The resulting :class:`QuantizationPlan` then works in two steps around
-the ordinary streaming load (:func:`pretrained.loading.load_checkpoint_into`):
+the ordinary streaming load (:func:`pretrained.io.loading.load_checkpoint_into`):
 
 1. :meth:`QuantizationPlan.attach` picks the target layers and returns a view of the checkpoint
    without their weights (and quantization statistics), so the ordinary load fills everything
@@ -35,7 +35,7 @@ from torch import nn
 from ..errors import (CheckpointCorruptError, CheckpointError, InvalidInputError, ShapeMismatchError,
                       UnsupportedOptionError)
 from ..layers.conv1d import Conv1D
-from ..loading import LoadReport, checkpoint_key_map, copy_out_of_checkpoint
+from ..io.loading import LoadReport, checkpoint_key_map, copy_out_of_checkpoint
 from .config import BitsAndBytesConfig, quantization_config_from_dict
 from .gptq_config import AwqConfig, GPTQConfig
 from .int8 import Linear8bit

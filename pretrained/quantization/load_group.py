@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import CheckpointCorruptError, CheckpointError
 from ..layers.conv1d import Conv1D
-from ..loading import LoadReport, checkpoint_key_map, copy_out_of_checkpoint
+from ..io.loading import LoadReport, checkpoint_key_map, copy_out_of_checkpoint
 from .gptq_config import AwqConfig, GPTQConfig
 from .group_linear import GroupQuantLinear
 

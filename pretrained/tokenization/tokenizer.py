@@ -270,7 +270,7 @@ class Tokenizer(
                 "checkpoint. Tokenizers are loaded from their data files (tokenizer.json, vocab.txt, "
                 "vocab.json + merges.txt) only; drop trust_remote_code."
             )
-        from ..hub import resolve
+        from ..io.hub import resolve
 
         files = resolve(
             name_or_path,

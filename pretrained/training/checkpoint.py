@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..loading import _slots
+from ..io.loading import _slots
 from .callbacks import TrainerState
 from .distributed import barrier, gather_objects, rank, world_size
 

@@ -10,11 +10,11 @@ A name is looked up, in this order:
 A file already in the cache is used without asking the hub (no request per file), so a cached
 model loads the same with or without a network. The cache is read here directly;
 ``huggingface_hub`` is imported only to download (its progress bar, its file locks, so two
-processes may fetch the same model at once). ``import pretrained.hub`` does not import it.
+processes may fetch the same model at once). ``import pretrained.io.hub`` does not import it.
 
 Example::
 
-    >>> from pretrained.hub import resolve
+    >>> from pretrained.io.hub import resolve
     >>> files = resolve("tests/fixtures/models/bert-tiny")     # doctest: +SKIP
     >>> files.get("config.json")                               # doctest: +SKIP
     PosixPath('tests/fixtures/models/bert-tiny/config.json')
@@ -26,7 +26,7 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
-from .errors import InvalidInputError, ModelNotFoundError
+from ..errors import InvalidInputError, ModelNotFoundError
 from .paths import hub_cache_dir as cache_dir  # re-exported: hub.cache_dir() is public
 
 __all__ = [

