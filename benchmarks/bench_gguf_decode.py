@@ -14,7 +14,7 @@ Timing run (the figures of benchmarks/RESULTS.md), on an otherwise idle machine 
 llama-cpp-python is not importable; the reference's row reports an error when its python lacks
 the ``gguf`` package its GGUF loader needs).
 
-The file: the real SmolLM2-135M-Instruct Q4_1 (``pretrained.fetch``) unless ``--gguf`` names
+The file: the real SmolLM2-135M-Instruct Q4_1 (``pretrained.io.fetch``) unless ``--gguf`` names
 another (a Q8_0 / Q4_0 file made by ``pretrained convert``). Each (variant, batch) runs in a
 fresh subprocess, one after the other, ``--rounds`` times interleaved (median round reported):
 
@@ -63,8 +63,9 @@ WORKER = r"""
 import json, os, sys, time
 t0 = time.perf_counter()
 lib, path, batch, new, repeats, threads = {args!r}
-import torch
-torch.set_num_threads(threads)
+if lib != "llama.cpp":   # llama.cpp runs as its users run it: torch not in the process (with torch's
+    import torch         # OpenMP runtime loaded first, ggml's AMX matmul crashes in llama-cpp-python 0.3.36)
+    torch.set_num_threads(threads)
 folder, name = os.path.dirname(path), os.path.basename(path)
 def hwm():
     for line in open("/proc/self/status"):
@@ -73,6 +74,13 @@ def hwm():
 out = {{}}
 if lib == "llama.cpp":
     import llama_cpp
+    import llama_cpp.llama   # its extra buffer types (AMX weight repacking) off: with them, 0.3.36 built
+    _defaults = llama_cpp.llama_model_default_params   # here segfaults in ggml_backend_amx_mul_mat
+    def _no_extra_bufts():
+        p = _defaults()
+        p.use_extra_bufts = False
+        return p
+    llama_cpp.llama.llama_cpp.llama_model_default_params = _no_extra_bufts
     start = time.perf_counter()
     llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_threads=threads, verbose=False)
     out["load_s"] = time.perf_counter() - start
@@ -197,17 +205,41 @@ def logits_check(path: str, text_file: str, tokens: int, chunk: int) -> dict:
     for v in variants:
         out[v] = {"top1_agreement": agree[v] / n, "max_rel_error": max(rel[v]),
                   "median_rel_error": statistics.median(rel[v])}
-    if importlib.util.find_spec("llama_cpp") is not None:   # optional: its logits on the same ids
-        import llama_cpp
-        import numpy as np
-
-        llm = llama_cpp.Llama(model_path=path, n_ctx=n + 8, n_batch=512, logits_all=True,
-                              verbose=False)
-        llm.eval(ids[0].tolist())
-        scores = torch.from_numpy(np.asarray(llm.scores[:n], dtype=np.float32))
-        nll_cpp = -torch.log_softmax(scores[:-1], -1).gather(1, ids[0, 1:, None]).sum().item()
-        out["perplexity"]["llama.cpp"] = math.exp(nll_cpp / (n - 1))
+    if importlib.util.find_spec("llama_cpp") is not None:   # optional: its perplexity on the same ids
+        out["perplexity"]["llama.cpp"] = llama_cpp_perplexity(path, ids[0].tolist())
     return out
+
+
+LLAMA_PPL = r"""
+import json, math, sys
+import numpy as np
+import llama_cpp
+import llama_cpp.llama   # its extra buffer types (AMX weight repacking) off: with them, 0.3.36 built
+_defaults = llama_cpp.llama_model_default_params   # here segfaults in ggml_backend_amx_mul_mat
+def _no_extra_bufts():
+    p = _defaults()
+    p.use_extra_bufts = False
+    return p
+llama_cpp.llama.llama_cpp.llama_model_default_params = _no_extra_bufts
+path, ids = json.loads(sys.stdin.read())
+llm = llama_cpp.Llama(model_path=path, n_ctx=len(ids) + 8, n_batch=512, logits_all=True, verbose=False)
+llm.eval(ids)
+s = np.asarray(llm.scores[:len(ids) - 1], dtype=np.float64)
+m = s.max(-1, keepdims=True)
+logp = s - m - np.log(np.exp(s - m).sum(-1, keepdims=True))
+nll = -logp[np.arange(len(ids) - 1), ids[1:]].sum()
+print("RESULT", math.exp(nll / (len(ids) - 1)))
+"""
+
+
+def llama_cpp_perplexity(path: str, ids: list[int]) -> float:
+    """llama.cpp's perplexity of ``ids`` in a process of its own (torch not loaded there: see WORKER)."""
+    proc = subprocess.run([sys.executable, "-c", LLAMA_PPL], input=json.dumps([path, ids]),
+                          capture_output=True, text=True, timeout=3600)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return float(line.split()[1])
+    raise RuntimeError(f"llama.cpp perplexity failed:\n{proc.stderr[-2000:]}")
 
 
 def print_check(r: dict) -> None:
@@ -240,7 +272,7 @@ def main() -> int:
     args = ap.parse_args()
     path = args.gguf
     if path is None:
-        from pretrained.fetch import fetch
+        from pretrained.io.fetch import fetch
 
         path = str(fetch("SmolLM2-135M-Instruct-Q4_1-gguf", quiet=True))
     if args.check:

@@ -117,19 +117,63 @@ def test_what_cannot_be_written_is_a_named_error(tmp_path, spm_tokenizer):
 
 
 # --- llama.cpp reads our file ---------------------------------------------------------------------
+# llama.cpp runs in a process of its own, as its users run it, with its extra buffer types (weight
+# repacking for AMX) off: llama-cpp-python 0.3.36 built here segfaults in ggml_backend_amx_mul_mat
+# on this AMX Xeon with them on, on any file (the real SmolLM2 GGUF too).
+_LLAMA_CPP = r"""
+import json, sys
+import llama_cpp
+import llama_cpp.llama
+_defaults = llama_cpp.llama_model_default_params
+def _no_extra_bufts():
+    p = _defaults()
+    p.use_extra_bufts = False
+    return p
+llama_cpp.llama.llama_cpp.llama_model_default_params = _no_extra_bufts
+path, text, quest = json.loads(sys.stdin.read())
+llm = llama_cpp.Llama(model_path=path, n_ctx=64, logits_all=True, verbose=False, n_threads=1)
+ids = llm.tokenize(text.encode(), add_bos=False, special=True)
+llm.eval(ids)
+scores = [list(map(float, r)) for r in llm.scores[:len(ids)]]   # before the chat call overwrites them
+msgs = [{"role": "user", "content": quest}]
+answer = llm.create_chat_completion(msgs, max_tokens=8, temperature=0.0)["choices"][0]["message"]["content"]
+print(json.dumps({"ids": ids, "scores": scores, "answer": answer}))
+"""
+
+
 def test_llama_cpp_loads_our_file_and_computes_our_logits(tmp_path):
-    llama_cpp = pytest.importorskip("llama_cpp")
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed (optional)")
     model = AutoModelForCausalLM.from_pretrained(TINY, gguf_file="llama-bpe.gguf", dequantize=True)
     path = model.save_pretrained(tmp_path, gguf="q8_0")
     ours = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name)
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, logits_all=True, verbose=False, n_threads=1)
     tok = AutoTokenizer.from_pretrained(tmp_path, gguf_file=path.name)
     text = "Hello world, this is a test"
+    done = subprocess.run([sys.executable, "-c", _LLAMA_CPP], input=json.dumps([str(path), text, "Hi"]),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
     ids = tok(text)["input_ids"]
-    assert llm.tokenize(text.encode(), add_bos=False, special=True) == ids
-    llm.eval(ids)
-    theirs = torch.tensor(llm.scores[:len(ids)])
+    assert got["ids"] == ids
+    theirs = torch.tensor(got["scores"])
     with torch.no_grad():
         mine = ours(torch.tensor([ids])).logits[0]
-    assert (mine.argmax(-1) == theirs.argmax(-1)).float().mean() >= 0.9
-    assert (mine - theirs).abs().max() <= 0.05 * mine.abs().max()
+    # llama.cpp multiplies Q8_0 blocks by activations rounded to 8 bits too: close logits, and the
+    # same top token wherever ours is not a near tie (this random model has several)
+    err = (mine - theirs).abs().max()
+    assert err <= 0.05 * mine.abs().max()
+    top2 = mine.topk(2, -1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 2 * err
+    assert clear.sum() >= len(ids) // 2
+    assert (mine.argmax(-1) == theirs.argmax(-1))[clear].all()
+    # it answers through the chat template carried in the file: our greedy answer, same tokens
+    chat = tok.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True,
+                                   return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        g = ours.generate(**chat, max_new_tokens=8, do_sample=False)
+    assert got["answer"] == tok.decode(g[0, chat["input_ids"].shape[1]:], skip_special_tokens=True)
