@@ -30,7 +30,8 @@ Parts:
 - ``perplexity``: exp(mean next-token loss), each variant computed in float32 except bfloat16;
 - ``memory``: each variant in a fresh process, its float parts (embeddings, norms, the head) in
   bfloat16: resident memory (VmRSS) after loading and after one forward of 128 tokens, less the
-  process's RSS before loading (torch imported); ratio to bfloat16;
+  process's RSS before loading (torch imported; with ``--warm-up`` also after a tiny model was
+  loaded and run, so the kernel library and thread pools are not counted); ratio to bfloat16;
 - ``speed``: decode tokens/s (greedy, 32-token prompt, 64 new tokens, eos off, median of
   ``--repeats``) at batch 1 and 8, each variant computed in bfloat16, in a fresh process each,
   beside the reference (transformers) in bfloat16 on the same float folder.
@@ -203,6 +204,17 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     work = Path(args.workdir)
     if args.worker == "memory":
+        if args.warm_up:   # the process's one-time costs (kernel library, thread pools) are not the model's
+            import gc
+
+            from pretrained import AutoModelForCausalLM
+
+            tiny = AutoModelForCausalLM.from_pretrained(HERE.parent / "tests" / "fixtures" / "models" / "llama-gqa",
+                                                        torch_dtype=torch.bfloat16)
+            with torch.no_grad():
+                tiny(torch.arange(16).unsqueeze(0))
+            del tiny
+            gc.collect()
         before = rss_mib()
         # float parts in bfloat16 (the model the targets compare with), quantized layers as they are
         model = load(args.variant, work, args.group_size, compute="bfloat16")
@@ -236,7 +248,7 @@ def run_worker(python: str, args: argparse.Namespace, **extra) -> dict:
     cmd = [python, str(Path(__file__)), "--workdir", args.workdir, "--group-size", str(args.group_size),
            "--threads", str(args.threads), "--repeats", str(args.repeats), "--new", str(args.new)]
     for k, v in extra.items():
-        cmd += [f"--{k.replace('_', '-')}", str(v)]
+        cmd += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -245,7 +257,8 @@ def run_worker(python: str, args: argparse.Namespace, **extra) -> dict:
 
 
 def part_memory(args: argparse.Namespace) -> dict:
-    rows = {v: run_worker(sys.executable, args, worker="memory", variant=v) for v in VARIANTS}
+    extra = {"warm_up": True} if args.warm_up else {}
+    rows = {v: run_worker(sys.executable, args, worker="memory", variant=v, **extra) for v in VARIANTS}
     for v, r in rows.items():
         r["load_vs_bf16"] = r["load_MiB"] / rows["bfloat16"]["load_MiB"]
         r["forward_vs_bf16"] = r["forward_MiB"] / rows["bfloat16"]["forward_MiB"]
@@ -290,6 +303,8 @@ def main() -> None:
     p.add_argument("--ref-python", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--variants", default=None, help="speed: only these (comma list), beside the reference")
+    p.add_argument("--warm-up", action="store_true",
+                   help="memory: load and run a tiny model first, so one-time costs are not counted as the model's")
     p.add_argument("--worker", choices=["memory", "speed"], help=argparse.SUPPRESS)
     p.add_argument("--variant", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
