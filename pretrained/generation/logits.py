@@ -348,9 +348,6 @@ class SuppressTokensAtBeginLogitsProcessor(LogitsProcessor):
         self.begin_suppress_tokens = torch.tensor(list(begin_suppress_tokens), dtype=torch.long)
         self.begin_index = begin_index
 
-    def set_begin_index(self, begin_index: int) -> None:
-        self.begin_index = begin_index
-
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if input_ids.shape[-1] != self.begin_index:
             return scores

@@ -51,9 +51,6 @@ class WhisperTimeStampLogitsProcessor(LogitsProcessor):
         self.begin_index = begin_index
         self.max_initial_timestamp_index = max_initial_timestamp_index
 
-    def set_begin_index(self, begin_index: int) -> None:
-        self.begin_index = begin_index
-
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         neg = -float("inf")
         scores = scores.clone()

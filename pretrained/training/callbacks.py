@@ -102,7 +102,6 @@ class TrainerCallback:
     def on_predict(self, args, state, control, **kwargs): pass
     def on_save(self, args, state, control, **kwargs): pass
     def on_log(self, args, state, control, **kwargs): pass
-    def on_prediction_step(self, args, state, control, **kwargs): pass
 
 
 class CallbackHandler:
