@@ -27,7 +27,9 @@
   one as lora_B starts at zero, so it counts the lora_B's).
 - ``ort``: a BERT-base-shaped classifier (hidden 768, 12 layers, 12 heads, intermediate 3072,
   vocab 30522, 2 labels; random weights, seed 0, made with this library once as
-  ``<workdir>/bert-base``) at 1 x 16 tokens. Ours: ``from_pretrained(folder, load_in_8bit=True)``.
+  ``<workdir>/bert-base``) at 1 x 16 tokens. Ours: ``from_pretrained(folder, load_in_8bit=True)``
+  (weight-only int8, the default) and the same plus ``set_llm_int8(model, True)`` (LLM.int8(), the
+  algorithm bitsandbytes runs: int8 activations, as ORT's dynamic quantization has too).
   ONNX Runtime (in the reference python only; install it with ``<ref-python> -m pip install
   onnxruntime onnx``, else this part says so and is skipped): the reference's float32 model
   exported by ``torch.onnx.export`` (TorchScript exporter, opset 17), put through ORT's transformer
@@ -313,13 +315,17 @@ def ort_worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     folder = Path(args.workdir) / "bert-base"
     send = lambda obj: (sys.stdout.write(json.dumps(obj) + "\n"), sys.stdout.flush())  # noqa: E731
-    if args.variant == "ours":
+    if args.variant in ("ours", "ours-llm-int8"):
         sys.path.insert(0, str(ROOT))
         from pretrained import AutoModelForSequenceClassification
+        from pretrained.quantization import set_llm_int8
 
         f32 = AutoModelForSequenceClassification.from_pretrained(folder, torch_dtype=torch.float32).eval()
         int8 = AutoModelForSequenceClassification.from_pretrained(folder, load_in_8bit=True).eval()
         info = "pretrained load_in_8bit"
+        if args.variant == "ours-llm-int8":   # int8 activations: bitsandbytes' own algorithm
+            set_llm_int8(int8, True)
+            info += " + set_llm_int8 (LLM.int8(): activations quantized per row, as bitsandbytes)"
 
         def call(inputs: dict, model=int8) -> list:
             with torch.inference_mode():
@@ -337,7 +343,7 @@ def ort_worker(args: argparse.Namespace) -> None:
         cmd = json.loads(line)
         if cmd["op"] == "logits":
             out = {"int8": call(cmd["inputs"])}
-            if args.variant == "ours":
+            if args.variant.startswith("ours"):
                 out["float32"] = call(cmd["inputs"], f32)
             send(out)
         elif cmd["op"] == "round":
@@ -390,16 +396,18 @@ def part_ort(work: Path, args: argparse.Namespace) -> dict:
     gen = torch.Generator().manual_seed(0)
     ids = [101] + torch.randint(1000, 30000, (14,), generator=gen).tolist() + [102]
     inputs = {"input_ids": [ids], "attention_mask": [[1] * 16], "token_type_ids": [[0] * 16]}
-    sides = {"ours": Worker(sys.executable, "ours", work, args.threads), "ort": Worker(ref, "ort", work, args.threads)}
+    sides = {"ours": Worker(sys.executable, "ours", work, args.threads),
+             "ours-llm-int8": Worker(sys.executable, "ours-llm-int8", work, args.threads),
+             "ort": Worker(ref, "ort", work, args.threads)}
     try:
         got = {k: w.ask(op="logits", inputs=inputs) for k, w in sides.items()}
         f32 = torch.tensor(got["ours"]["float32"])
         diff = {k: float((torch.tensor(g["int8"]) - f32).abs().max()) for k, g in got.items()}
         for w in sides.values():            # warm-up
             w.ask(op="round", inputs=inputs, calls=max(5, args.calls // 5))
-        times: dict = {"ours": [], "ort": []}
+        times: dict = {k: [] for k in sides}
         for r in range(args.rounds):
-            for k in (("ours", "ort") if r % 2 == 0 else ("ort", "ours")):
+            for k in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
                 times[k] += sides[k].ask(op="round", inputs=inputs, calls=args.calls)["times"]
         how = {k: w.info["how"] for k, w in sides.items()}
     finally:
@@ -408,12 +416,14 @@ def part_ort(work: Path, args: argparse.Namespace) -> dict:
     rows = {k: {"latency_ms": statistics.median(t) * 1e3, "max_abs_diff_vs_float32": diff[k], "how": how[k]}
             for k, t in times.items()}
     ratio = rows["ours"]["latency_ms"] / rows["ort"]["latency_ms"]
+    ratio8 = rows["ours-llm-int8"]["latency_ms"] / rows["ort"]["latency_ms"]
     for k, r in rows.items():
-        print(f"{k:4s} int8 1x16: {r['latency_ms']:.2f} ms (median of {args.rounds}x{args.calls}), max |logit - "
+        print(f"{k:13s} int8 1x16: {r['latency_ms']:.2f} ms (median of {args.rounds}x{args.calls}), max |logit - "
               f"float32| {r['max_abs_diff_vs_float32']:.2e}  [{r['how']}]", flush=True)
-    print(f"ours / ORT latency: {ratio:.2f}x (below 1: ours faster); float32 logits {f32.tolist()}", flush=True)
+    print(f"ours / ORT latency: weight-only {ratio:.2f}x, LLM.int8() {ratio8:.2f}x (below 1: ours faster); "
+          f"float32 logits {f32.tolist()}", flush=True)
     return {"shape": [1, 16], "threads": args.threads, "float32_logits": f32.tolist(), "rows": rows,
-            "ours_vs_ort_latency": ratio}
+            "ours_vs_ort_latency": ratio, "ours_llm_int8_vs_ort_latency": ratio8}
 
 
 def main() -> None:

@@ -209,6 +209,12 @@ static void rows_8bit(const int8_t *w, long n0, long n1, long N, long K, const f
     }
 }
 
+// rows_8bit for int8_rows.c's weight-only way (the whole-encoder call takes int8 linears too)
+void bnb_rows_8bit(const int8_t *w, long n0, long n1, long N, long K, const float *scale, const float *xf,
+                   long M, const float *bias, void *y, long ldy, int ybf16) {
+    rows_8bit(w, n0, n1, N, K, scale, xf, M, bias, y, ldy, ybf16);
+}
+
 // y[m, n] = x[m] . w[n] + bias[n] for M (1 .. ROWS_MAX) rows of x (K values each, rows ldx apart,
 // float32, or bfloat16 where xbf16) and the N rows of a weight:
 //   bits 4: w the packed codes (N * K / 2 bytes), scale the absmax per block of 1 << log2bs

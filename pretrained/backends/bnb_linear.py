@@ -42,6 +42,8 @@ def _library(lib: ctypes.CDLL | None = None) -> ctypes.CDLL | None:
         p, n, i = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
         lib.bnb_linear.argtypes = [i, p, n, n, p, i, i, p, p, n, n, i, p, p, n, i, i]
         lib.bnb_linear.restype = i
+        lib.int8_rows.argtypes = [i, p, p, p, p, n, p, n, n, ctypes.c_float, i, p, n, i]
+        lib.int8_rows.restype = i
         lib.bnb_typed = True
     return lib
 
@@ -104,6 +106,54 @@ def int8_matmul(x: torch.Tensor, weight: torch.Tensor, row_scales: torch.Tensor,
                  lib)
 
 
+def fp16_threshold(threshold: float) -> float:
+    """LLM.int8()'s outlier threshold as its comparison sees it: ``a16.abs() >= threshold`` on a
+    float16 tensor compares in float16 (0 where there are no outliers to find)."""
+    return float(torch.tensor(threshold, dtype=torch.float16)) if threshold > 0 else 0.0
+
+
+def llm_int8_matmul(x: torch.Tensor, weight: torch.Tensor, scb: torch.Tensor | None,
+                    bias: torch.Tensor | None, threshold: float,
+                    lib: ctypes.CDLL | None = None) -> torch.Tensor | None:
+    """LLM.int8() (:func:`pretrained.quantization.int8.llm_int8_linear`'s numbers: activations
+    rounded to float16, quantized per row to int8, exact int32 sums, outlier columns at or above
+    ``threshold`` in float32) for float32 ``x`` of 1 to :data:`KERNEL_MAX_ROWS` rows, through
+    ``int8_rows`` (AVX-512 VNNI ``vpdpbusd`` or AVX2 ``vpmaddubsw``). ``scb`` None: the int32 sums
+    of the quantized activations and the codes themselves, for tests. None where it does not apply.
+
+    Example::
+
+        >>> import torch
+        >>> from pretrained.quantization.int8 import Linear8bit, llm_int8_linear
+        >>> m = Linear8bit.from_float(torch.randn(8, 64), torch.randn(8))
+        >>> x = torch.randn(2, 64)
+        >>> y = llm_int8_matmul(x, m.weight, m.SCB, m.bias, 6.0)
+        >>> y is None or bool((y - llm_int8_linear(x, m.weight, m.SCB, m.bias, 6.0)).abs().max() < 1e-5)
+        True
+    """
+    k = x.shape[-1] if x.dim() else 0
+    if x.dtype != torch.float32 or not x.is_cpu or weight.dtype != torch.int8 or weight.dim() != 2 \
+            or not weight.is_contiguous() or not weight.is_cpu or weight.shape[1] != k or k == 0:
+        return None
+    n = weight.shape[0]
+    if scb is not None and (scb.numel() != n or not scb.is_cpu) or bias is not None and (bias.numel() != n or not bias.is_cpu):
+        return None
+    rows = x.numel() // k
+    lib = _library(lib)
+    if not 0 < rows <= KERNEL_MAX_ROWS or lib is None:
+        return None
+    x2 = x.reshape(rows, k)
+    if x2.stride(1) != 1:
+        x2 = x2.contiguous()
+    scb, bias = _f32(scb), _f32(bias)
+    y = torch.empty(rows, n, dtype=torch.float32 if scb is not None else torch.int32)
+    ptr = lambda t: (ctypes.c_void_p * 1)(None if t is None else t.data_ptr())  # noqa: E731
+    if lib.int8_rows(1, ptr(weight), ptr(scb), ptr(bias), (ctypes.c_long * 1)(n), k, x2.data_ptr(), rows,
+                     x2.stride(0), fp16_threshold(threshold), 1, y.data_ptr(), n, torch.get_num_threads()):
+        return None
+    return y.view(*x.shape[:-1], n)
+
+
 def _dequantized(weight: torch.Tensor, scale: torch.Tensor, quant_map: torch.Tensor | None, bits: int,
                  out_features: int, in_features: int, blocksize: int, round_bf16: bool) -> torch.Tensor:
     """The float32 (out, in) weight the kernel multiplies with (the op's way where it declines)."""
@@ -147,4 +197,4 @@ def _bnb_linear_shape(x, weight, scale, quant_map, bias, bits, out_features, blo
 
 bnb_linear_op = torch.ops.pretrained.bnb_linear.default
 
-__all__ = ["nf4_matmul", "int8_matmul", "bnb_linear_op", "KERNEL_MAX_ROWS"]
+__all__ = ["nf4_matmul", "int8_matmul", "llm_int8_matmul", "bnb_linear_op", "KERNEL_MAX_ROWS"]

@@ -149,6 +149,54 @@ EXPORT int encoder_f32(const float *x, long B, long T, long H, int nh, long I, i
     return 0;
 }
 
+// ---- the same layers with Linear8bit's int8 weights (float32 activations between them) --------
+// int8_rows.c: LLM.int8() (act8) or weight-only int8 products of one input
+int int8_rows(int count, const int8_t *const *ws, const float *const *scbs, const float *const *biases,
+              const long *Ns, long K, const float *x, long M, long ldx, float th, int act8,
+              float *y, long ldy, int nthreads);
+
+static void add_rows(float *y, long M, long H, const float *r, long ldr) {   // y += r, row by row
+    for (long m = 0; m < M; m++)
+        for (long i = 0; i < H; i += W) {
+            vm mk = vtail(H - i);
+            vstm(y + m * H + i, mk, vadd(vldm(mk, y + m * H + i), vldm(mk, r + m * ldr + i)));
+        }
+}
+
+// As encoder_f32, each linear an int8 weight (out, in) with its SCB (the row maxima, float32) and
+// a float32 bias: computed as the modules compute it, LLM.int8() where act8 (int8 activations,
+// outlier columns at |x| >= th in float32), else weight-only (float32 activations).
+EXPORT int encoder_i8(const float *x, long B, long T, long H, int nh, long I, int L,
+                      const int8_t *const *w, const float *const *scb, const float *const *bias,
+                      const float *const *ln, const float *eps, const unsigned char *keep, int first_only,
+                      float *y, int nthreads, float th, int act8) {
+    if (bad_shape(B, T, H, nh, I, L)) return -1;
+    long M = B * T, layer_len = M * 3 * H + 2 * M * H + M * I;
+    float *buf = scratch_floats(layer_len + 2 * M * H);
+    if (!buf) return -1;
+    const float *cur = x;
+    for (int l = 0; l < L; l++) {
+        const int8_t *const *wl = w + 6 * l;
+        const float *const *sl = scb + 6 * l, *const *bl = bias + 6 * l, *const *nl = ln + 4 * l;
+        const int fo = first_only && l == L - 1;
+        const long Mo = fo ? B : M, Ns[3] = {H, H, H};
+        float *out = l == L - 1 ? y : buf + layer_len + (l & 1) * M * H;
+        float *qkv = buf, *ctx = qkv + M * 3 * H, *h = ctx + Mo * H, *inter = h + Mo * H;
+        if (int8_rows(3, wl, sl, bl, Ns, H, cur, M, H, th, act8, qkv, 3 * H, nthreads)) return -1;
+        attention_rows(qkv, B, T, H, nh, keep, fo, 0, ctx, nthreads);
+        if (int8_rows(1, wl + 3, sl + 3, bl + 3, &H, H, ctx, Mo, H, th, act8, h, H, nthreads)) return -1;
+        add_rows(h, Mo, H, cur, fo ? T * H : H);
+        layer_norm_rows(h, Mo, H, nl[0], nl[1], eps[2 * l]);
+        if (int8_rows(1, wl + 4, sl + 4, bl + 4, &I, H, h, Mo, H, th, act8, inter, I, nthreads)) return -1;
+        gelu_rows(inter, Mo, I, 0, I);
+        if (int8_rows(1, wl + 5, sl + 5, bl + 5, &H, I, inter, Mo, I, th, act8, out, H, nthreads)) return -1;
+        add_rows(out, Mo, H, h, H);
+        layer_norm_rows(out, Mo, H, nl[2], nl[3], eps[2 * l + 1]);
+        cur = out;
+    }
+    return 0;
+}
+
 #if defined(__AVX512BF16__)
 // ---- the same layers in bfloat16 (AVX-512 here: W == 16, vm a __mmask16) ----------------------
 static void to_f32(const uint16_t *src, long n, float *dst) {

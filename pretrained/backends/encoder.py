@@ -25,7 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers.encoder import LayerStack
+from ..quantization.int8 import Linear8bit
+from .bnb_linear import fp16_threshold
 from .linear import CpuLinear
+from .quantized import CpuLinear8bit
 from . import rows
 from .rows import EncoderWeights, encoder_stack, few_rows
 
@@ -37,9 +40,10 @@ def _layer_parts(layer: nn.Module):
     """(linears, norms, heads) of a post-LN layer, or None when its structure is another."""
     leaves = [m for m in layer.modules() if m._parameters and not m._modules]
     kinds = [nn.Linear] * 4 + [nn.LayerNorm, nn.Linear, nn.Linear, nn.LayerNorm]
-    # a LoRA-wrapped or quantized linear brings more leaves or other types: the modules run
-    if len(leaves) != 8 or any(type(m) not in (k, CpuLinear) if k is nn.Linear else type(m) is not k
-                               for m, k in zip(leaves, kinds)):
+    # a LoRA-wrapped or 4-bit linear brings more leaves or other types: the modules run. Float
+    # linears or int8 ones (Linear8bit: all six, checked by the plan)
+    if len(leaves) != 8 or any(type(m) not in (k, CpuLinear, Linear8bit, CpuLinear8bit) if k is nn.Linear
+                               else type(m) is not k for m, k in zip(leaves, kinds)):
         return None
     acts, heads = set(), set()
     for m in layer.modules():
@@ -69,6 +73,7 @@ class _StackPlan:
         for m in self.modules:   # recorded first: a "no" must also notice changes
             self.links += [(m._modules, k, v) for k, v in m._modules.items()]
             self.links += [(m._parameters, k, v) for k, v in m._parameters.items()]
+            self.links += [(m._buffers, k, v) for k, v in m._buffers.items()]   # Linear8bit's SCB
             self.links += [(m.__dict__, k, v) for k, v in m.__dict__.items()
                            if not k.startswith("_") and k != "training"]
         self.tensors, self.ptrs, self.weights = [], [], None
@@ -85,28 +90,55 @@ class _StackPlan:
             ns += [norms[0].weight, norms[0].bias, norms[1].weight, norms[1].bias]
             eps += [norms[0].eps, norms[1].eps]
             heads.add(num_heads)
+        int8 = _int8_mode(layers)
+        if int8 is False:
+            return
+        scales = [] if int8 is None else [m.SCB for layer in layers for m in _layer_parts(layer)[0]]
         tensors = [t for t in (*ws, *bs, *ns) if t is not None]
         h, inter = ws[0].shape[1] if ws else 0, ws[4].shape[0] if ws else 0
         shapes = [(h, h)] * 4 + [(inter, h), (h, inter)]
+        dtype = torch.float32 if int8 is not None else ws[0].dtype if ws else None
         if not ws or len(heads) != 1 or h % min(heads) \
-                or ws[0].dtype not in (torch.float32, torch.bfloat16) \
-                or any(t.dtype != ws[0].dtype or not t.is_cpu or not t.is_contiguous()
-                       for t in tensors) \
+                or dtype not in (torch.float32, torch.bfloat16) \
+                or any(t.dtype != (torch.int8 if int8 is not None else dtype) or not t.is_cpu
+                       or not t.is_contiguous() for t in ws) \
+                or any(t.dtype != dtype or not t.is_cpu or not t.is_contiguous()
+                       for t in (*bs, *ns, *scales) if t is not None) \
+                or any(tuple(s.shape) != (shapes[i % 6][0],) for i, s in enumerate(scales)) \
                 or any(tuple(w.shape) != shapes[i % 6] for i, w in enumerate(ws)) \
                 or any(b is not None and tuple(b.shape) != (shapes[i % 6][0],)
                        for i, b in enumerate(bs)) \
                 or any(n is not None and tuple(n.shape) != (h,) for n in ns):
             return
         head_count = heads.pop()
-        if not _probe(layers[0], EncoderWeights(ws[:6], bs[:6], ns[:4], eps[:2], head_count)):
+        act8, th = int8 if int8 is not None else (False, 0.0)
+        extra = {} if int8 is None else {"act8": act8, "threshold": th}
+        if not _probe(layers[0], EncoderWeights(ws[:6], bs[:6], ns[:4], eps[:2], head_count,
+                                                scales[:6] if scales else None, **extra)):
             return
-        self.tensors = tensors
-        self.ptrs = [(t, t.data_ptr()) for t in tensors]
-        self.weights = EncoderWeights(ws, bs, ns, eps, head_count)
+        self.tensors = tensors + scales
+        self.ptrs = [(t, t.data_ptr()) for t in self.tensors]
+        self.weights = EncoderWeights(ws, bs, ns, eps, head_count, scales or None, **extra)
 
     def current(self) -> bool:
         return all(d.get(k) is o for d, k, o in self.links) \
             and all(t.data_ptr() == p for t, p in self.ptrs)
+
+
+def _int8_mode(layers: nn.ModuleList):
+    """None where every linear of ``layers`` is a float one; (act8, threshold) where all are
+    :class:`Linear8bit` computing the same way (LLM.int8() with one threshold, or all weight-only,
+    as :meth:`Linear8bit.forward` decides); False for a mix (the modules run)."""
+    modes = set()
+    for layer in layers:
+        for m in _layer_parts(layer)[0]:
+            if not isinstance(m, Linear8bit):
+                modes.add(None)
+            elif m.llm_int8 and m.threshold >= 0:
+                modes.add((True, fp16_threshold(m.threshold)))
+            else:
+                modes.add((False, 0.0))
+    return modes.pop() if len(modes) == 1 else False
 
 
 def _probe(layer: nn.Module, weights: EncoderWeights) -> bool:

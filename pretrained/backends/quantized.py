@@ -2,7 +2,11 @@
 like every other backend module (same parameters, buffers and state_dict; :func:`plain` swaps
 back to the plain math of :mod:`pretrained.quantization`).
 
-- :class:`CpuLinear8bit`: float32 inputs of 1 to 16 rows through the C kernel of
+- :class:`CpuLinear8bit`: with LLM.int8() on (:func:`~pretrained.quantization.set_llm_int8`),
+  float32 inputs of 1 to 16 rows through ``int8_rows`` (:func:`.bnb_linear.llm_int8_matmul`:
+  the activations quantized per row as bitsandbytes does, int8 x int8 on AMX-INT8 tiles or
+  AVX-512 VNNI, exact int32 sums, outlier columns in float32: the plain numbers). Weight-only,
+  float32 inputs of 1 to 16 rows through the C kernel of
   :mod:`.bnb_linear` (each int8 byte read once for every row, widened to float32 in registers,
   float32 sums times ``SCB / 127``); bfloat16 inputs through ``torch._weight_int8pack_mm``
   (x @ q^T times the per-row scales in the input's dtype; no float copy of the weight either);
@@ -25,7 +29,7 @@ back to the plain math of :mod:`pretrained.quantization`).
 Under ``torch.compile`` both are ``torch.ops.pretrained.bnb_linear`` (:mod:`.bnb_linear`), which
 keeps the kernel inside the compiled graph. Both step aside to the plain math where their op
 does not apply: other devices, autograd recording through the input or a trainable bias (LoRA training: the
-dequantize-and-matmul the gradient flows through), and for int8 also LLM.int8().
+dequantize-and-matmul the gradient flows through), and for int8 also LLM.int8() beyond 16 float32 rows.
 
 Example::
 
@@ -44,7 +48,7 @@ import torch.nn.functional as F
 
 from ..quantization.int8 import Linear8bit
 from ..quantization.nf4 import Linear4bit
-from .bnb_linear import KERNEL_MAX_ROWS, _library, bnb_linear_op, int8_matmul, nf4_matmul
+from .bnb_linear import KERNEL_MAX_ROWS, _library, bnb_linear_op, int8_matmul, llm_int8_matmul, nf4_matmul
 
 RUNTIME_KEYS = ("_scales", "_lut", "_absmax_f32", "_bias32", "_scales32", "_bnb_prep")   # caches, dropped by plain() and never pickled
 _FAST_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -100,6 +104,12 @@ class CpuLinear8bit(Linear8bit):
             bias = None if self.bias is None else self.bias.float()
             return bnb_linear_op(x, self.weight, self.SCB * (1.0 / 127.0), None, bias, 8, self.out_features, 0,
                                  False)
+        if self.llm_int8 and self.threshold >= 0 and x.dtype == torch.float32 and _kernel_rows(self, x):
+            # LLM.int8() on 1-16 float32 rows: int8_rows (AMX-INT8 tiles or vpdpbusd on the
+            # quantized activations), the plain math's numbers (exact int32 sums, same scaling)
+            y = llm_int8_matmul(x, self.weight, self.SCB, self.bias, self.threshold)
+            if y is not None:
+                return y
         if self.llm_int8 or _steps_aside(x) or x.dtype not in _FAST_DTYPES or x.numel() == 0:
             return super().forward(x)
         if (x.dtype == torch.float32 or self.in_features % 8) and _kernel_rows(self, x):

@@ -144,19 +144,27 @@ def rows_linear_many(x: torch.Tensor, weights: Sequence[torch.Tensor],
 class EncoderWeights:
     """The addresses :func:`encoder_stack` passes to C for ``layers`` post-LayerNorm layers:
     per layer q, k, v, o, up, down weights and biases (None: no bias), the two LayerNorms' weight
-    and bias (None: 1 / 0) and eps. Keep the tensors alive as long as this is used."""
+    and bias (None: 1 / 0) and eps. Keep the tensors alive as long as this is used.
 
-    __slots__ = ("layers", "hidden", "inter", "heads", "w", "b", "ln", "eps", "dtype")
+    int8 layers (:class:`~pretrained.quantization.Linear8bit`'s ``weight`` and ``SCB`` as
+    ``scales``, float32 biases and norms): their ``dtype`` is the float32 they take and give;
+    ``act8`` LLM.int8() with outlier ``threshold`` (already as float16 compares it), else weight-only."""
+
+    __slots__ = ("layers", "hidden", "inter", "heads", "w", "b", "ln", "eps", "dtype", "scales", "act8",
+                 "threshold")
 
     def __init__(self, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None],
-                 norms: Sequence[torch.Tensor | None], eps: Sequence[float], heads: int) -> None:
+                 norms: Sequence[torch.Tensor | None], eps: Sequence[float], heads: int,
+                 scales: Sequence[torch.Tensor] | None = None, act8: bool = False, threshold: float = 0.0) -> None:
         ptrs = lambda vs: (ctypes.c_void_p * len(vs))(  # noqa: E731
             *(None if v is None else v.data_ptr() for v in vs))
         self.layers, self.heads = len(weights) // 6, heads
         self.inter, self.hidden = weights[4].shape
-        self.dtype = weights[0].dtype
+        self.dtype = torch.float32 if scales is not None else weights[0].dtype
         self.w, self.b, self.ln = ptrs(weights), ptrs(biases), ptrs(norms)
         self.eps = (ctypes.c_float * len(eps))(*eps)
+        self.scales = None if scales is None else ptrs(scales)
+        self.act8, self.threshold = bool(act8), float(threshold)
 
 
 def encoder_stack(x: torch.Tensor, weights: EncoderWeights, keep: torch.Tensor | None,
@@ -164,7 +172,8 @@ def encoder_stack(x: torch.Tensor, weights: EncoderWeights, keep: torch.Tensor |
     """Post-LayerNorm encoder layers (BERT's: ``h = LN1(x + O·attn(x))``, ``LN2(h + Down·gelu(Up·h))``,
     exact GELU) on ``x`` (B, T, H) of at most :data:`ROWS_MAX` rows, all in one C call: float32,
     or bfloat16 (AMX or ``vdpbf16ps``; rounded to bfloat16 where torch's bfloat16 ops round;
-    needs H and the intermediate size multiples of 32).
+    needs H and the intermediate size multiples of 32), or float32 between int8 linears
+    (``int8_rows``: LLM.int8() on AMX-INT8 tiles or ``vpdpbusd``, or weight-only int8).
 
     ``keep``: None or a bool mask (B, 1, 1, T), True where a key may be attended to.
     ``first_only``: the last layer at each sequence's first position only, (B, 1, H). None where it
@@ -184,9 +193,25 @@ def encoder_stack(x: torch.Tensor, weights: EncoderWeights, keep: torch.Tensor |
             return None
         keep = keep.reshape(b, t).contiguous()
     y = x.new_empty((b, 1 if first_only else t, h))
+    args = (x.data_ptr(), b, t, h, weights.heads, weights.inter, weights.layers, weights.w)
+    if weights.scales is not None:   # int8 layers
+        run = _int8_encoder(_build._lib)
+        if run(*args, weights.scales, weights.b, weights.ln, weights.eps, None if keep is None else keep.data_ptr(),
+               int(first_only), y.data_ptr(), torch.get_num_threads(), weights.threshold, int(weights.act8)):
+            return None
+        return y
     run = _build._lib.encoder_f32 if f32 else _build._lib.encoder_bf16
-    if run(x.data_ptr(), b, t, h, weights.heads, weights.inter, weights.layers, weights.w,
-           weights.b, weights.ln, weights.eps, None if keep is None else keep.data_ptr(),
+    if run(*args, weights.b, weights.ln, weights.eps, None if keep is None else keep.data_ptr(),
            int(first_only), y.data_ptr(), torch.get_num_threads()):
         return None
     return y
+
+
+def _int8_encoder(lib: ctypes.CDLL):
+    """``encoder_i8`` of ``lib``, typed for ctypes on first use."""
+    fn = lib.encoder_i8
+    if fn.argtypes is None:
+        p, n, i = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
+        fn.argtypes = [p, n, n, n, i, n, i, p, p, p, p, p, p, i, p, i, ctypes.c_float, i]
+        fn.restype = ctypes.c_int
+    return fn
