@@ -131,6 +131,30 @@ class DynamicCache(Cache):
         self._lengths[layer_idx] = end
         return kb.narrow(2, 0, end), vb.narrow(2, 0, end)
 
+    def storage_for(self, tokens: int) -> tuple[list[torch.Tensor], list[torch.Tensor], int] | None:
+        """Room for ``tokens`` more tokens in every layer, for a caller that writes them itself
+        (the fused decode step of :mod:`pretrained.backends.decoder`): the per-layer storage
+        (B, kv_heads, capacity, head_dim) for keys and values, and the slot the new tokens go
+        to; then :meth:`advance` records them. None when the layers hold different counts (or
+        none): use :meth:`update`."""
+        lengths = self._lengths
+        if not lengths or any(n != lengths[0] for n in lengths):
+            return None
+        start = lengths[0]
+        for i in range(len(self._keys)):
+            kb = self._keys[i]
+            if start + tokens > kb.shape[2]:
+                self._keys[i] = self._grow(kb, start, start + tokens)
+                self._values[i] = self._grow(self._values[i], start, start + tokens)
+            elif kb.is_inference() and not torch.is_inference_mode_enabled():
+                self._writable(i)
+        return self._keys, self._values, start
+
+    def advance(self, tokens: int) -> None:
+        """Record ``tokens`` more tokens written into every layer's storage (see
+        :meth:`storage_for`)."""
+        self._lengths = [n + tokens for n in self._lengths]
+
     def _writable(self, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Storage made under torch.inference_mode cannot be written outside it: copy once."""
         self._keys[layer_idx] = self._keys[layer_idx].clone()

@@ -9,6 +9,9 @@ compute the same numbers faster on this machine:
 - GPT-2's ``Conv1D`` -> :class:`~.linear.CpuConv1D` (opt-in packed weights);
 - :class:`~pretrained.layers.LayerStack` -> :class:`~.encoder.FusedLayerStack` (a whole
   post-LayerNorm encoder in one C call, where its structure and a probe say it is one);
+- :class:`~pretrained.layers.decoder_stack.DecoderLayers` -> :class:`~.decoder.FusedDecoderLayers`
+  (a Llama-family decode step, every layer, in one C call, where its structure and a probe say
+  it is one);
 - :class:`~pretrained.layers.gguf.GGUFLinear` -> :class:`~.gguf_linear.CpuGGUFLinear` (products
   on a GGUF file's own 4/5/6/8-bit blocks, C; packed q/k/v and gate/up siblings in one call);
 - :class:`~pretrained.layers.RMSNorm` -> :class:`~.norms.CpuRMSNorm` (one C call per norm);
@@ -43,10 +46,12 @@ from __future__ import annotations
 from torch import nn
 
 from ..layers.conv1d import Conv1D
+from ..layers.decoder_stack import DecoderLayers
 from ..layers.encoder import LayerStack
 from ..layers.norms import RMSNorm
 from ..layers.gguf import GGUFLinear
 from .conv import CpuConv2d
+from .decoder import FusedDecoderLayers
 from .encoder import FusedLayerStack
 from .gguf_linear import RUNTIME_KEYS as GGUF_RUNTIME_KEYS, CpuGGUFLinear
 from .linear import RUNTIME_KEYS, CpuConv1D, CpuLinear
@@ -62,6 +67,7 @@ SWAPS: dict[type, type] = {nn.Linear: CpuLinear, Conv1D: CpuConv1D, LayerStack: 
 SWAPS[nn.Conv2d] = CpuConv2d   # channels-last convolutions (backends/conv.py)
 SWAPS[GGUFLinear] = CpuGGUFLinear   # a GGUF file's blocks (pretrained.layers.gguf)
 SWAPS[GroupQuantLinear] = CpuGroupQuantLinear   # GPTQ / AWQ codes (backends/group_quant.py)
+SWAPS[DecoderLayers] = FusedDecoderLayers   # a Llama-family decode step in one C call (decoder.py)
 _PLAIN = {fast: slow for slow, fast in SWAPS.items()}
 
 

@@ -42,6 +42,7 @@ from ..layers import (
     sequence_classification_output,
     standardize_rope_parameters,
 )
+from ..layers.decoder_stack import DecoderLayers
 from ..modeling import PreTrainedModel
 from ..outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
 
@@ -223,12 +224,13 @@ class LlamaModel(LlamaPreTrainedModel):
         pad = config.pad_token_id
         pad = pad if isinstance(pad, int) and 0 <= pad < config.vocab_size else None
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=pad)
-        self.layers = nn.ModuleList(LlamaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.layers = DecoderLayers(LlamaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary_emb = RotaryEmbedding(config.rope_parameters, config.head_dim,
                                           config.max_position_embeddings)
         # one mask per distinct window (None: full causal attention)
-        self._windows = tuple(dict.fromkeys(layer.self_attn.sliding_window for layer in self.layers))
+        self._layer_windows = tuple(layer.self_attn.sliding_window for layer in self.layers)
+        self._windows = tuple(dict.fromkeys(self._layer_windows))
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
@@ -256,10 +258,7 @@ class LlamaModel(LlamaPreTrainedModel):
         keep = output_hidden_states if output_hidden_states is not None \
             else self.config.output_hidden_states
         states = [x] if keep else None
-        for layer in self.layers:
-            x = layer(x, cos, sin, masks[layer.self_attn.sliding_window], cache)
-            if states is not None:
-                states.append(x)
+        x = self.layers(x, cos, sin, [masks[w] for w in self._layer_windows], cache, states)
         x = self.norm(x)
         if states is not None:
             states[-1] = x  # the reference reports the last state after the final norm

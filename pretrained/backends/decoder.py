@@ -1,0 +1,417 @@
+"""A whole Llama-family decode step in one C call (``decoder.c``), swapped in for
+:class:`~pretrained.layers.decoder_stack.DecoderLayers`.
+
+At one new token per sequence a layer's linears are a few tens of microseconds each, and the
+~15 torch ops and module calls around them cost about as much again (SmolLM2-135M: ~8.5 ms of
+a ~24 ms token at one thread). :class:`FusedDecoderLayers` hands every layer to
+``decoder_step_f32``: RMSNorms, q/k/v (one kernel call), Qwen3's per-head q/k norms, the
+rotation by the model's own cos/sin, the new keys/values written into the KV cache's own
+storage (so the module path, beam reordering and cropping see them), grouped-query attention
+over the cache under the step's mask, the output projection, SwiGLU and both residuals. The
+linears may be GGUF blocks (:class:`~pretrained.layers.gguf.GGUFLinear`, float32 or int8
+activations as the layer is set) or float32 weights (``nn.Linear``), biases included.
+
+Recognised by structure, then proven by numbers (as :mod:`.encoder`): each layer's modules must
+be the Llama family's (``input_layernorm``, ``self_attn`` with ``q/k/v/o_proj`` and optional
+``q_norm``/``k_norm``, ``post_attention_layernorm``, ``mlp`` with ``gate/up/down_proj`` and SiLU),
+of exact plain or swapped types; then layer 0 runs once through the C call and through its
+modules on a probe (two sequences, one padded, a short cache) and the stack is used only if
+outputs and written cache agree. The plan is checked on every call (every module, parameter and
+plain attribute on the path the same object, every tensor at the same address, no hooks, no
+module training). It steps aside (the modules run) for: more than one new token (prefill), more
+than 16 sequences, grad recording, hooks, training, hidden states asked for, a cache other than
+a :class:`~pretrained.cache.DynamicCache`, layers whose masks differ (sliding windows on some
+layers only), other dtypes (bfloat16: the modules), LoRA or other linear types, ``torch.compile``
+tracing, CPU autocast.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import operator
+import weakref
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..layers.decoder_stack import DecoderLayers
+from ..layers.gguf import GGUFLinear
+from ..layers.norms import RMSNorm
+from . import build as _build
+from .gguf_linear import CpuGGUFLinear, _Layer, _library
+from .linear import CpuLinear
+from .norms import CpuRMSNorm
+from .rows import ROWS_MAX, cpu_autocast
+
+_FLOAT_LINEARS = (nn.Linear, CpuLinear)
+_GGUF_LINEARS = (GGUFLinear, CpuGGUFLinear)
+_NORMS = (RMSNorm, CpuRMSNorm)
+_PROBE_TOL = {torch.float32: 1e-4, torch.bfloat16: 3e-2}   # of the output's scale
+_TRAINING = operator.attrgetter("training")
+_HOOKS = operator.attrgetter("_forward_hooks")
+_PRE_HOOKS = operator.attrgetter("_forward_pre_hooks")
+
+
+class _Part(ctypes.Structure):
+    """``dec_part`` in decoder.c: linears of one input and one kind, outputs from column col."""
+
+    _fields_ = [("kind", ctypes.c_int64), ("count", ctypes.c_int64), ("int8", ctypes.c_int64),
+                ("layers", ctypes.c_void_p), ("w", ctypes.c_void_p * 3), ("b", ctypes.c_void_p * 3),
+                ("N", ctypes.c_int64 * 3), ("col", ctypes.c_int64)]
+
+
+class _Linear(ctypes.Structure):
+    """``dec_linear`` in decoder.c: linears of one input in runs of one kind."""
+
+    _fields_ = [("nparts", ctypes.c_int64), ("p", _Part * 3)]
+
+
+class _DecLayer(ctypes.Structure):
+    """``dec_layer`` in decoder.c."""
+
+    _fields_ = [("qkv", _Linear), ("o", _Linear), ("gu", _Linear), ("down", _Linear),
+                ("ln1", ctypes.c_void_p), ("ln2", ctypes.c_void_p), ("qn", ctypes.c_void_p),
+                ("kn", ctypes.c_void_p), ("kc", ctypes.c_void_p), ("vc", ctypes.c_void_p),
+                ("cap", ctypes.c_int64)]
+
+
+def _typed(lib: ctypes.CDLL) -> ctypes.CDLL:
+    if not getattr(lib, "decoder_typed", False):
+        p, n, i, f = ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_float
+        for fn in (lib.decoder_step_f32, lib.decoder_step_bf16):
+            fn.argtypes = [p, i, p, n, n, i, i, n, n, f, f, f, p, p, n, p, p, i]
+            fn.restype = i
+        lib.decoder_typed = True
+    return lib
+
+
+def _kind(m: nn.Module) -> tuple:
+    if type(m) in _FLOAT_LINEARS:
+        return (3 if m.weight.dtype == torch.bfloat16 else 1, False)
+    if type(m) in _GGUF_LINEARS:
+        return (2, bool(m.int8_activations))
+    return (0, False)
+
+
+def _fill(spec: _Linear, mods: list[nn.Module], keep: list, dtype: torch.dtype) -> bool:
+    """``spec`` for linears ``mods`` of one input (consecutive ones of one kind share a kernel
+    call); False where the C call cannot take them (bfloat16 steps: bfloat16 weights only)."""
+    runs: list[list[nn.Module]] = []
+    for m in mods:
+        if _kind(m)[0] == 0:
+            return False
+        if runs and _kind(runs[-1][0]) == _kind(m):
+            runs[-1].append(m)
+        else:
+            runs.append([m])
+    col = 0
+    for part, run in zip(spec.p, runs):
+        if not _fill_part(part, run, keep, dtype):
+            return False
+        part.col = col
+        col += sum(_out(m) for m in run)
+    spec.nparts = len(runs)
+    return True
+
+
+def _fill_part(spec: _Part, mods: list[nn.Module], keep: list, dtype: torch.dtype) -> bool:
+    kind = _kind(mods[0])[0]
+    if kind != (1 if dtype == torch.float32 else 3) and not (kind == 2 and dtype == torch.float32):
+        return False
+    if kind in (1, 3):
+        for j, m in enumerate(mods):
+            w, b = m.weight, m.bias
+            if w.dtype != dtype or not w.is_cpu or not w.is_contiguous() \
+                    or b is not None and (b.dtype != dtype or not b.is_contiguous()):
+                return False
+            spec.w[j], spec.N[j] = w.data_ptr(), w.shape[0]
+            spec.b[j] = None if b is None else b.data_ptr()
+        spec.kind, spec.count = kind, len(mods)
+        return True
+    layers = (_Layer * len(mods))()
+    col = 0
+    for layer, m in zip(layers, mods):
+        w, b, oi = m.weight, m.bias, m.out_index
+        if not w.is_cpu or w.dtype != torch.uint8 or w.dim() != 2 or w.stride(1) != 1 \
+                or b is not None and (b.dtype != torch.float32 or not b.is_contiguous()) \
+                or oi is not None and (oi.dtype != torch.int32 or not oi.is_contiguous()):
+            return False
+        layer.type, layer.w, layer.N, layer.K = m.ggml_type, w.data_ptr(), m.out_features, m.in_features
+        layer.ldw, layer.col = w.stride(0), col
+        layer.bias = None if b is None else b.data_ptr()
+        layer.out_index = None if oi is None else oi.data_ptr()
+        col += m.out_features
+    keep.append(layers)
+    spec.kind, spec.count, spec.int8 = 2, len(mods), int(mods[0].int8_activations)
+    spec.layers = ctypes.addressof(layers)
+    return True
+
+
+def _out(m: nn.Module) -> int:
+    return m.out_features if hasattr(m, "out_features") else m.weight.shape[0]
+
+
+def _in(m: nn.Module) -> int:
+    return m.in_features if hasattr(m, "in_features") else m.weight.shape[1]
+
+
+class _Plan:
+    """What one C call over the layers needs, gathered once, and what shows it still holds."""
+
+    __slots__ = ("links", "ptrs", "modules", "tensors", "specs", "keep", "sizes", "bound", "checks",
+                 "__weakref__")
+
+    def __init__(self, layers: DecoderLayers) -> None:
+        self.links = [(layers._modules, k, m) for k, m in layers._modules.items()]
+        self.modules = [m for layer in layers for m in layer.modules()]
+        for m in self.modules:   # recorded first: a "no" must also notice changes
+            self.links += [(m._modules, k, v) for k, v in m._modules.items()]
+            self.links += [(m._parameters, k, v) for k, v in m._parameters.items()]
+            self.links += [(m.__dict__, k, v) for k, v in m.__dict__.items()
+                           if not k.startswith("_") and k != "training"]
+        self.tensors, self.ptrs, self.specs, self.keep, self.sizes, self.bound = [], [], None, [], None, None
+        self.checks = None
+        specs = (_DecLayer * len(layers))()
+        sizes = set()
+        for i, (layer, spec) in enumerate(zip(layers, specs)):
+            s = self._layer(i, layer, spec)
+            if s is None:
+                return
+            sizes.add(s)
+        if len(sizes) != 1:
+            return
+        self.sizes = sizes.pop()
+        self.specs = specs
+        self.ptrs = [(t, t.data_ptr()) for t in self.tensors]
+        if not _probe(layers[0], self):
+            self.specs = None
+
+    def _layer(self, i: int, layer: nn.Module, spec: _DecLayer) -> tuple | None:
+        """Fill ``spec`` for layer ``i``; its sizes (H, nh, nkv, D, I, eps, qk eps, scale, dtype)
+        or None."""
+        mods = layer._modules
+        if set(mods) != {"input_layernorm", "self_attn", "post_attention_layernorm", "mlp"}:
+            return None
+        n1, att, n2, mlp = (mods[k] for k in ("input_layernorm", "self_attn", "post_attention_layernorm", "mlp"))
+        if type(n1) not in _NORMS or type(n2) not in _NORMS or n1.eps != n2.eps:
+            return None
+        am = att._modules
+        proj = {"q_proj", "k_proj", "v_proj", "o_proj"}
+        qk_norm = set(am) == proj | {"q_norm", "k_norm"}   # (absent ones are None attributes)
+        if not (qk_norm or set(am) == proj and att.__dict__.get("q_norm", 0) is None
+                and att.__dict__.get("k_norm", 0) is None) \
+                or qk_norm and (am["q_norm"] is None or am["k_norm"] is None) \
+                or set(mlp._modules) != {"gate_proj", "up_proj", "down_proj"} \
+                or mlp.__dict__.get("act_fn") is not F.silu or getattr(att, "layer_idx", None) != i:
+            return None
+        nh, nkv, d = att.__dict__.get("num_heads"), att.__dict__.get("num_kv_heads"), att.__dict__.get("head_dim")
+        if not all(isinstance(v, int) and v > 0 for v in (nh, nkv, d)) or nh % nkv or d % 2:
+            return None
+        h = n1.weight.shape[0]
+        q, k, v, o = (am[n] for n in ("q_proj", "k_proj", "v_proj", "o_proj"))
+        g, u, dn = (mlp._modules[n] for n in ("gate_proj", "up_proj", "down_proj"))
+        inter = _out(g)
+        try:
+            shapes_ok = [(_out(m), _in(m)) for m in (q, k, v, o, g, u, dn)] == \
+                [(nh * d, h), (nkv * d, h), (nkv * d, h), (h, nh * d), (inter, h), (inter, h), (h, inter)]
+        except AttributeError:
+            return None
+        if not shapes_ok:
+            return None
+        norms = [n1.weight, n2.weight]
+        qk_eps = 0.0
+        if qk_norm:
+            qn, kn = am["q_norm"], am["k_norm"]
+            if type(qn) not in _NORMS or type(kn) not in _NORMS or qn.eps != kn.eps \
+                    or qn.weight.shape != (d,) or kn.weight.shape != (d,):
+                return None
+            norms += [qn.weight, kn.weight]
+            qk_eps = qn.eps
+        dtype = n1.weight.dtype
+        if dtype not in (torch.float32, torch.bfloat16) or dtype == torch.bfloat16 and not _build._bf16 \
+                or any(t.dtype != dtype or not t.is_cpu or not t.is_contiguous() for t in norms):
+            return None
+        for field, group in (("qkv", [q, k, v]), ("o", [o]), ("gu", [g, u]), ("down", [dn])):
+            if not _fill(getattr(spec, field), group, self.keep, dtype):
+                return None
+        spec.ln1, spec.ln2 = norms[0].data_ptr(), norms[1].data_ptr()
+        if qk_norm:
+            spec.qn, spec.kn = norms[2].data_ptr(), norms[3].data_ptr()
+        for m in (q, k, v, o, g, u, dn):
+            self.tensors += [t for t in m._parameters.values() if t is not None]
+            oi = m.__dict__.get("out_index")
+            if oi is not None:
+                self.tensors.append(oi)
+        self.tensors += norms
+        return (h, nh, nkv, d, inter, float(n1.eps), float(qk_eps), float(att.scale), dtype)
+
+    def current(self) -> bool:
+        # (map over C functions: ~2,000 links on a 30-layer model, ~0.1 ms a step; a generator
+        # expression was ~1.6 ms)
+        if self.checks is None:
+            self.checks = (tuple(d for d, _, _ in self.links), tuple(k for _, k, _ in self.links),
+                           tuple(o for _, _, o in self.links), tuple(t for t, _ in self.ptrs),
+                           tuple(p for _, p in self.ptrs))
+        ds, ks, objs, ts, ps = self.checks
+        return all(map(operator.is_, map(dict.get, ds, ks), objs)) \
+            and all(map(operator.eq, map(torch.Tensor.data_ptr, ts), ps))
+
+    def idle(self) -> bool:
+        """No module training, no module hooks."""
+        ms = self.modules
+        return not any(map(_TRAINING, ms)) and not any(map(_HOOKS, ms)) and not any(map(_PRE_HOOKS, ms))
+
+    def bind(self, keys: list, values: list, batch: int) -> bool:
+        """Point the layers at the cache's storage (only when it changed: grown, reordered)."""
+        bound = self.bound
+        if bound is not None and all(a is b for a, b in zip(bound[0], keys)) \
+                and all(a is b for a, b in zip(bound[1], values)) and len(bound[0]) == len(keys):
+            return True
+        self.bound = None
+        h, nh, nkv, d = self.sizes[:4]
+        dtype = self.sizes[-1]
+        if len(keys) != len(self.specs) or len(values) != len(keys):
+            return False
+        for spec, kb, vb in zip(self.specs, keys, values):
+            if kb.dtype != dtype or vb.dtype != dtype or not kb.is_cpu \
+                    or not kb.is_contiguous() or not vb.is_contiguous() or kb.dim() != 4 \
+                    or kb.shape != vb.shape or kb.shape[0] != batch or kb.shape[1] != nkv or kb.shape[3] != d:
+                return False
+            spec.kc, spec.vc, spec.cap = kb.data_ptr(), vb.data_ptr(), kb.shape[2]
+        self.bound = (list(keys), list(values))
+        return True
+
+
+def _step(plan: _Plan, specs, n_layers: int, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+          start: int, keep: torch.Tensor | None) -> torch.Tensor | None:
+    """One C call: x (B, 1, H) float32 or bfloat16 -> the last layer's output, or None."""
+    lib = _build._lib if _build._lib is not None else _build.library()
+    if not lib:
+        return None
+    h, nh, nkv, d, inter, eps, qk_eps, scale, dtype = plan.sizes
+    b = x.shape[0]
+    y = torch.empty(b, 1, h, dtype=dtype)
+    lib = _typed(lib)
+    run = lib.decoder_step_f32 if dtype == torch.float32 else lib.decoder_step_bf16
+    err = run(
+        ctypes.addressof(specs), n_layers, x.data_ptr(), b, h, nh, nkv, d, inter, eps, qk_eps, scale,
+        cos.data_ptr(), sin.data_ptr(), start, None if keep is None else keep.data_ptr(), y.data_ptr(),
+        torch.get_num_threads())
+    return None if err else y
+
+
+def _probe(layer: nn.Module, plan: _Plan) -> bool:
+    """Whether layer 0 through the C call equals its own modules: two sequences (the second with
+    a padded first slot) over three cached tokens, outputs and written cache compared."""
+    h, nh, nkv, d = plan.sizes[:4]
+    dtype = plan.sizes[-1]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, h, generator=gen).to(dtype)
+    past_k = torch.randn(2, nkv, 3, d, generator=gen).to(dtype)
+    past_v = torch.randn(2, nkv, 3, d, generator=gen).to(dtype)
+    ang = torch.rand(2, 1, 1, d // 2, generator=gen) * 6
+    cos = torch.cat((ang.cos(), ang.cos()), -1).to(dtype)
+    sin = torch.cat((-ang.sin(), ang.sin()), -1).to(dtype)
+    mask = torch.tensor([[True] * 4, [False] + [True] * 3]).view(2, 1, 1, 4)
+    kc, vc = torch.zeros(2, nkv, 8, d, dtype=dtype), torch.zeros(2, nkv, 8, d, dtype=dtype)
+    kc[:, :, :3], vc[:, :, :3] = past_k, past_v
+    one = (_DecLayer * 1)()
+    ctypes.memmove(ctypes.addressof(one), ctypes.addressof(plan.specs), ctypes.sizeof(_DecLayer))
+    one[0].kc, one[0].vc, one[0].cap = kc.data_ptr(), vc.data_ptr(), 8
+    with torch.no_grad():
+        y = _step(plan, one, 1, x, cos.reshape(2, d).contiguous(), sin.reshape(2, d).contiguous(), 3,
+                  mask.reshape(2, 4).contiguous())
+        if y is None:
+            return False
+        cache = _ProbeCache(past_k, past_v)
+        ref = layer(x, cos, sin, mask, cache)
+    tol = _PROBE_TOL[dtype]
+    scale = 1.0 + float(ref.abs().max())
+    kv_scale = 1.0 + float(cache.k.abs().max()) + float(cache.v.abs().max())
+    return bool((y.float() - ref.float()).abs().max() <= tol * scale) \
+        and bool((kc[:, :, :4].float() - cache.k.float()).abs().max() <= tol * kv_scale) \
+        and bool((vc[:, :, :4].float() - cache.v.float()).abs().max() <= tol * kv_scale)
+
+
+class _ProbeCache:
+    """The smallest cache a layer's attention can update (the probe's: layer 0 only)."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        self.k, self.v = k, v
+
+    def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor):
+        self.k, self.v = torch.cat((self.k, k), 2), torch.cat((self.v, v), 2)
+        return self.k, self.v
+
+
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class FusedDecoderLayers(DecoderLayers):
+    """:class:`DecoderLayers` that runs a decode step's layers in one C call where it applies
+    (see the module doc), else the layers' own modules."""
+
+    def joint_step(self, x, cos, sin, masks, cache):
+        return run_step(self, x, cos, sin, masks, cache)
+
+
+def _rows(t: torch.Tensor, b: int, d: int, dtype: torch.dtype) -> torch.Tensor | None:
+    """A (B or 1, 1, 1, D) cos/sin table as (B, D) rows."""
+    if t.dtype != dtype or t.dim() != 4 or t.shape[1:] != (1, 1, d) or t.shape[0] not in (1, b):
+        return None
+    t = t.reshape(-1, d)
+    return (t.expand(b, d) if t.shape[0] != b else t).contiguous()
+
+
+def run_step(layers: DecoderLayers, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, masks,
+             cache) -> torch.Tensor | None:
+    """All ``layers`` for one new token per sequence in one C call, or None where that does not
+    apply (see the module doc); the cache then holds the new keys and values."""
+    if torch.compiler.is_compiling():   # (first: nothing below is traced)
+        return None
+    if x.dtype not in (torch.float32, torch.bfloat16) or x.dim() != 3 or x.shape[1] != 1 or not 0 < x.shape[0] <= ROWS_MAX \
+            or not x.is_cpu or cache is None or not hasattr(cache, "storage_for") or cpu_autocast() \
+            or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        return None
+    mask = masks[0] if len(masks) else None
+    if len(masks) != len(layers):
+        return None
+    for m in masks:   # one mask for every layer (windows that cut nothing give equal ones)
+        if m is not mask and (m is None or mask is None or not torch.equal(m, mask)):
+            return None
+    plan = _PLANS.get(layers)
+    if plan is None or not plan.current():
+        if layers.training or any(m.training for m in layers.modules()) or not _build.available() \
+                or _library() is None:
+            return None
+        plan = _PLANS[layers] = _Plan(layers)
+    if plan.specs is None or not plan.idle() \
+            or torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in plan.tensors)):
+        return None
+    b, _, h = x.shape
+    d, dtype = plan.sizes[3], plan.sizes[-1]
+    if h != plan.sizes[0] or x.dtype != dtype or len(cache) != len(layers):
+        return None
+    cr, sr = _rows(cos, b, d, dtype), _rows(sin, b, d, dtype)
+    if cr is None or sr is None:
+        return None
+    got = cache.storage_for(1)
+    if got is None:
+        return None
+    keys, values, start = got
+    keep = None
+    if mask is not None:
+        if mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[1:3] != (1, 1) \
+                or mask.shape[3] != start + 1 or mask.shape[0] not in (1, b):
+            return None
+        keep = mask.reshape(-1, start + 1)
+        keep = (keep.expand(b, start + 1) if keep.shape[0] != b else keep).contiguous()
+    if not plan.bind(keys, values, b):
+        return None
+    if not x.is_contiguous():
+        x = x.contiguous()
+    y = _step(plan, plan.specs, len(layers), x, cr, sr, start, keep)
+    if y is not None:
+        cache.advance(1)
+    return y
