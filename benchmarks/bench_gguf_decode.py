@@ -11,7 +11,9 @@ Timing run (the figures of benchmarks/RESULTS.md), on an otherwise idle machine 
         --batches 1,8 --new 128 --repeats 3 --rounds 3 --threads 2 --ref-python /work/refvenv/bin/python
 
 (about 10-15 minutes; batch 8 decode is in ``--batches``; llama.cpp is skipped when
-llama-cpp-python is not importable; the reference's row reports an error when its python lacks
+llama-cpp-python is not importable (PyPI has only its source; built here with
+``CFLAGS=CXXFLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16' CMAKE_ARGS=-DGGML_NATIVE=ON pip wheel
+llama-cpp-python==0.3.36``: with AMX compiled in, its matmul segfaulted on this Xeon); the reference's row reports an error when its python lacks
 the ``gguf`` package its GGUF loader needs).
 
 The file: the real SmolLM2-135M-Instruct Q4_1 (``pretrained.io.fetch``) unless ``--gguf`` names
@@ -63,8 +65,8 @@ WORKER = r"""
 import json, os, sys, time
 t0 = time.perf_counter()
 lib, path, batch, new, repeats, threads = {args!r}
-if lib != "llama.cpp":   # llama.cpp runs as its users run it: torch not in the process (with torch's
-    import torch         # OpenMP runtime loaded first, ggml's AMX matmul crashes in llama-cpp-python 0.3.36)
+if lib != "llama.cpp":   # llama.cpp runs as its users run it, without torch in the process
+    import torch
     torch.set_num_threads(threads)
 folder, name = os.path.dirname(path), os.path.basename(path)
 def hwm():
@@ -74,13 +76,6 @@ def hwm():
 out = {{}}
 if lib == "llama.cpp":
     import llama_cpp
-    import llama_cpp.llama   # its extra buffer types (AMX weight repacking) off: with them, 0.3.36 built
-    _defaults = llama_cpp.llama_model_default_params   # here segfaults in ggml_backend_amx_mul_mat
-    def _no_extra_bufts():
-        p = _defaults()
-        p.use_extra_bufts = False
-        return p
-    llama_cpp.llama.llama_cpp.llama_model_default_params = _no_extra_bufts
     start = time.perf_counter()
     llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_threads=threads, verbose=False)
     out["load_s"] = time.perf_counter() - start
@@ -214,13 +209,6 @@ LLAMA_PPL = r"""
 import json, math, sys
 import numpy as np
 import llama_cpp
-import llama_cpp.llama   # its extra buffer types (AMX weight repacking) off: with them, 0.3.36 built
-_defaults = llama_cpp.llama_model_default_params   # here segfaults in ggml_backend_amx_mul_mat
-def _no_extra_bufts():
-    p = _defaults()
-    p.use_extra_bufts = False
-    return p
-llama_cpp.llama.llama_cpp.llama_model_default_params = _no_extra_bufts
 path, ids = json.loads(sys.stdin.read())
 llm = llama_cpp.Llama(model_path=path, n_ctx=len(ids) + 8, n_batch=512, logits_all=True, verbose=False)
 llm.eval(ids)
@@ -233,7 +221,7 @@ print("RESULT", math.exp(nll / (len(ids) - 1)))
 
 
 def llama_cpp_perplexity(path: str, ids: list[int]) -> float:
-    """llama.cpp's perplexity of ``ids`` in a process of its own (torch not loaded there: see WORKER)."""
+    """llama.cpp's perplexity of ``ids`` in a process of its own (without torch, as in WORKER)."""
     proc = subprocess.run([sys.executable, "-c", LLAMA_PPL], input=json.dumps([path, ids]),
                           capture_output=True, text=True, timeout=3600)
     for line in proc.stdout.splitlines():

@@ -117,19 +117,10 @@ def test_what_cannot_be_written_is_a_named_error(tmp_path, spm_tokenizer):
 
 
 # --- llama.cpp reads our file ---------------------------------------------------------------------
-# llama.cpp runs in a process of its own, as its users run it, with its extra buffer types (weight
-# repacking for AMX) off: llama-cpp-python 0.3.36 built here segfaults in ggml_backend_amx_mul_mat
-# on this AMX Xeon with them on, on any file (the real SmolLM2 GGUF too).
+# llama.cpp runs in a process of its own, as its users run it (without torch in the process).
 _LLAMA_CPP = r"""
 import json, sys
 import llama_cpp
-import llama_cpp.llama
-_defaults = llama_cpp.llama_model_default_params
-def _no_extra_bufts():
-    p = _defaults()
-    p.use_extra_bufts = False
-    return p
-llama_cpp.llama.llama_cpp.llama_model_default_params = _no_extra_bufts
 path, text, quest = json.loads(sys.stdin.read())
 llm = llama_cpp.Llama(model_path=path, n_ctx=64, logits_all=True, verbose=False, n_threads=1)
 ids = llm.tokenize(text.encode(), add_bos=False, special=True)
