@@ -73,6 +73,39 @@ def attention(
     )
 
 
+def shared_rows_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    *,
+    dropout: float = 0.0,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Attention of queries q (B * g, heads, T, head_dim) over keys/values (B, heads, S, head_dim)
+    that each g consecutive query rows share: the beams of one input over its encoder output.
+
+    The g rows' queries attend together, as one row of g * T queries, so the keys and values are
+    projected, cached and read once per input instead of once per beam (the same numbers: each
+    query's softmax is its own). ``mask`` (B or 1, 1, 1 or g * T, S) must not tell the g rows apart,
+    so it suits a padding mask (no causal one). Returns (B * g, heads, T, head_dim).
+
+    Example::
+
+        >>> q, k = torch.randn(6, 2, 1, 4), torch.randn(2, 2, 5, 4)
+        >>> shared_rows_attention(q, k, k, None).shape
+        torch.Size([6, 2, 1, 4])
+    """
+    b, h, t, d = q.shape
+    n = k.shape[0]
+    g = b // n
+    if g == 1:
+        return attention(q, k, v, mask, causal=False, dropout=dropout, scale=scale)
+    q = q.view(n, g, h, t, d).transpose(1, 2).reshape(n, h, g * t, d)
+    y = attention(q, k, v, mask, causal=False, dropout=dropout, scale=scale)
+    return y.view(n, h, g, t, d).transpose(1, 2).reshape(b, h, t, d)
+
+
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     """(B, T, n_heads * hd) -> (B, n_heads, T, hd)"""
     b, t, _ = x.shape

@@ -26,7 +26,8 @@ from torch import nn
 from ..errors import InvalidInputError
 from ..outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 from .activations import activation
-from .attention import attention, attention_mask_4d, causal_mask, check_attention_mask, merge_heads, split_heads
+from .attention import (attention, attention_mask_4d, causal_mask, check_attention_mask, merge_heads,
+                        shared_rows_attention, split_heads)
 from .decoder import prepare_decoder_inputs
 from .encoder import check_max_length
 from .init import init_normal_
@@ -145,12 +146,8 @@ class BartAttention(nn.Module):
     def _attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, causal: bool) -> torch.Tensor:
         q = split_heads(self.q_proj(x), self.num_heads)
         p = self.dropout if self.training else 0.0
-        groups = q.shape[0] // k.shape[0]
-        if groups > 1:   # cross-attention of several rows (beams) per input: see cross()
-            b, h, t, d = q.shape
-            q = q.view(k.shape[0], groups, h, t, d).transpose(1, 2).reshape(k.shape[0], h, groups * t, d)
-            y = attention(q, k, v, mask, causal=False, dropout=p, scale=self.scaling)
-            y = y.view(k.shape[0], h, groups, t, d).transpose(1, 2).reshape(b, h, t, d)
+        if q.shape[0] != k.shape[0]:   # cross-attention of several rows (beams) per input: see cross()
+            y = shared_rows_attention(q, k, v, mask, dropout=p, scale=self.scaling)
         else:
             y = attention(q, k, v, mask, causal=causal, dropout=p, scale=self.scaling)
         return self.out_proj(merge_heads(y))

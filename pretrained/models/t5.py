@@ -25,11 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import PretrainedConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, InvalidInputError
 from ..layers import (ClassificationHead, RMSNorm, activation, check_attention_mask, clamp_float16,
                       cross_key_values, decoder_inputs, encoder_cache, eos_representation,
-                      seq2seq_lm_loss, sequence_classification_loss, shift_tokens_right, span_loss,
-                      split_heads, token_loss)
+                      seq2seq_lm_loss, sequence_classification_loss, shared_rows_attention,
+                      shift_tokens_right, span_loss, split_heads, token_loss)
 from ..modeling import PreTrainedModel
 from ..outputs import (BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput,
                        Seq2SeqQuestionAnsweringOutput, Seq2SeqSequenceClassifierOutput,
@@ -156,7 +156,10 @@ class T5Attention(nn.Module):
         else:
             k, v = cross_key_values(cache, self.layer_idx, encoder_states, self._project)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p, scale=1.0)
+        if q.shape[0] != k.shape[0]:   # the beams of one input over its encoder output, read once
+            y = shared_rows_attention(q, k, v, bias.to(q.dtype), dropout=p, scale=1.0)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p, scale=1.0)
         b, h, t, d = y.shape
         return self.o(y.transpose(1, 2).reshape(b, t, h * d))
 
@@ -304,6 +307,9 @@ class T5PreTrainedModel(PreTrainedModel):
                       "decoder.embed_tokens.weight": "shared.weight"}
     # some old checkpoints store a relative bias for the first cross-attention, which T5 never uses
     ignore_unexpected = (r"decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$",)
+    # generate() may pass the encoder output once per input, not once per beam: the
+    # cross-attention serves a row's beams from one copy (shared_rows_attention)
+    encoder_rows_shared = True
 
     def _init_weights(self, module: nn.Module) -> None:
         # the reference's Mesh-TensorFlow initialisation, scaled by initializer_factor
@@ -358,6 +364,10 @@ class T5PreTrainedModel(PreTrainedModel):
             use_cache = self.config.use_cache and not self.training
         cache = encoder_cache(past_key_values, use_cache)
         decoder_input_ids = self.check_input_ids(decoder_input_ids)
+        per_input = getattr(cache, "rows_per_input", 1) if cache is not None else 1
+        if decoder_input_ids.shape[0] != encoder.last_hidden_state.shape[0] * per_input:
+            raise InvalidInputError(f"decoder_input_ids has {decoder_input_ids.shape[0]} rows but the "
+                                    f"encoder output {encoder.last_hidden_state.shape[0]}")
         return self.decoder(decoder_input_ids, decoder_attention_mask, encoder.last_hidden_state,
                             attention_mask, cache, output_hidden_states)
 

@@ -147,6 +147,38 @@ def test_generate_runs_the_encoder_once_and_projects_cross_keys_once():
     assert calls == {"encoder": 1, "cross_k": 1}
 
 
+def test_beams_share_their_inputs_cross_attention_keys(monkeypatch):
+    """The beams of one input read one copy of its encoder output: cross keys/values are
+    projected and stored once per input, not once per beam, with the tokens and scores of the
+    per-beam copies (the reference's layout; the goldens' beam cases compare the tokens)."""
+    g = golden("t5-tiny")
+    model = load("t5-tiny")
+    seen = []
+    original = EncoderDecoderCache.set_cross
+
+    def spy(self, layer_idx, k, v):
+        seen.append((self.rows_per_input, k.shape[0]))
+        return original(self, layer_idx, k, v)
+
+    monkeypatch.setattr(EncoderDecoderCache, "set_cross", spy)
+    kw = dict(max_new_tokens=6, num_beams=3, num_return_sequences=2, return_dict_in_generate=True,
+              output_scores=True)
+    shared = model.generate(**encoder_inputs(g), **kw)
+    rows = encoder_inputs(g)["input_ids"].shape[0]
+    assert seen and all(s == (3, rows) for s in seen)
+    monkeypatch.setattr(T5ForConditionalGeneration, "encoder_rows_shared", False)
+    seen.clear()
+    per_beam = model.generate(**encoder_inputs(g), **kw)
+    assert seen and all(s == (1, 3 * rows) for s in seen)
+    assert torch.equal(shared.sequences, per_beam.sequences)
+    assert (shared.sequences_scores - per_beam.sequences_scores).abs().max() <= 1e-5
+    # the decoder's rows must be the encoder's times the cache's rows per input
+    with pytest.raises(InvalidInputError, match="rows"):
+        model(encoder_outputs=(torch.zeros(2, 4, model.config.d_model),),
+              decoder_input_ids=torch.zeros(3, 1, dtype=torch.long),
+              past_key_values=EncoderDecoderCache(rows_per_input=2), use_cache=True)
+
+
 def test_generate_without_the_cache_gives_the_same_tokens():
     g = golden("t5-tiny")
     model = load("t5-tiny")
