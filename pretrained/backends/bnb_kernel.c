@@ -191,8 +191,66 @@ static void rows_4bit(const uint8_t *w, long n0, long n1, long N, long K, const 
     }
 }
 
+#if defined(__AVX512F__)
+// Several rows (a batch, a sentence): 4 weight rows widened once per 16 codes for up to 6
+// activation rows (24 accumulators), so each code is converted once per 6 rows instead of once
+// per row pass and the loads of x serve 4 weight rows (one row at a time, x's loads bound it).
+#define I8R 6
+static inline __attribute__((always_inline)) void int8_rows4(const int8_t *const *wr, long K, const float *const *x,
+                                                             int R, float *out) {
+    __m512 acc[I8R][4];
+    for (int r = 0; r < R; r++) for (int j = 0; j < 4; j++) acc[r][j] = _mm512_setzero_ps();
+    for (long i = 0; i < K; i += 16) {
+        const __mmask16 mk = K - i >= 16 ? 0xffff : (__mmask16)((1u << (K - i)) - 1);
+        __m512 wv[4];
+        for (int j = 0; j < 4; j++)
+            wv[j] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mk, wr[j] + i)));
+        for (int r = 0; r < R; r++) {
+            const __m512 xv = _mm512_maskz_loadu_ps(mk, x[r] + i);
+            for (int j = 0; j < 4; j++) acc[r][j] = _mm512_fmadd_ps(wv[j], xv, acc[r][j]);
+        }
+    }
+    for (int r = 0; r < R; r++) _mm_storeu_ps(out + 4 * r, hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+}
+
+static void rows_8bit4(const int8_t *w, long n0, long n1, long N, long K, const float *scale, const float *xf,
+                       long M, const float *bias, void *y, long ldy, int ybf16) {
+    for (long n = n0; n < n1; n += 4) {
+        const int nw = n1 - n < 4 ? (int)(n1 - n) : 4;
+        const int8_t *wr[4];
+        for (int j = 0; j < 4; j++) wr[j] = w + (n + (j < nw ? j : 0)) * K;   // a short block repeats its first row
+        if (n + 4 + BPFD < N)
+            for (long o = 0; o < 4 * K; o += 64) _mm_prefetch((const char *)(w + (n + BPFD) * K + o), _MM_HINT_T0);
+        for (long m0 = 0; m0 < M; m0 += I8R) {
+            const int R = M - m0 < I8R ? (int)(M - m0) : I8R;
+            float out[4 * I8R], col[I8R];
+            const float *xs[I8R];
+            for (int r = 0; r < R; r++) xs[r] = xf + (m0 + r) * K;
+            switch (R) {
+            case 1: int8_rows4(wr, K, xs, 1, out); break;
+            case 2: int8_rows4(wr, K, xs, 2, out); break;
+            case 3: int8_rows4(wr, K, xs, 3, out); break;
+            case 4: int8_rows4(wr, K, xs, 4, out); break;
+            case 5: int8_rows4(wr, K, xs, 5, out); break;
+            default: int8_rows4(wr, K, xs, 6, out); break;
+            }
+            for (int j = 0; j < nw; j++) {
+                for (int r = 0; r < R; r++) col[r] = out[4 * r + j];
+                store(y, ldy, ybf16, m0, R, n + j, col, scale[n + j], bias ? bias[n + j] : 0.0f);
+            }
+        }
+    }
+}
+#endif
+
 static void rows_8bit(const int8_t *w, long n0, long n1, long N, long K, const float *scale, const float *xf,
                       long M, const float *bias, void *y, long ldy, int ybf16) {
+#if defined(__AVX512F__)
+    if (M >= 2) {
+        rows_8bit4(w, n0, n1, N, K, scale, xf, M, bias, y, ldy, ybf16);
+        return;
+    }
+#endif
     for (long n = n0; n < n1; n++) {
         const int8_t *wr = w + n * K;
         if (n + BPFD < N)
