@@ -405,6 +405,8 @@ BAD = [
     ({"max_length": 2}, "max_length"),
     ({"typical_p": 0.5, "do_sample": True}, "typical_p"),
     ({"tempreature": 0.5}, "tempreature"),
+    ({"min_length": 10, "max_length": 6}, "min_length asks for at least 10"),
+    ({"min_new_tokens": 5, "max_new_tokens": 2}, "no output can satisfy both"),
 ]
 
 

@@ -244,6 +244,16 @@ def prepare(model: Any, inputs: Any, input_ids: Any, attention_mask: Any,
         raise InvalidInputError(f"the prompt has {t} tokens but max_length is {max_length}, so nothing "
                                 "can be generated; pass max_new_tokens=N instead, or shorten the prompt")
     min_length = cfg.min_new_tokens + t if cfg.min_new_tokens is not None else cfg.min_length
+    asked_min = sorted(user_set & {"min_length", "min_new_tokens"})
+    asked_max = sorted(user_set & {"max_length", "max_new_tokens"})
+    if min_length > max_length and asked_min and asked_max:
+        # both bounds chosen and contradictory: the reference silently stops at the maximum
+        # without the end token; only a model's own min_length is left to that (bart-large-cnn's
+        # 56 with a short max_new_tokens is an ordinary call)
+        raise InvalidInputError(
+            f"{'/'.join(asked_max)} gives at most {max_length} tokens but {'/'.join(asked_min)} asks "
+            f"for at least {min_length}: no output can satisfy both; raise the maximum or lower the "
+            "minimum")
 
     # Special tokens.
     eos_list = None if cfg.eos_token_id is None else (

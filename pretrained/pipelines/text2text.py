@@ -183,6 +183,10 @@ class Text2TextGenerationPipeline(Pipeline):
             # the pipeline's own default asks for more tokens than the decoder has positions
             # (the reference fails there); nobody chose it, so it stops at the last position
             kwargs["max_new_tokens"] = limit - 1
+            if (kwargs.get("min_new_tokens", cfg.min_new_tokens) or 0) > limit - 1:
+                # a minimum past the last position then ends there too (generate() refuses a
+                # minimum above a maximum that was asked for; this one was not)
+                kwargs["min_new_tokens"] = limit - 1
         if "max_length" not in kwargs and kwargs.get("max_new_tokens", cfg.max_new_tokens) is None \
                 and cfg.max_length == _GLOBAL_MAX_LENGTH:
             # the reference reads a max_length equal to generate()'s default as "unset": 20 new

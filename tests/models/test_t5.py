@@ -198,6 +198,8 @@ def test_generate_errors_name_the_fix():
         model.generate(**encoder_inputs(g), max_new_tokens=3, forced_bos_token_id=10_000)
     with pytest.raises(InvalidInputError, match="vocabulary"):
         model.generate(input_ids=torch.tensor([[5, 10_000]]), max_new_tokens=3)
+    with pytest.raises(InvalidInputError, match="no output can satisfy both"):   # issue 15
+        model.generate(**encoder_inputs(g), min_length=10, max_length=5)
     no_start = load("t5-tiny")
     no_start.config.decoder_start_token_id = None
     no_start.generation_config.decoder_start_token_id = None
