@@ -64,7 +64,9 @@ def beam_search(model: torch.nn.Module, plan: Plan,
     logits_out: list[torch.Tensor] = []
     stepper = Stepper(model, plan, b * nb)
     flat = ids
-    logits = stepper.prefill(ids)
+    # no copy of the logits: log_softmax below reads them into a new tensor (4 MB a step saved
+    # at 32 beams x 32k tokens)
+    logits = stepper.prefill(ids, copy=False)
     cur = t
     while True:
         log_probs = torch.log_softmax(logits, dim=-1)
@@ -131,7 +133,7 @@ def beam_search(model: torch.nn.Module, plan: Plan,
         if not bool(torch.any(can_improve)) or all_done or bool(torch.all(hits)):
             break
         flat = running[:, :, :cur].reshape(b * nb, cur)
-        logits = stepper.step(flat)
+        logits = stepper.step(flat, copy=False)
 
     sequences = finished[:, :n_return].reshape(b * n_return, max_length)
     seq_scores = finished_scores[:, :n_return].reshape(-1)

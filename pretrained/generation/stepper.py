@@ -97,7 +97,7 @@ class Stepper:
         self.mask = None
         self.with_positions = False
 
-    def _run(self, ids: torch.Tensor, start: int, end: int) -> torch.Tensor:
+    def _run(self, ids: torch.Tensor, start: int, end: int, copy: bool = True) -> torch.Tensor:
         kw = dict(self.extra)
         if self.mask is not None:
             kw["attention_mask"] = self.mask[:, :end]
@@ -110,18 +110,21 @@ class Stepper:
         if self.cached:
             self.cache = out.past_key_values
         # float32 copy of the last position: processors never see the model's own buffer
-        return out.logits[:, -1].to(dtype=torch.float32, copy=True)
+        # (copy=False: the caller only reads them into new tensors, as beam search's log_softmax)
+        return out.logits[:, -1].to(dtype=torch.float32, copy=copy)
 
-    def prefill(self, ids: torch.Tensor) -> torch.Tensor:
-        """Logits (rows, V) for the token after the prompt ``ids`` (rows, T)."""
-        return self._run(ids, 0, ids.shape[1])
+    def prefill(self, ids: torch.Tensor, copy: bool = True) -> torch.Tensor:
+        """Logits (rows, V) for the token after the prompt ``ids`` (rows, T): float32, a copy
+        of the model's output unless ``copy=False`` (then a view where it is float32)."""
+        return self._run(ids, 0, ids.shape[1], copy)
 
-    def step(self, seq: torch.Tensor) -> torch.Tensor:
-        """Logits for the token after ``seq`` (rows, L), whose last column is new."""
+    def step(self, seq: torch.Tensor, copy: bool = True) -> torch.Tensor:
+        """Logits for the token after ``seq`` (rows, L), whose last column is new (``copy`` as
+        in :meth:`prefill`)."""
         n = seq.shape[1]
         if self.cached:
-            return self._run(seq[:, -1:], n - 1, n)
-        return self._run(seq, 0, n)
+            return self._run(seq[:, -1:], n - 1, n, copy)
+        return self._run(seq, 0, n, copy)
 
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep the cache rows ``rows`` (beam search)."""

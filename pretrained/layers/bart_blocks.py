@@ -496,7 +496,8 @@ class Seq2SeqLM(nn.Module):
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
         out = self.model(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask,
                          encoder_outputs, past_key_values, use_cache, output_hidden_states)
-        logits = self.lm_head(out.last_hidden_state) + self.final_logits_bias.to(out.last_hidden_state.dtype)
+        logits = self.lm_head(out.last_hidden_state)
+        logits += self.final_logits_bias.to(logits.dtype)   # in place: no second (rows, vocabulary) tensor
         loss = None if labels is None else seq2seq_lm_loss(logits, labels)
         return Seq2SeqLMOutput(loss=loss, logits=logits, past_key_values=out.past_key_values,
                                decoder_hidden_states=out.decoder_hidden_states,
