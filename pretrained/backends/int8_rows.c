@@ -307,41 +307,36 @@ static void amx_store(const int32_t *cbuf, long n, long M, const float *rmax, co
     }
 }
 
-// the N / 16 full blocks of features of one weight (K % 64 == 0), xb the re-laid q
-static void amx_rows(const int8_t *w, long N, long K, const float *scb, const float *bias, const int8_t *xb,
-                     long M, const float *rmax, const float *x, long ldx, const long *cols, long nc,
-                     float *y, long ldy, int nt) {
-    const long blocks = N / 16, pairs = (blocks + 1) / 2;
-#pragma omp parallel num_threads(nt) if (nt > 1 && pairs > 1)
-    {
-        tilecfg8 cfg;
-        memset(&cfg, 0, sizeof cfg);
-        cfg.palette = 1;
-        for (int t = 0; t < 5; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
-        _tile_loadconfig(&cfg);
-        int32_t cbuf[2][256];
-#pragma omp for schedule(dynamic, 1)
-        for (long p = 0; p < pairs; p++) {
-            const long nb = 2 * p;
-            const int two = nb + 1 < blocks;
-            const int8_t *w0 = w + nb * 16 * K, *w1 = w0 + 16 * K;
-            const int8_t *pf = w + (nb + 2 < blocks ? nb + 2 : nb) * 16 * K;   // the next pair
-            _tile_zero(0);
-            _tile_zero(1);
-            for (long k = 0; k < K; k += 64) {
-                _tile_loadd(4, xb + k * 16, 64);
-                _tile_loadd(2, w0 + k, K);
-                _tile_dpbssd(0, 2, 4);
-                if (two) { _tile_loadd(3, w1 + k, K); _tile_dpbssd(1, 3, 4); }
-                for (int r = 0; r < 32; r++) _mm_prefetch((const char *)(pf + r * K + k), _MM_HINT_T0);
-            }
-            _tile_stored(0, cbuf[0], 64);
-            if (two) _tile_stored(1, cbuf[1], 64);
-            for (int h = 0; h <= two; h++)
-                amx_store(cbuf[h], (nb + h) * 16, M, rmax, scb, bias, x, ldx, w, K, cols, nc, y, ldy);
-        }
-        _tile_release();
+// tile pair p (features 32 p .. 32 p + 31, or the last block alone) of one weight with `blocks`
+// full blocks of 16 (K % 64 == 0), xb the re-laid q; the tiles configured by tiles_on()
+static void amx_pair(const int8_t *w, long blocks, long p, long K, const float *scb, const float *bias,
+                     const int8_t *xb, long M, const float *rmax, const float *x, long ldx, const long *cols,
+                     long nc, float *y, long ldy) {
+    int32_t cbuf[2][256];
+    const long nb = 2 * p;
+    const int two = nb + 1 < blocks;
+    const int8_t *w0 = w + nb * 16 * K, *w1 = w0 + 16 * K;
+    const int8_t *pf = w + (nb + 2 < blocks ? nb + 2 : nb) * 16 * K;   // the next pair
+    _tile_zero(0);
+    _tile_zero(1);
+    for (long k = 0; k < K; k += 64) {
+        _tile_loadd(4, xb + k * 16, 64);
+        _tile_loadd(2, w0 + k, K);
+        _tile_dpbssd(0, 2, 4);
+        if (two) { _tile_loadd(3, w1 + k, K); _tile_dpbssd(1, 3, 4); }
+        for (int r = 0; r < 32; r++) _mm_prefetch((const char *)(pf + r * K + k), _MM_HINT_T0);
     }
+    _tile_stored(0, cbuf[0], 64);
+    if (two) _tile_stored(1, cbuf[1], 64);
+    for (int h = 0; h <= two; h++)
+        amx_store(cbuf[h], (nb + h) * 16, M, rmax, scb, bias, x, ldx, w, K, cols, nc, y, ldy);
+}
+static void tiles_on(void) {   // tiles 0, 1: C; 2, 3: weight blocks; 4: q
+    tilecfg8 cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 5; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
+    _tile_loadconfig(&cfg);
 }
 #else
 EXPORT int int8_tiles(int on) { (void)on; return 0; }
@@ -364,14 +359,14 @@ EXPORT int int8_rows(int count, const int8_t *const *ws, const float *const *scb
                      const long *Ns, long K, const float *x, long M, long ldx, float th, int act8,
                      float *y, long ldy, int nthreads) {
     if (M < 1 || M > ROWS_MAX || K < 1 || count < 1 || count > MAXW) return 1;
-    long Nmax = 0;
+    long Nsum = 0;
     for (int i = 0; i < count; i++) {
         if (Ns[i] < 1 || (!act8 && !scbs[i])) return 1;
-        if (Ns[i] > Nmax) Nmax = Ns[i];
+        Nsum += Ns[i];
     }
     const long Kp = (K + 63) / 64 * 64;
     // xq, rmax, flags and columns; or (weight-only) a copy of x K apart and the scales
-    const long bytes = act8 ? M * Kp + M * 4 + K + K * 8 + 192 : (ldx != K ? M * K * 4 : 0) + Nmax * 4 + 192;
+    const long bytes = act8 ? M * Kp + M * 4 + K + K * 8 + 192 : (ldx != K ? M * K * 4 : 0) + Nsum * 4 + 192;
     uint8_t *buf = grow(&i8_buf, &i8_cap, bytes);
     if (!buf) return 2;
     int nt = nthreads < 1 ? 1 : nthreads;
@@ -404,39 +399,67 @@ EXPORT int int8_rows(int count, const int8_t *const *ws, const float *const *scb
                 }
         }
 #endif
+        // one parallel region for every weight: tasks are, per weight, its tile pairs (where the
+        // tiles run) and then chunks of I8CHUNK features of the rest
+        long first[MAXW + 1], pairs[MAXW], done[MAXW], at[MAXW];
+        first[0] = 0;
         for (int i = 0; i < count; i++) {
-            const long N = Ns[i];
-            long done = 0;
+            int tiled = 0;
 #if defined(__AMX_TILE__)
-            if (xb) {
-                amx_rows(ws[i], N, K, scbs[i], biases[i], xb, M, rmax, x, ldx, cols, nc, y + col, ldy, nt);
-                done = N / 16 * 16;
-            }
+            tiled = xb != NULL;
 #endif
-            const long chunks = (N - done + I8CHUNK - 1) / I8CHUNK;
-            #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1 && chunks > 1)
-            for (long ch = 0; ch < chunks; ch++) {
-                const long n0 = done + ch * I8CHUNK, n1 = n0 + I8CHUNK < N ? n0 + I8CHUNK : N;
-                rows_i8(ws[i], n0, n1, K, scbs[i], biases[i], xq, Kp, M, rmax, x, ldx, cols, nc, y + col, ldy);
+            done[i] = tiled ? Ns[i] / 16 * 16 : 0;
+            pairs[i] = (done[i] / 16 + 1) / 2;
+            at[i] = col;
+            col += Ns[i];
+            first[i + 1] = first[i] + pairs[i] + (Ns[i] - done[i] + I8CHUNK - 1) / I8CHUNK;
+        }
+        #pragma omp parallel num_threads(nt) if (nt > 1 && first[count] > 1)
+        {
+            int configured = 0;
+            #pragma omp for schedule(dynamic, 1)
+            for (long t = 0; t < first[count]; t++) {
+                int i = 0;
+                while (t >= first[i + 1]) i++;
+                const long j = t - first[i];
+                if (j < pairs[i]) {
+#if defined(__AMX_TILE__)
+                    if (!configured) { tiles_on(); configured = 1; }
+                    amx_pair(ws[i], done[i] / 16, j, K, scbs[i], biases[i], xb, M, rmax, x, ldx, cols, nc,
+                             y + at[i], ldy);
+#endif
+                    continue;
+                }
+                const long n0 = done[i] + (j - pairs[i]) * I8CHUNK, n1 = n0 + I8CHUNK < Ns[i] ? n0 + I8CHUNK : Ns[i];
+                rows_i8(ws[i], n0, n1, K, scbs[i], biases[i], xq, Kp, M, rmax, x, ldx, cols, nc, y + at[i], ldy);
             }
-            col += N;
+#if defined(__AMX_TILE__)
+            if (configured) _tile_release();
+#else
+            (void)configured;
+#endif
         }
         return 0;
     }
     float *scale = (float *)buf, *xf = (float *)x;
+    long first[MAXW + 1];
+    first[0] = 0;
+    for (int i = 0; i < count; i++) {   // every weight's scales, as SCB * (1 / 127) computes them
+        for (long n = 0; n < Ns[i]; n++) scale[col + n] = scbs[i][n] * (float)(1.0 / 127.0);
+        col += Ns[i];
+        first[i + 1] = first[i] + (Ns[i] + I8CHUNK - 1) / I8CHUNK;
+    }
     if (ldx != K) {
-        xf = scale + Nmax + 16 - Nmax % 16;
+        xf = scale + col + 16 - col % 16;
         for (long m = 0; m < M; m++) memcpy(xf + m * K, x + m * ldx, K * 4);
     }
-    for (int i = 0; i < count; i++) {
-        const long N = Ns[i], chunks = (N + I8CHUNK - 1) / I8CHUNK;
-        for (long n = 0; n < N; n++) scale[n] = scbs[i][n] * (float)(1.0 / 127.0);   // as SCB * (1 / 127)
-        #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1 && chunks > 1)
-        for (long ch = 0; ch < chunks; ch++) {
-            const long n0 = ch * I8CHUNK, n1 = n0 + I8CHUNK < N ? n0 + I8CHUNK : N;
-            bnb_rows_8bit(ws[i], n0, n1, N, K, scale, xf, M, biases[i], y + col, ldy, 0);
-        }
-        col += N;
+    #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1 && first[count] > 1)
+    for (long t = 0; t < first[count]; t++) {
+        int i = 0;
+        long at = 0;
+        while (t >= first[i + 1]) at += Ns[i++];
+        const long n0 = (t - first[i]) * I8CHUNK, n1 = n0 + I8CHUNK < Ns[i] ? n0 + I8CHUNK : Ns[i];
+        bnb_rows_8bit(ws[i], n0, n1, Ns[i], K, scale + at, xf, M, biases[i], y + at, ldy, 0);
     }
     return 0;
 }
