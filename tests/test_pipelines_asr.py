@@ -96,6 +96,20 @@ def test_options_are_checked_before_any_audio_is_read():
         p({"raw": np.zeros(10, np.float32)})
 
 
+def test_an_hour_without_chunking_names_the_options():
+    """Issue 17: the real models' generation_config.json say return_timestamps: false, so Whisper's
+    long form is off: the error says the length in seconds and both ways (chunks, timestamps)."""
+    if not _have("whisper-tiny.en"):
+        pytest.skip("needs whisper-tiny.en")
+    p = asr("whisper-tiny.en")
+    hour = {"raw": np.zeros(16000 * 3600, np.float32), "sampling_rate": 16000}
+    with pytest.raises(InvalidInputError, match=r"lasts 3600 s.*chunk_length_s=30.*return_timestamps=True"):
+        p(hour)
+    with pytest.raises(InvalidInputError, match="chunk_length_s=30"):
+        p({"raw": np.zeros(16000 * 31, np.float32), "sampling_rate": 16000},
+          generate_kwargs={"return_timestamps": False})
+
+
 def test_resampled_audio_at_any_rate_transcribes_alike():
     if not (_have("whisper-tiny.en") and ALSA.is_dir()):
         pytest.skip("needs whisper-tiny.en and alsa-utils")

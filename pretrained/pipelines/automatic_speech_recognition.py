@@ -8,8 +8,9 @@ is handled in one of two ways, as in the reference:
 * ``chunk_length_s=30, stride_length_s=5``: the pipeline cuts overlapping chunks, transcribes them
   (``batch_size`` at a time) and joins the texts where the overlaps agree;
 * no ``chunk_length_s``: Whisper reads the audio 30 s after 30 s, each window starting where the
-  last complete sentence ended (its own long-form way); a CTC model reads it whole, up to
-  :data:`MAX_UNCHUNKED_S` seconds.
+  last complete sentence ended (its own long-form way, which needs ``return_timestamps=True``
+  where the model's generation config turns timestamps off, as the real ones do: else a named
+  error); a CTC model reads it whole, up to :data:`MAX_UNCHUNKED_S` seconds.
 
 Whisper's defaults are the reference 5.x pipeline's: ``num_beams=5`` and ``max_new_tokens=256``
 unless the call or the model's generation config sets them.
@@ -91,13 +92,21 @@ class AutomaticSpeechRecognitionPipeline(AudioPipeline):
                 raise InvalidInputError("only Whisper can return the language")
             post["return_language"] = return_language
             fwd["return_language"] = return_language
+        if self.kind == "whisper" and not chunk_length_s:
+            # Whisper's own long form needs timestamps; the model's generation_config.json
+            # (return_timestamps: false in the real ones) stands when the call says nothing
+            timestamps = fwd.get("return_timestamps")
+            if timestamps is None:
+                timestamps = getattr(getattr(self.model, "generation_config", None), "return_timestamps", None)
+            pre["long_form"] = timestamps is None or bool(timestamps)
         if self.kind != "whisper" and fwd and set(fwd) - {"return_timestamps"}:
             raise InvalidInputError(f"generation options {sorted(set(fwd) - {'return_timestamps'})} are for "
                                     "Whisper; a CTC model does not generate")
         return pre, fwd, post
 
     # --- preprocess ---------------------------------------------------------------------------
-    def preprocess(self, item: Any, chunk_length_s: float = 0, stride_length_s: Any = None) -> list[dict]:
+    def preprocess(self, item: Any, chunk_length_s: float = 0, stride_length_s: Any = None,
+                   long_form: bool = True) -> list[dict]:
         audio = self.load(item)
         rate = self.sampling_rate
         if chunk_length_s:
@@ -111,6 +120,13 @@ class AutomaticSpeechRecognitionPipeline(AudioPipeline):
             # the length rides along: a batch pads shorter inputs, whose extra frames are cut off
             return [{"is_last": True, "samples": len(audio), **self._features(audio)}]
         n_samples = int(getattr(self.feature_extractor, "n_samples", 30 * rate))
+        if len(audio) > n_samples and not long_form:
+            # said here, in seconds and before an hour of features is computed, naming both ways
+            raise InvalidInputError(f"the audio lasts {seconds:.0f} s, longer than Whisper's "
+                                    f"{n_samples / rate:.0f}-s window: pass chunk_length_s=30 (with "
+                                    "stride_length_s=5, and batch_size=N to read chunks together) to "
+                                    "transcribe it in chunks, or return_timestamps=True for Whisper's own "
+                                    "sequential long form")
         if len(audio) > n_samples:   # Whisper's own long form: every frame, with the length mask
             feats = self.feature_extractor(audio, sampling_rate=rate, truncation=False, padding="longest",
                                            return_tensors="pt", return_attention_mask=True)
