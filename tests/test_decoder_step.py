@@ -8,6 +8,9 @@ bfloat16 models against their modules. Expected values are the modules' (plain t
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,6 +160,21 @@ def test_gguf_packed_model_equals_its_modules():
     assert torch.equal(fused, model.generate(ids[:1], **kw))
 
 
+def test_gguf_int8_activations_equal_their_modules(calls):
+    """llama.cpp's quantized activations (set_gguf_activations "int8") run in the step too: the
+    same kernel calls as the modules', so the same numbers."""
+    from pretrained.backends.gguf_linear import set_gguf_activations
+
+    model = AutoModelForCausalLM.from_pretrained(FIX / "gguf-tiny", gguf_file="llama-bpe.gguf").eval()
+    assert set_gguf_activations(model, "int8") > 0
+    ids, mask = _padded(model.config.vocab_size, b=2)
+    got, _ = _decode(model, ids, mask, 3, fused=True)
+    want, _ = _decode(model, ids, mask, 3, fused=False)
+    assert calls == [True] * 3
+    for a, b in zip(got, want):
+        assert _close(a, b, 1e-6)
+
+
 @pytest.fixture(params=list(build.VARIANTS))
 def variant(request, monkeypatch):
     name = request.param
@@ -286,6 +304,21 @@ def test_without_the_kernel_the_layers_run_as_modules(calls, monkeypatch):
         plain = _one_step(model).logits
     assert calls == [True]
     assert _close(fused, plain)
+
+
+def test_no_kernels_environment_generates_the_modules_tokens():
+    """PRETRAINED_NO_KERNELS=1 in a fresh process: the swapped stack runs the modules."""
+    code = ("import torch; from pretrained import AutoModelForCausalLM; "
+            f"m = AutoModelForCausalLM.from_pretrained({str(FIX / 'qwen3')!r}).eval(); "
+            "print(type(m.model.layers).__name__, m.generate(torch.tensor([[3, 4, 5]]), "
+            "max_new_tokens=6, do_sample=False)[0].tolist())")
+    env = {**os.environ, "PRETRAINED_NO_KERNELS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300, check=True).stdout.split(" ", 1)
+    model = AutoModelForCausalLM.from_pretrained(FIX / "qwen3").eval()
+    model.model.layers.__class__ = DecoderLayers
+    want = model.generate(torch.tensor([[3, 4, 5]]), max_new_tokens=6, do_sample=False)[0].tolist()
+    assert out[0] == "FusedDecoderLayers" and out[1].strip() == str(want)
 
 
 def test_cache_storage_for_and_advance():
