@@ -175,6 +175,7 @@ class DynamicCache(Cache):
 
     def reorder(self, beam_idx: torch.LongTensor) -> None:
         """Rows ``beam_idx`` of the batch, in that order (the batch size may change)."""
+        moved: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         for i in range(len(self._keys)):
             idx = beam_idx.to(self._keys[i].device)
             n = self._lengths[i]
@@ -183,10 +184,16 @@ class DynamicCache(Cache):
                 kb.is_inference() and not torch.is_inference_mode_enabled())
             if in_place:
                 # beam search, every step: move only the tokens stored, not the whole capacity
-                # (copying all of it made reordering 10x the cost of the reference's)
-                for buf in (kb, vb):
-                    used = buf.narrow(2, 0, n)
-                    used.copy_(used.index_select(0, idx))
+                # (copying all of it made reordering 10x the cost of the reference's), and only
+                # the rows that change (a beam that continues itself stays: half the rows or more)
+                if idx.device not in moved:
+                    dst = (idx != torch.arange(idx.numel(), device=idx.device)).nonzero().squeeze(1)
+                    moved[idx.device] = (dst, idx[dst])
+                dst, src = moved[idx.device]
+                if dst.numel():
+                    for buf in (kb, vb):
+                        used = buf.narrow(2, 0, n)
+                        used.index_copy_(0, dst, used.index_select(0, src))
             else:
                 self._keys[i] = kb.index_select(0, idx)
                 self._values[i] = vb.index_select(0, idx)

@@ -70,6 +70,26 @@ def test_dynamic_cache_reorder_crop_reset():
     assert cache.get_seq_length() == 0
 
 
+def test_dynamic_cache_reorder_in_place_moves_only_changed_rows():
+    """Beam search's reorder (same batch size): rows that stay keep their storage, the others
+    take their source rows as they were before the step (swaps, one source read twice), and the
+    capacity past the stored tokens is left alone."""
+    cache = DynamicCache()
+    k1, v1 = kv(b=5, t=4)
+    cache.update(0, k1, v1)
+    cache.update(1, k1 + 1, v1 + 1)
+    storage = cache._keys[0]
+    storage[:, :, 4:] = 7.0   # (empty storage may hold NaN, which equals nothing)
+    tail = storage[:, :, 4:].clone()
+    for idx in ([1, 0, 2, 2, 4], [0, 1, 2, 3, 4]):   # a swap, a repeat, rows that stay; identity
+        want_k, want_v = cache.layer(1)[0][idx].clone(), cache.layer(1)[1][idx].clone()
+        cache.reorder(torch.tensor(idx))
+        k, v = cache.layer(1)
+        assert torch.equal(k, want_k) and torch.equal(v, want_v)
+    assert cache._keys[0] is storage and torch.equal(storage[:, :, 4:], tail)
+    assert torch.equal(cache.layer(0)[0], k1[[1, 0, 2, 2, 4]])
+
+
 def test_static_cache_has_fixed_shapes_and_zero_unwritten_slots():
     cache = StaticCache(max_length=10)
     k1, v1 = kv(t=4)
