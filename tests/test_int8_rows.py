@@ -230,3 +230,22 @@ def test_mixed_int8_and_float_layers_run_the_modules(calls):
     with torch.inference_mode():
         model(torch.randint(1, 120, (1, 5)))
     assert not any(calls)
+
+
+@pytest.mark.parametrize("kwargs", [{"load_in_8bit": True}, {"load_in_4bit": True}])
+def test_quantized_model_loaded_under_inference_mode_runs(kwargs, tmp_path):
+    """Tensors made under inference_mode keep no version counter: the swapped layers' caches
+    must not ask for one (they raised 'Inference tensors do not track version counter')."""
+    from pretrained import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=120, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=128, num_labels=3)
+    BertForSequenceClassification(cfg).save_pretrained(tmp_path)
+    ids = torch.randint(1, 120, (2, 7))
+    with torch.inference_mode():
+        inside = AutoModelForSequenceClassification.from_pretrained(tmp_path, **kwargs).eval()
+        got = inside(ids).logits
+    outside = AutoModelForSequenceClassification.from_pretrained(tmp_path, **kwargs).eval()
+    with torch.inference_mode():
+        assert torch.equal(got, outside(ids).logits)

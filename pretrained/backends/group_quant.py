@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from ..heap import release_freed_heap
 from ..quantization.group_linear import GroupQuantLinear
 from ..quantization.packing import default_g_idx, pack_awq_gemm, pack_bits, pack_gptq
+from .linear import _version
 
 RUNTIME_KEYS = ("_gq", "_gq_scales", "_gq_dense")   # conversion facts, per-dtype scales; never pickled
 DENSE_ROWS = 32   # above this many rows (prefill) the 4-bit codes are expanded for one dense product
@@ -170,7 +171,7 @@ class CpuGroupQuantLinear(GroupQuantLinear):
 
     # --- computing ------------------------------------------------------------------------------
     def _scales_for(self, dtype: torch.dtype, facts: dict[str, Any]) -> Any:
-        key = (dtype, self.scales._version, self.qzeros._version)
+        key = (dtype, _version(self.scales), _version(self.qzeros))   # (None for inference tensors)
         cached = self.__dict__.get("_gq_scales")
         if cached is not None and cached[0] == key:
             return cached[1]

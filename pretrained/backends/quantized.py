@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 from ..quantization.int8 import Linear8bit
 from ..quantization.nf4 import Linear4bit
+from .linear import _version   # None for inference tensors (no version counter)
 from .bnb_linear import KERNEL_MAX_ROWS, _library, bnb_linear_op, int8_matmul, llm_int8_matmul, nf4_matmul
 
 RUNTIME_KEYS = ("_scales", "_lut", "_absmax_f32", "_bias32", "_scales32", "_bnb_prep")   # caches, dropped by plain() and never pickled
@@ -91,7 +92,7 @@ def _bias32(m: torch.nn.Module, through: torch.dtype = torch.float32) -> torch.T
     b = m.bias
     if b is None or b.dtype == torch.float32 and through == torch.float32 and b.is_contiguous():
         return b
-    return _cached(m, "_bias32", (b._version, b.data_ptr(), b.dtype, through),
+    return _cached(m, "_bias32", (_version(b), b.data_ptr(), b.dtype, through),
                    lambda: b.detach().to(through).float().contiguous())
 
 
@@ -118,7 +119,7 @@ class CpuLinear8bit(Linear8bit):
             # 831 us through widened codes -> 239 us). bfloat16 stays on torch's op: the kernel
             # was slower there (8 rows 202 vs 223 us; 2 threads 123 vs 199 us)
             scb = self.SCB
-            scales = _cached(self, "_scales32", (scb._version, scb.data_ptr()),
+            scales = _cached(self, "_scales32", (_version(scb), scb.data_ptr()),
                              lambda: (scb * (1.0 / 127.0)).float().contiguous())
             y = int8_matmul(x, self.weight, scales, _bias32(self))
             if y is not None:
@@ -139,7 +140,7 @@ class CpuLinear8bit(Linear8bit):
 
     def _row_scales(self, dtype: torch.dtype) -> torch.Tensor:
         # cached per dtype, renewed when SCB changes (a load_state_dict writes into it)
-        key = (dtype, self.SCB._version, self.SCB.data_ptr())
+        key = (dtype, _version(self.SCB), self.SCB.data_ptr())
         cached = self.__dict__.get("_scales")
         if cached is None or cached[0] != key:
             cached = self.__dict__["_scales"] = (key, (self.SCB * (1.0 / 127.0)).to(dtype))
@@ -156,7 +157,7 @@ def _key4(m: Linear4bit) -> tuple:
     w, bias = p["weight"], p.get("bias")
     key = [id(w), w.data_ptr(), m.nested_offset]
     for t in (b["absmax"], b["quant_map"], b.get("nested_absmax"), b.get("nested_quant_map"), bias):
-        key += (None, None) if t is None else (id(t), t._version)
+        key += (None, None) if t is None else (id(t), _version(t))
     key.append(bias is not None and bias.requires_grad)
     return tuple(key)
 
@@ -232,7 +233,7 @@ class CpuLinear4bit(Linear4bit):
         """The float32 absmax per block, decompressed once (double quant) and kept while the
         statistics stay the same tensors at the same versions."""
         parts = (self.absmax, self.nested_absmax, self.nested_quant_map)
-        key = tuple((t._version, t.data_ptr()) if t is not None else None for t in parts) + (self.nested_offset,)
+        key = tuple((_version(t), t.data_ptr()) if t is not None else None for t in parts) + (self.nested_offset,)
         return _cached(self, "_absmax_f32", key, lambda: self.block_absmax().float().contiguous())
 
     def dequantize(self, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -245,7 +246,7 @@ class CpuLinear4bit(Linear4bit):
         return w if dtype is None else w.to(dtype)
 
     def _table(self) -> torch.Tensor:
-        key = (self.quant_map._version, self.quant_map.data_ptr())
+        key = (_version(self.quant_map), self.quant_map.data_ptr())
         cached = self.__dict__.get("_lut")
         if cached is None or cached[0] != key:
             byte = torch.arange(256)
