@@ -277,6 +277,26 @@ class StaticCache(Cache):
         seen.add_(t)
         return kb, vb
 
+    def storage_for(self, tokens: int) -> tuple[list[torch.Tensor], list[torch.Tensor], int] | None:
+        """As :meth:`DynamicCache.storage_for`: the (B, kv_heads, max_length, head_dim) buffers
+        and the slot the next ``tokens`` go to; None where they do not fit (:meth:`update` then
+        raises the error that says so) or the layers hold different counts."""
+        if not self._seen:
+            return None
+        start = int(self._seen[0])
+        if start + tokens > self.max_length or any(int(n) != start for n in self._seen):
+            return None
+        for i, kb in enumerate(self._keys):
+            if kb.is_inference() and not torch.is_inference_mode_enabled():
+                self._keys[i], self._values[i] = kb.clone(), self._values[i].clone()
+                self._seen[i] = self._seen[i].clone()
+        return self._keys, self._values, start
+
+    def advance(self, tokens: int) -> None:
+        """Record ``tokens`` more tokens written into every layer's buffers."""
+        for seen in self._seen:
+            seen.add_(tokens)
+
     def reorder(self, beam_idx: torch.LongTensor) -> None:
         """Rows ``beam_idx`` of the batch, in place (the batch size must stay the same)."""
         for buf in (*self._keys, *self._values):

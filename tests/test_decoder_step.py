@@ -3,7 +3,7 @@
 same model), on every Llama-family fixture (llama with GQA / MHA / biases / head_dim, mistral's
 window, qwen2's q/k/v biases, qwen3's q/k norms), batches with left padding, the KV cache it
 writes, a GGUF-packed fixture, greedy tokens, each instruction-set variant; and where it steps
-aside (prefill, grad, hooks, training, hidden states, LoRA, a static cache, no kernels);
+aside (prefill, grad, hooks, training, hidden states, LoRA, no kernels); a static cache;
 bfloat16 models against their modules. Expected values are the modules' (plain torch math), never the kernel's."""
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ def test_prefill_and_hidden_states_run_the_modules(calls):
     assert calls == [True]
 
 
-def test_grad_hooks_training_and_static_cache_run_the_modules(calls):
+def test_grad_hooks_and_training_run_the_modules(calls):
     model = AutoModelForCausalLM.from_pretrained(FIX / "llama-gqa").eval()
     _one_step(model)   # grad enabled, parameters requiring grad
     assert calls == []
@@ -245,12 +245,33 @@ def test_grad_hooks_training_and_static_cache_run_the_modules(calls):
         _one_step(model)
         model.model.layers[0].eval()
         assert calls == []
-        cache = StaticCache(max_length=8)
-        model(torch.tensor([[3, 4]]), past_key_values=cache)
-        model(torch.tensor([[5]]), past_key_values=cache)
-        assert calls == []
         _one_step(model)
     assert calls == [True]
+
+
+def test_static_cache_steps_equal_the_modules(calls):
+    """A StaticCache (its mask covers every slot): written in place, read up to the new slot."""
+    model = AutoModelForCausalLM.from_pretrained(FIX / "qwen3").eval()
+    ids, mask = _padded(model.config.vocab_size, b=2)
+    outs, caches = [], []
+    for cls in (dec.FusedDecoderLayers, DecoderLayers):
+        model.model.layers.__class__ = cls
+        cache, m, logits = StaticCache(max_length=12), mask, []
+        with torch.no_grad():
+            out = model(ids, attention_mask=m, past_key_values=cache)
+            for _ in range(4):
+                nxt = out.logits[:, -1:].argmax(-1)
+                m = torch.cat((m, torch.ones_like(nxt)), 1)
+                out = model(nxt, attention_mask=m, past_key_values=cache)
+                logits.append(out.logits)
+        outs.append(logits)
+        caches.append(cache)
+    assert calls == [True] * 4
+    for a, b in zip(*outs):
+        assert _close(a, b)
+    assert caches[0].get_seq_length() == caches[1].get_seq_length() == ids.shape[1] + 4
+    for a, b in zip(caches[0]._keys + caches[0]._values, caches[1]._keys + caches[1]._values):
+        assert _close(a, b)
 
 
 @pytest.mark.parametrize("name", FAMILY)
