@@ -90,7 +90,7 @@ def test_int32_sums_equal_an_integer_product(shape):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("outliers", [False, True])
+@pytest.mark.parametrize("outliers", [0, 2, 40])
 def test_outputs_equal_the_plain_math(shape, outliers):
     """Scaled as int8_mm_dequant from the exact sums (float32, in its order), outlier columns
     (|x16| >= 6, some rows only) summed in float32 from x: the plain math to float32 rounding."""
@@ -99,8 +99,9 @@ def test_outputs_equal_the_plain_math(shape, outliers):
     m = Linear8bit.from_float(torch.randn(out, k, generator=gen), torch.randn(out, generator=gen))
     for rows in ROWS:
         x = torch.randn(rows, k, generator=gen) * 2
-        if outliers:
+        if outliers:   # a few columns (some rows only), or more than the tiles sum 16 at a time
             x[0, 3], x[rows - 1, k - 1] = 9.0, -7.5
+            x[rows // 2, torch.randperm(k, generator=gen)[:outliers - 2]] = 8.0
         want = llm_int8_linear(x, m.weight, m.SCB, m.bias, 6.0)
         scale = (x.abs() @ m.dequantize().abs().t() + m.bias.abs()).max()
         results = []
@@ -202,6 +203,29 @@ def test_int8_encoder_in_one_call_equals_the_modules(llm_int8, shape, hidden, he
             plain = _modules(model, ids, attention_mask=mask)
             # the hidden states' scale is ~1 (LayerNorm); the logits a small head over them
             assert (fused - plain).abs().max().item() <= 1e-5, (lib.variant_name(), on)
+    for lib in LIBS:
+        lib.int8_tiles(1)
+
+
+def test_int8_encoder_with_outlier_columns(calls, monkeypatch):
+    """A LayerNorm that puts one hidden feature at 8 (as real BERTs have a few large features):
+    LLM.int8()'s outlier columns inside the one C call, every variant."""
+    model = _int8_bert(hidden=64, heads=4, inter=128)
+    set_llm_int8(model, True)
+    with torch.no_grad():
+        for layer in model.bert.encoder.layer:
+            layer.attention.output.LayerNorm.bias[5] = 8.0
+            layer.output.LayerNorm.bias[17] = -9.0
+    ids = torch.randint(1, 120, (1, 16))
+    with torch.inference_mode():
+        for lib, on in WAYS:
+            lib.int8_tiles(on)
+            monkeypatch.setattr(build, "_lib", lib)
+            encoder_blocks._PLANS.clear()
+            calls.clear()
+            fused = model(ids).logits
+            assert calls == [True]
+            assert (fused - _modules(model, ids)).abs().max().item() <= 1e-5, (lib.variant_name(), on)
     for lib in LIBS:
         lib.int8_tiles(1)
 

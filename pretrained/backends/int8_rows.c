@@ -284,6 +284,7 @@ EXPORT int int8_tiles(int on) {
     return amx8_ready();
 }
 typedef struct { uint8_t palette, start_row, reserved[14]; uint16_t colsb[16]; uint8_t rows[16]; } tilecfg8;
+#define OUTLIERS_VEC 32   // outlier columns summed 16 features at a time (more: one feature at a time)
 
 // features 16 nb .. of block c (16 features) from the int32 tile c (cbuf: C[n][m])
 __attribute__((optimize("fp-contract=off")))
@@ -293,11 +294,25 @@ static void amx_store(const int32_t *cbuf, long n, long M, const float *rmax, co
     const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                            _mm512_set1_epi32(16));
     const __m512 sc = _mm512_loadu_ps(scb + n), b = bias ? _mm512_loadu_ps(bias + n) : _mm512_setzero_ps();
+    // outlier columns (a real model's LayerNorm outputs have some in every row): their weights
+    // dequantized once per block, as outlier_sum does, then summed for every row 16 features at a time
+    __m512 wd[OUTLIERS_VEC];
+    const int vec = nc <= OUTLIERS_VEC;
+    if (nc && vec)
+        for (long c = 0; c < nc; c++) {
+            int32_t q[16];
+            for (int j = 0; j < 16; j++) q[j] = w[(n + j) * K + cols[c]];
+            wd[c] = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(q)), sc), _mm512_set1_ps(INV127));
+        }
     for (long m = 0; m < M; m++) {
         const __m512i s = _mm512_i32gather_epi32(_mm512_add_epi32(idx, _mm512_set1_epi32((int)m)), cbuf, 4);
         __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(_mm512_set1_ps(rmax[m]), sc));
         v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(INV127SQ)), b);
-        if (nc) {
+        if (nc && vec) {
+            __m512 o = _mm512_setzero_ps();
+            for (long c = 0; c < nc; c++) o = _mm512_add_ps(o, _mm512_mul_ps(_mm512_set1_ps(x[m * ldx + cols[c]]), wd[c]));
+            v = _mm512_add_ps(v, o);
+        } else if (nc) {
             float t[16];
             _mm512_storeu_ps(t, v);
             for (int j = 0; j < 16; j++) t[j] += outlier_sum(x + m * ldx, w + (n + j) * K, scb[n + j], cols, nc);
