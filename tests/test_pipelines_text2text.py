@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,48 @@ def test_the_default_length_stops_at_the_decoders_last_position():
     assert len(ids[0]["translation_token_ids"]) == 64   # the start token + 63: all 64 positions
     with pytest.raises(InvalidInputError, match="maximum context length is 64"):
         translate("A small text editor.", num_beams=1, max_new_tokens=100)   # chosen: an error
+
+
+def test_a_pair_the_model_does_not_declare_is_a_named_error(tmp_path, monkeypatch):
+    """Issue 15: T5 names its pairs in task_specific_params, a one-target Marian in its tokenizer's
+    source_lang/target_lang; another pair was silently translated into the declared target."""
+    t5 = FIX / "models" / "t5-pipeline-tiny"
+    with pytest.raises(InvalidInputError, match="translates en->fr, not en->de"):
+        pipeline("translation_en_to_de", model=str(t5))
+    translate = pipeline("translation", model=str(t5))
+    with pytest.raises(InvalidInputError, match="translates en->fr, not en->de"):
+        translate("Hello.", src_lang="en", tgt_lang="de")
+    assert translate("Hello.", src_lang="en", tgt_lang="fr", num_beams=1, max_new_tokens=3)
+    marian = tmp_path / "marian"
+    shutil.copytree(FIX / "models" / "marian-pipeline-tiny", marian)
+    config = json.loads((marian / "tokenizer_config.json").read_text())
+    config.update(source_lang="en", target_lang="fr")
+    (marian / "tokenizer_config.json").write_text(json.dumps(config))
+    from pretrained.tokenization.seq2seq import MarianTokenizer
+
+    # the fixture's vocabulary holds >>de<< and >>fr<< (a multi-target model picks its target by
+    # that token, so its pair is not checked); a one-target opus-mt model has none
+    monkeypatch.setattr(MarianTokenizer, "supported_language_codes", property(lambda self: []))
+    translate = pipeline("translation_en_to_fr", model=str(marian))
+    assert translate("A small text editor.", num_beams=1, max_new_tokens=3)
+    with pytest.raises(InvalidInputError, match="translates en->fr, not de->fr"):
+        translate("Ein kleiner Texteditor.", src_lang="de")
+    with pytest.raises(InvalidInputError, match="translates en->fr, not en->es"):
+        pipeline("translation_en_to_es", model=str(marian))
+    assert pipeline("translation_eng_to_fra", model=str(marian))   # other code systems: trusted
+
+
+def test_src_and_tgt_lang_pick_another_of_t5s_pairs():
+    translate = pipeline("translation_en_to_fr", model=str(FIX / "models" / "t5-pipeline-tiny"))
+    german = {"early_stopping": False, "num_beams": 2, "prefix": "translate English to German: "}
+    translate.model.config.task_specific_params["translation_en_to_de"] = german
+    try:
+        pre, fwd, _ = translate._split_parameters({"src_lang": "en", "tgt_lang": "de"})
+        assert pre["prefix"] == german["prefix"] and fwd["num_beams"] == 2
+        ids = translate.preprocess("Hello.", **pre)[0]["input_ids"]
+        assert ids == translate.tokenizer("translate English to German: Hello.")["input_ids"]
+        assert translate.preprocess("Hello.")[0]["input_ids"] == \
+            translate.tokenizer("translate English to French: Hello.")["input_ids"]
+        assert translate("Hello.", src_lang="en", tgt_lang="de", max_new_tokens=3)
+    finally:
+        del translate.model.config.task_specific_params["translation_en_to_de"]

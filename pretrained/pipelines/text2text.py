@@ -16,7 +16,10 @@ set ``max_length``.
 
 Inputs longer than the model takes are an error naming the length unless ``truncation=True``.
 Multilingual tokenizers (mBART) take ``src_lang`` / ``tgt_lang`` (or the task's pair); the
-target language code becomes the forced first token.
+target language code becomes the forced first token. A model of one pair at a time checks the
+pair where it declares its pairs (T5's ``task_specific_params``, a one-target Marian tokenizer's
+``source_lang`` / ``target_lang``): another is a named error, and on T5 ``src_lang`` /
+``tgt_lang`` pick among its pairs (prefix and settings; the reference ignores them there).
 
 Example::
 
@@ -138,16 +141,18 @@ class Text2TextGenerationPipeline(Pipeline):
 
     # --- preprocess -----------------------------------------------------------------------
     def preprocess(self, item: Any, truncation: bool | str | None = None,
-                   src_lang: str | None = None, tgt_lang: str | None = None) -> list[dict[str, Any]]:
+                   src_lang: str | None = None, tgt_lang: str | None = None,
+                   prefix: str | None = None) -> list[dict[str, Any]]:
         if not isinstance(item, str):
             raise InvalidInputError(f"a {self.task} input must be a string, got {type(item).__name__}")
         if not item.strip():
             raise InvalidInputError(f"an empty text was given to the {self.task} pipeline; pass "
                                     "some text (or drop the empty items)")
-        enc = self._encode(self.prefix + item, bool(truncation), src_lang, tgt_lang)
+        prefix = self.prefix if prefix is None else prefix   # another language pair's (T5)
+        enc = self._encode(prefix + item, bool(truncation), src_lang, tgt_lang)
         ids = list(enc["input_ids"])
         if truncation and len(ids) == getattr(self.tokenizer, "model_max_length", None):
-            full = len(self._encode(self.prefix + item, False, src_lang, tgt_lang)["input_ids"])
+            full = len(self._encode(prefix + item, False, src_lang, tgt_lang)["input_ids"])
             if full > len(ids):
                 logger.warning("%s: an input of %d tokens was cut to its first %d (truncation=True)",
                                self.task, full, len(ids))
@@ -254,6 +259,14 @@ class TranslationPipeline(Text2TextGenerationPipeline):
 
     def _split_parameters(self, params: dict[str, Any]) -> tuple[dict, dict, dict]:
         pre, fwd, post = super()._split_parameters(params)
+        if not self._multilingual():
+            pair = self._declared_pair(pre.get("src_lang"), pre.get("tgt_lang"))
+            if pair is not None and pair[0] != self.task:
+                # src_lang/tgt_lang picked another of the model's pairs: its prefix and settings
+                settings = dict(pair[1])
+                pre["prefix"] = settings.pop("prefix", "")
+                for key, value in settings.items():
+                    fwd.setdefault(key, value)
         if self._multilingual():
             # the target language's code is the first token generated (mBART), as the reference
             tgt = pre.get("tgt_lang") or self._task_pair()[1]
@@ -261,6 +274,44 @@ class TranslationPipeline(Text2TextGenerationPipeline):
                 code = self._code(tgt, "tgt_lang")
                 fwd.setdefault("forced_bos_token_id", self.tokenizer.convert_tokens_to_ids(code))
         return pre, fwd, post
+
+    def _declared_pairs(self) -> dict[tuple[str, str], tuple[str, dict]]:
+        """The pairs a one-pair-at-a-time model says it translates, with the task name and
+        settings of each: T5's ``task_specific_params`` "translation_<src>_to_<tgt>" entries, or
+        a single-target Marian tokenizer's ``source_lang`` / ``target_lang``; empty when it says
+        nothing (then any pair is taken on trust, as the reference takes it)."""
+        pairs: dict[tuple[str, str], tuple[str, dict]] = {}
+        for key, value in (getattr(self.model.config, "task_specific_params", None) or {}).items():
+            match = TRANSLATION_TASK.match(key)
+            if match:
+                pairs[(match.group(1), match.group(2))] = (key, dict(value or {}))
+        src, tgt = getattr(self.tokenizer, "source_lang", None), getattr(self.tokenizer, "target_lang", None)
+        # a multi-target Marian (">>fr<<" tokens, target_lang "ROMANCE") picks its language by token
+        if not pairs and isinstance(src, str) and isinstance(tgt, str) and \
+                not getattr(self.tokenizer, "supported_language_codes", None):
+            pairs[(src, tgt)] = (f"translation_{src}_to_{tgt}", {})
+        return pairs
+
+    def _declared_pair(self, src_lang: str | None, tgt_lang: str | None) -> tuple[str, dict] | None:
+        """The model's pair that the call's (or else the task's) languages name, or a named
+        error when the model declares its pairs and this is not one of them."""
+        pairs = self._declared_pairs()
+        task_src, task_tgt = self._task_pair()
+        src, tgt = src_lang or task_src, tgt_lang or task_tgt
+        if not pairs or (src is None and tgt is None):
+            return None
+
+        def same(a: str | None, b: str) -> bool:
+            # "en" and "eng" name one language in two code systems: not a mismatch we can tell
+            return a is None or a.lower() == b.lower() or len(a) != len(b)
+
+        found = [pair for pair in pairs if same(src, pair[0]) and same(tgt, pair[1])]
+        names = ", ".join(f"{a}->{b}" for a, b in pairs)
+        if not found:
+            raise InvalidInputError(f"this model translates {names}, not {src or '?'}->{tgt or '?'}: use "
+                                    "one of its pairs (src_lang=/tgt_lang=, or the task "
+                                    "translation_<src>_to_<tgt>), or a model trained for that pair")
+        return pairs[found[0]]   # (a task always names both sides: one pair matches)
 
     def _multilingual(self) -> bool:
         return getattr(self.tokenizer, "lang_code_to_id", None) is not None
