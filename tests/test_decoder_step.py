@@ -352,3 +352,23 @@ def test_cache_storage_for_and_advance():
     keys[0][:, :, 64] = 1.0
     cache.advance(1)
     assert cache.get_seq_length() == 65 and float(cache.layer(0)[0][0, 0, 64, 0]) == 1.0
+
+
+def test_copies_pickles_and_plain_with_a_plan_built(calls):
+    """The plan lives outside the module (no C addresses in its state): a deep copy, a pickle
+    and plain() (back to DecoderLayers) compute the same."""
+    import pickle
+
+    from pretrained.backends import plain
+
+    model = AutoModelForCausalLM.from_pretrained(FIX / "llama-bias-headdim").eval()
+    with torch.no_grad():
+        want = _one_step(model).logits
+        twin = pickle.loads(pickle.dumps(model))
+        assert type(twin.model.layers) is dec.FusedDecoderLayers
+        got = _one_step(twin).logits
+        plain(model)
+        assert type(model.model.layers) is DecoderLayers
+        back = _one_step(model).logits
+    assert calls == [True, True]
+    assert torch.equal(got, want) and _close(back, want)

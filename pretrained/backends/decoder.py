@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers.decoder_stack import DecoderLayers
-from ..layers.gguf import GGUFLinear
+from ..layers.gguf import PACKED_TYPES, GGUFLinear, row_bytes
 from ..layers.norms import RMSNorm
 from . import build as _build
 from .gguf_linear import CpuGGUFLinear, _Layer, _library
@@ -132,8 +132,8 @@ def _fill_part(spec: _Part, mods: list[nn.Module], keep: list, dtype: torch.dtyp
     if kind in (1, 3):
         for j, m in enumerate(mods):
             w, b = m.weight, m.bias
-            if w.dtype != dtype or not w.is_cpu or not w.is_contiguous() \
-                    or b is not None and (b.dtype != dtype or not b.is_contiguous()):
+            if w.dtype != dtype or not w.is_cpu or not w.is_contiguous() or w.dim() != 2 \
+                    or b is not None and (b.dtype != dtype or not b.is_contiguous() or b.shape != w.shape[:1]):
                 return False
             spec.w[j], spec.N[j] = w.data_ptr(), w.shape[0]
             spec.b[j] = None if b is None else b.data_ptr()
@@ -143,9 +143,14 @@ def _fill_part(spec: _Part, mods: list[nn.Module], keep: list, dtype: torch.dtyp
     col = 0
     for layer, m in zip(layers, mods):
         w, b, oi = m.weight, m.bias, m.out_index
+        if m.ggml_type not in PACKED_TYPES:   # (the formats the block kernels multiply)
+            return False
         if not w.is_cpu or w.dtype != torch.uint8 or w.dim() != 2 or w.stride(1) != 1 \
-                or b is not None and (b.dtype != torch.float32 or not b.is_contiguous()) \
-                or oi is not None and (oi.dtype != torch.int32 or not oi.is_contiguous()):
+                or tuple(w.shape) != (m.out_features, row_bytes(m.ggml_type, m.in_features)) \
+                or b is not None and (b.dtype != torch.float32 or not b.is_contiguous()
+                                      or tuple(b.shape) != (m.out_features,)) \
+                or oi is not None and (oi.dtype != torch.int32 or not oi.is_contiguous()
+                                       or tuple(oi.shape) != (m.out_features,)):
             return False
         layer.type, layer.w, layer.N, layer.K = m.ggml_type, w.data_ptr(), m.out_features, m.in_features
         layer.ldw, layer.col = w.stride(0), col
@@ -159,11 +164,12 @@ def _fill_part(spec: _Part, mods: list[nn.Module], keep: list, dtype: torch.dtyp
 
 
 def _out(m: nn.Module) -> int:
-    return m.out_features if hasattr(m, "out_features") else m.weight.shape[0]
+    """Output features (a float weight's own rows: what the C call reads)."""
+    return m.out_features if isinstance(m, GGUFLinear) else m.weight.shape[0]
 
 
 def _in(m: nn.Module) -> int:
-    return m.in_features if hasattr(m, "in_features") else m.weight.shape[1]
+    return m.in_features if isinstance(m, GGUFLinear) else m.weight.shape[1]
 
 
 class _Plan:
@@ -219,6 +225,8 @@ class _Plan:
         if not all(isinstance(v, int) and v > 0 for v in (nh, nkv, d)) or nh % nkv or d % 2:
             return None
         h = n1.weight.shape[0]
+        if n1.weight.dim() != 1 or n2.weight.shape != (h,):
+            return None
         q, k, v, o = (am[n] for n in ("q_proj", "k_proj", "v_proj", "o_proj"))
         g, u, dn = (mlp._modules[n] for n in ("gate_proj", "up_proj", "down_proj"))
         inter = _out(g)
