@@ -124,6 +124,7 @@ def test_kernel_declines_what_it_cannot_take():
     assert llm_int8_matmul(torch.randn(2, 64, dtype=torch.bfloat16), w, scb, None, 6.0) is None
     assert llm_int8_matmul(torch.randn(2, 32), w, scb, None, 6.0) is None               # wrong in
     assert llm_int8_matmul(torch.randn(2, 64), w.float(), scb, None, 6.0) is None
+    assert llm_int8_matmul(torch.randn(2, 64), w, scb, None, 1e-9) is None   # float16 0: all outliers
 
 
 def test_swapped_module_takes_the_kernel_with_llm_int8():

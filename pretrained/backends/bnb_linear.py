@@ -140,7 +140,9 @@ def llm_int8_matmul(x: torch.Tensor, weight: torch.Tensor, scb: torch.Tensor | N
         return None
     rows = x.numel() // k
     lib = _library(lib)
-    if not 0 < rows <= KERNEL_MAX_ROWS or lib is None:
+    th = fp16_threshold(threshold)
+    # a positive threshold float16 rounds to 0 makes every element an outlier there: not this kernel
+    if not 0 < rows <= KERNEL_MAX_ROWS or lib is None or threshold > 0 and th == 0:
         return None
     x2 = x.reshape(rows, k)
     if x2.stride(1) != 1:
@@ -149,7 +151,7 @@ def llm_int8_matmul(x: torch.Tensor, weight: torch.Tensor, scb: torch.Tensor | N
     y = torch.empty(rows, n, dtype=torch.float32 if scb is not None else torch.int32)
     ptr = lambda t: (ctypes.c_void_p * 1)(None if t is None else t.data_ptr())  # noqa: E731
     if lib.int8_rows(1, ptr(weight), ptr(scb), ptr(bias), (ctypes.c_long * 1)(n), k, x2.data_ptr(), rows,
-                     x2.stride(0), fp16_threshold(threshold), 1, y.data_ptr(), n, torch.get_num_threads()):
+                     x2.stride(0), th, 1, y.data_ptr(), n, torch.get_num_threads()):
         return None
     return y.view(*x.shape[:-1], n)
 

@@ -135,7 +135,10 @@ def _int8_mode(layers: nn.ModuleList):
             if not isinstance(m, Linear8bit):
                 modes.add(None)
             elif m.llm_int8 and m.threshold >= 0:
-                modes.add((True, fp16_threshold(m.threshold)))
+                th = fp16_threshold(m.threshold)
+                if m.threshold > 0 and th == 0:
+                    return False   # float16 makes it 0: every element an outlier (the modules' way)
+                modes.add((True, th))
             else:
                 modes.add((False, 0.0))
     return modes.pop() if len(modes) == 1 else False
