@@ -121,7 +121,7 @@ def test_kernel_declines_what_it_cannot_take():
     w = torch.zeros(4, 64, dtype=torch.int8)
     scb = torch.ones(4)
     assert llm_int8_matmul(torch.randn(17, 64), w, scb, None, 6.0) is None              # > 16 rows
-    assert llm_int8_matmul(torch.randn(2, 64, dtype=torch.bfloat16), w, scb, None, 6.0) is None
+    assert llm_int8_matmul(torch.randn(2, 64, dtype=torch.float16), w, scb, None, 6.0) is None
     assert llm_int8_matmul(torch.randn(2, 32), w, scb, None, 6.0) is None               # wrong in
     assert llm_int8_matmul(torch.randn(2, 64), w.float(), scb, None, 6.0) is None
     assert llm_int8_matmul(torch.randn(2, 64), w, scb, None, 1e-9) is None   # float16 0: all outliers
@@ -274,3 +274,29 @@ def test_quantized_model_loaded_under_inference_mode_runs(kwargs, tmp_path):
     outside = AutoModelForSequenceClassification.from_pretrained(tmp_path, **kwargs).eval()
     with torch.inference_mode():
         assert torch.equal(got, outside(ids).logits)
+
+
+@pytest.mark.parametrize("outliers", [False, True])
+def test_bfloat16_inputs(outliers):
+    """bfloat16 activations: the float32 kernel's result on the same (exact) values rounded once
+    to bfloat16; the plain math in bfloat16 equal without outliers, and within bfloat16's rounding
+    of the parts with them (it rounds before adding the outlier columns' bfloat16 product)."""
+    gen = torch.Generator().manual_seed(3)
+    m = Linear8bit.from_float(torch.randn(48, 128, generator=gen), torch.randn(48, generator=gen)).to(torch.bfloat16)
+    for rows in (1, 5, 16):
+        x = torch.randn(rows, 128, generator=gen).clamp(-5, 5).to(torch.bfloat16)
+        if outliers:
+            x[0, 7], x[rows - 1, 100] = 11.0, -8.0
+        want = llm_int8_linear(x, m.weight, m.SCB, m.bias, 6.0)
+        scale = (x.float().abs() @ m.dequantize().abs().t() + m.bias.float().abs())
+        for lib, on in WAYS:
+            lib.int8_tiles(on)
+            y = llm_int8_matmul(x, m.weight, m.SCB, m.bias, 6.0, lib=lib)
+            f32 = llm_int8_matmul(x.float(), m.weight, m.SCB, m.bias, 6.0, lib=lib)
+            assert y.dtype == torch.bfloat16 and torch.equal(y, f32.to(torch.bfloat16))
+            if outliers:
+                assert ((y.float() - want.float()).abs() <= 2 ** -7 * scale).all(), (lib.variant_name(), on, rows)
+            else:
+                assert torch.equal(y, want), (lib.variant_name(), on, rows)
+    for lib in LIBS:
+        lib.int8_tiles(1)

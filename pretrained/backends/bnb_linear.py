@@ -117,7 +117,7 @@ def llm_int8_matmul(x: torch.Tensor, weight: torch.Tensor, scb: torch.Tensor | N
                     lib: ctypes.CDLL | None = None) -> torch.Tensor | None:
     """LLM.int8() (:func:`pretrained.quantization.int8.llm_int8_linear`'s numbers: activations
     rounded to float16, quantized per row to int8, exact int32 sums, outlier columns at or above
-    ``threshold`` in float32) for float32 ``x`` of 1 to :data:`KERNEL_MAX_ROWS` rows, through
+    ``threshold`` in float32) for float32 or bfloat16 ``x`` of 1 to :data:`KERNEL_MAX_ROWS` rows, through
     ``int8_rows`` (AVX-512 VNNI ``vpdpbusd`` or AVX2 ``vpmaddubsw``). ``scb`` None: the int32 sums
     of the quantized activations and the codes themselves, for tests. None where it does not apply.
 
@@ -132,6 +132,11 @@ def llm_int8_matmul(x: torch.Tensor, weight: torch.Tensor, scb: torch.Tensor | N
         True
     """
     k = x.shape[-1] if x.dim() else 0
+    if x.dtype == torch.bfloat16 and scb is not None:
+        # as the plain math in bfloat16: the same quantization of the (exact) float32 values, the
+        # float32 result rounded once to bfloat16 (outlier columns: summed in float32 first)
+        y = llm_int8_matmul(x.float(), weight, scb, bias, threshold, lib)
+        return None if y is None else y.to(torch.bfloat16)
     if x.dtype != torch.float32 or not x.is_cpu or weight.dtype != torch.int8 or weight.dim() != 2 \
             or not weight.is_contiguous() or not weight.is_cpu or weight.shape[1] != k or k == 0:
         return None

@@ -3,7 +3,7 @@ like every other backend module (same parameters, buffers and state_dict; :func:
 back to the plain math of :mod:`pretrained.quantization`).
 
 - :class:`CpuLinear8bit`: with LLM.int8() on (:func:`~pretrained.quantization.set_llm_int8`),
-  float32 inputs of 1 to 16 rows through ``int8_rows`` (:func:`.bnb_linear.llm_int8_matmul`:
+  float32 or bfloat16 inputs of 1 to 16 rows through ``int8_rows`` (:func:`.bnb_linear.llm_int8_matmul`:
   the activations quantized per row as bitsandbytes does, int8 x int8 on AMX-INT8 tiles or
   AVX-512 VNNI, exact int32 sums, outlier columns in float32: the plain numbers). Weight-only,
   float32 inputs of 1 to 16 rows through the C kernel of
@@ -29,7 +29,7 @@ back to the plain math of :mod:`pretrained.quantization`).
 Under ``torch.compile`` both are ``torch.ops.pretrained.bnb_linear`` (:mod:`.bnb_linear`), which
 keeps the kernel inside the compiled graph. Both step aside to the plain math where their op
 does not apply: other devices, autograd recording through the input or a trainable bias (LoRA training: the
-dequantize-and-matmul the gradient flows through), and for int8 also LLM.int8() beyond 16 float32 rows.
+dequantize-and-matmul the gradient flows through), and for int8 also LLM.int8() beyond 16 rows.
 
 Example::
 
@@ -105,9 +105,9 @@ class CpuLinear8bit(Linear8bit):
             bias = None if self.bias is None else self.bias.float()
             return bnb_linear_op(x, self.weight, self.SCB * (1.0 / 127.0), None, bias, 8, self.out_features, 0,
                                  False)
-        if self.llm_int8 and self.threshold >= 0 and x.dtype == torch.float32 and _kernel_rows(self, x):
-            # LLM.int8() on 1-16 float32 rows: int8_rows (AMX-INT8 tiles or vpdpbusd on the
-            # quantized activations), the plain math's numbers (exact int32 sums, same scaling)
+        if self.llm_int8 and self.threshold >= 0 and _kernel_rows(self, x):
+            # LLM.int8() on 1-16 float32 / bfloat16 rows: int8_rows (AMX-INT8 tiles or vpdpbusd on
+            # the quantized activations), the plain math's numbers (exact int32 sums, same scaling)
             y = llm_int8_matmul(x, self.weight, self.SCB, self.bias, self.threshold)
             if y is not None:
                 return y
