@@ -300,3 +300,21 @@ def test_bfloat16_inputs(outliers):
                 assert torch.equal(y, want), (lib.variant_name(), on, rows)
     for lib in LIBS:
         lib.int8_tiles(1)
+
+
+@pytest.mark.parametrize("llm_int8", [False, True])
+def test_thread_count_does_not_change_the_int8_encoder(llm_int8, calls):
+    """Each output is summed by one thread in one order: 1 and 2 threads give the same bits."""
+    model = _int8_bert(hidden=128, heads=4, inter=256)
+    set_llm_int8(model, llm_int8)
+    ids = torch.randint(1, 120, (1, 12))
+    threads = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            torch.set_num_threads(1)
+            one = model(ids).logits
+            torch.set_num_threads(2)
+            two = model(ids).logits
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == [True, True] and torch.equal(one, two)
