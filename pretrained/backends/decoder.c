@@ -302,10 +302,11 @@ EXPORT int decoder_step_bf16(const dec_layer *layers, int L, const uint16_t *x, 
         if (layers[l].cap < S) return -1;
     const long wide = H > I ? H : I;
     const int nt = nthreads < 1 ? 1 : nthreads;
-    uint16_t *buf = grow(&bscratch, &bscratch_len, 2 * B * (wide + wq + nq + 2 * I + H) + 4 * (B * nq + 2 * S + D));
+    const long halves = (B * (wide + wq + nq + 2 * I + H) + 31) & ~31L;   // the floats start 64-byte aligned
+    uint16_t *buf = grow(&bscratch, &bscratch_len, 2 * halves + 4 * (B * nq + 2 * S + D));
     if (!buf) return -1;
     uint16_t *h = buf, *qkv = h + B * wide, *ctx = qkv + B * wq, *gu = ctx + B * nq, *t = gu + B * 2 * I;
-    float *qf = (float *)(t + B * H), *sc = qf + B * nq, *acc = sc + 2 * S;
+    float *qf = (float *)(buf + halves), *sc = qf + B * nq, *acc = sc + 2 * S;
     (void)grp;
     memcpy(y, x, B * H * sizeof(uint16_t));
     for (int l = 0; l < L; l++) {
