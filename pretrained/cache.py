@@ -175,7 +175,7 @@ class DynamicCache(Cache):
 
     def reorder(self, beam_idx: torch.LongTensor) -> None:
         """Rows ``beam_idx`` of the batch, in that order (the batch size may change)."""
-        moved: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        moved: dict[torch.device, tuple[list[int], torch.Tensor]] = {}
         for i in range(len(self._keys)):
             idx = beam_idx.to(self._keys[i].device)
             n = self._lengths[i]
@@ -185,15 +185,19 @@ class DynamicCache(Cache):
             if in_place:
                 # beam search, every step: move only the tokens stored, not the whole capacity
                 # (copying all of it made reordering 10x the cost of the reference's), and only
-                # the rows that change (a beam that continues itself stays: half the rows or more)
+                # the rows that change (a beam that continues itself stays: half the rows or
+                # more); their sources are read out first, then written row by row (index_copy_
+                # into the strided stored part is slower, ~1.7x for bfloat16)
                 if idx.device not in moved:
                     dst = (idx != torch.arange(idx.numel(), device=idx.device)).nonzero().squeeze(1)
-                    moved[idx.device] = (dst, idx[dst])
+                    moved[idx.device] = (dst.tolist(), idx[dst])
                 dst, src = moved[idx.device]
-                if dst.numel():
+                if dst:
                     for buf in (kb, vb):
                         used = buf.narrow(2, 0, n)
-                        used.index_copy_(0, dst, used.index_select(0, src))
+                        rows = used.index_select(0, src)
+                        for j, row in enumerate(dst):
+                            used[row].copy_(rows[j])
             else:
                 self._keys[i] = kb.index_select(0, idx)
                 self._values[i] = vb.index_select(0, idx)
