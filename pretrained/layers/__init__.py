@@ -28,6 +28,7 @@ from .attention import (
     split_heads,
 )
 from .decoder import last_token_logits, lm_logits, prepare_decoder_inputs
+from .decoder_stack import DecoderLayers
 from .encoder import (
     ClassificationHead,
     check_max_length,
@@ -231,6 +232,7 @@ __all__ = [
     "packed_segments",
     "grouped_attention",
     "prepare_decoder_inputs",
+    "DecoderLayers",
     "lm_logits",
     "last_token_logits",
     "check_max_length",
