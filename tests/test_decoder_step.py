@@ -372,3 +372,33 @@ def test_copies_pickles_and_plain_with_a_plan_built(calls):
         back = _one_step(model).logits
     assert calls == [True, True]
     assert torch.equal(got, want) and _close(back, want)
+
+
+def test_two_threads_decoding_one_model_each_into_its_own_cache():
+    """The plan's cache pointers are taken one step at a time: a step of another thread meanwhile
+    runs the modules, into its own cache; each thread gets its own sequence's numbers."""
+    import threading
+
+    model = AutoModelForCausalLM.from_pretrained(FIX / "qwen2-tied").eval()
+    prompts = [torch.tensor([[3, 4, 5, 6]]), torch.tensor([[9, 8, 7, 6, 5, 4]])]
+
+    def greedy(ids, out, i):
+        with torch.no_grad():
+            o = model(ids)
+            cache, logits = o.past_key_values, []
+            for _ in range(30):
+                o = model(o.logits[:, -1:].argmax(-1), past_key_values=cache)
+                logits.append(o.logits)
+        out[i] = torch.cat(logits, 1)
+
+    alone = [None, None]
+    for i, ids in enumerate(prompts):
+        greedy(ids, alone, i)
+    together = [None, None]
+    threads = [threading.Thread(target=greedy, args=(ids, together, i)) for i, ids in enumerate(prompts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(together, alone):
+        assert _close(a, b)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import ctypes
 import operator
+import threading
 import weakref
 
 import torch
@@ -176,7 +177,7 @@ class _Plan:
     """What one C call over the layers needs, gathered once, and what shows it still holds."""
 
     __slots__ = ("links", "ptrs", "modules", "tensors", "specs", "keep", "sizes", "bound", "checks",
-                 "hooks", "__weakref__")
+                 "hooks", "lock", "__weakref__")
 
     def __init__(self, layers: DecoderLayers) -> None:
         self.links = [(layers._modules, k, m) for k, m in layers._modules.items()]
@@ -188,6 +189,9 @@ class _Plan:
                            if not k.startswith("_") and k != "training"]
         self.tensors, self.ptrs, self.specs, self.keep, self.sizes, self.bound = [], [], None, [], None, None
         self.checks = self.hooks = None
+        # the layers' cache pointers are the plan's: one step at a time (another thread's step
+        # on the same model meanwhile runs the modules, into its own cache)
+        self.lock = threading.Lock()
         specs = (_DecLayer * len(layers))()
         sizes = set()
         for i, (layer, spec) in enumerate(zip(layers, specs)):
@@ -438,11 +442,16 @@ def run_step(layers: DecoderLayers, x: torch.Tensor, cos: torch.Tensor, sin: tor
                 return None
             keep = keep[:, :start + 1]
         keep = (keep.expand(b, start + 1) if keep.shape[0] != b else keep).contiguous()
-    if not plan.bind(keys, values, b):
-        return None
     if not x.is_contiguous():
         x = x.contiguous()
-    y = _step(plan, plan.specs, len(layers), x, cr, sr, start, keep)
+    if not plan.lock.acquire(blocking=False):
+        return None
+    try:
+        if not plan.bind(keys, values, b):
+            return None
+        y = _step(plan, plan.specs, len(layers), x, cr, sr, start, keep)
+    finally:
+        plan.lock.release()
     if y is not None:
         cache.advance(1)
     return y
