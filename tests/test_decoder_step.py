@@ -402,3 +402,25 @@ def test_two_threads_decoding_one_model_each_into_its_own_cache():
         t.join()
     for a, b in zip(together, alone):
         assert _close(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_long_histories_split_attention_over_the_threads(dtype, calls):
+    """16 sequences over ~80 cached tokens of head_dim 16: the attention's heads are shared out
+    between the threads (past 65,536 multiply-adds a layer); the same numbers as the modules."""
+    model = AutoModelForCausalLM.from_pretrained(FIX / "llama-bias-headdim").eval().to(dtype)
+    ids, mask = _padded(model.config.vocab_size, b=16, t=80, seed=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got, cache = _decode(model, ids, mask, 3, fused=True)
+        want, ref_cache = _decode(model, ids, mask, 3, fused=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == ([True] * 3 if dtype == torch.float32 or build._bf16 else [])
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    for a, b in zip(got, want):
+        assert _close(a.float(), b.float(), tol)
+    for i in range(len(cache)):
+        for a, b in zip(cache.layer(i), ref_cache.layer(i)):
+            assert _close(a.float(), b.float(), tol)

@@ -303,11 +303,11 @@ EXPORT int decoder_step_bf16(const dec_layer *layers, int L, const uint16_t *x, 
     const long wide = H > I ? H : I;
     const int nt = nthreads < 1 ? 1 : nthreads;
     const long halves = (B * (wide + wq + nq + 2 * I + H) + 31) & ~31L;   // the floats start 64-byte aligned
-    uint16_t *buf = grow(&bscratch, &bscratch_len, 2 * halves + 4 * (B * nq + 2 * S + D));
+    const long per = S + D;   // a thread's scores and accumulator
+    uint16_t *buf = grow(&bscratch, &bscratch_len, 2 * halves + 4 * (B * nq + nt * per));
     if (!buf) return -1;
     uint16_t *h = buf, *qkv = h + B * wide, *ctx = qkv + B * wq, *gu = ctx + B * nq, *t = gu + B * 2 * I;
-    float *qf = (float *)(buf + halves), *sc = qf + B * nq, *acc = sc + 2 * S;
-    (void)grp;
+    float *qf = (float *)(buf + halves), *sc = qf + B * nq;
     memcpy(y, x, B * H * sizeof(uint16_t));
     for (int l = 0; l < L; l++) {
         const dec_layer *ly = layers + l;
@@ -328,10 +328,14 @@ EXPORT int decoder_step_bf16(const dec_layer *layers, int L, const uint16_t *x, 
             }
             for (long i = 0; i < nq; i++) qf[b * nq + i] = bf2f(row[i]);
         }
-        for (long task = 0; task < B * nh; task++) {
-            const long b = task / nh, hq = task % nh, g = hq / (nh / nkv), base = (b * nkv + g) * ly->cap * D;
+        const long tasks = B * nh;
+        const int at = tasks * S * D >= (1L << 16) ? (nt < tasks ? nt : (int)tasks) : 1;   // short: one thread
+        #pragma omp parallel for num_threads(at) schedule(static) if (at > 1)
+        for (long task = 0; task < tasks; task++) {
+            const long b = task / nh, hq = task % nh, g = hq / grp, base = (b * nkv + g) * ly->cap * D;
+            float *mine = sc + (at > 1 ? omp_get_thread_num() : 0) * per;
             attend_bf16(qf + b * nq + hq * D, kcb + base, vcb + base, S, D, scale, keep ? keep + b * S : NULL,
-                        sc, acc, ctx + b * nq + hq * D);
+                        mine, mine + S, ctx + b * nq + hq * D);
         }
         if (run_linear_bf16(&ly->o, ctx, B, nq, t, H, nt)) return -1;
         add_bf16(y, t, B * H);
