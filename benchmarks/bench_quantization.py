@@ -10,7 +10,7 @@ Weights: the Q4_1 GGUF that ``pretrained.io.fetch`` ships, dequantized to float3
 safetensors folder (``<workdir>/float32``); every variant starts from that folder:
 
 - float32, bfloat16: the folder as it is;
-- int8 (``load_in_8bit``: weight-only int8 per row) and nf4 (``load_in_4bit``, blocks of 64,
+- int8 (``load_in_8bit`` + ``set_llm_int8(model, False)``: weight-only int8 per row) and nf4 (``load_in_4bit``, blocks of 64,
   computed in the model's dtype): quantized while loading;
 - rtn4: round-to-nearest 4-bit with a zero point in groups of ``--group-size`` input columns
   (the float model rounded in place; the baseline GPTQ and AWQ exist to beat);
@@ -138,8 +138,12 @@ def load(variant: str, work: Path, group_size: int, compute: str = "float32"):
     if variant in ("float32", "bfloat16"):
         return AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32 if variant == "float32"
                                                     else torch.bfloat16)
-    if variant == "int8":
-        return AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype, load_in_8bit=True)
+    if variant == "int8":   # weight-only, as RESULTS.md's int8 rows (LLM.int8() is the load's default)
+        from pretrained.quantization import set_llm_int8
+
+        model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype, load_in_8bit=True)
+        set_llm_int8(model, False)
+        return model
     if variant == "nf4":
         q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
         return AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype, quantization_config=q)

@@ -28,8 +28,8 @@
 - ``ort``: a BERT-base-shaped classifier (hidden 768, 12 layers, 12 heads, intermediate 3072,
   vocab 30522, 2 labels; random weights, seed 0, made with this library once as
   ``<workdir>/bert-base``) at 1 x 16 tokens. Ours: ``from_pretrained(folder, load_in_8bit=True)``
-  (weight-only int8, the default) and the same plus ``set_llm_int8(model, True)`` (LLM.int8(), the
-  algorithm bitsandbytes runs: int8 activations, as ORT's dynamic quantization has too).
+  plus ``set_llm_int8(model, False)`` (weight-only int8) and as loaded (LLM.int8(), the default:
+  the algorithm bitsandbytes runs, int8 activations, as ORT's dynamic quantization has too).
   ONNX Runtime (in the reference python only; install it with ``<ref-python> -m pip install
   onnxruntime onnx``, else this part says so and is skipped): the reference's float32 model
   exported by ``torch.onnx.export`` (TorchScript exporter, opset 17), put through ORT's transformer
@@ -323,9 +323,11 @@ def ort_worker(args: argparse.Namespace) -> None:
         f32 = AutoModelForSequenceClassification.from_pretrained(folder, torch_dtype=torch.float32).eval()
         int8 = AutoModelForSequenceClassification.from_pretrained(folder, load_in_8bit=True).eval()
         info = "pretrained load_in_8bit"
-        if args.variant == "ours-llm-int8":   # int8 activations: bitsandbytes' own algorithm
-            set_llm_int8(int8, True)
-            info += " + set_llm_int8 (LLM.int8(): activations quantized per row, as bitsandbytes)"
+        if args.variant == "ours-llm-int8":   # int8 activations: bitsandbytes' own algorithm (the default)
+            info += " (LLM.int8(): activations quantized per row, as bitsandbytes)"
+        else:
+            set_llm_int8(int8, False)
+            info += " + set_llm_int8(model, False) (weight-only int8)"
 
         def call(inputs: dict, model=int8) -> list:
             with torch.inference_mode():

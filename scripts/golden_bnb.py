@@ -14,7 +14,13 @@
 3. Round trip: the same float fixture quantized on load by OUR library, saved by OUR
    save_pretrained, read back by the reference: its logits against its own (max abs diff in
    bnb.json; 0 when our files hold the reference's bytes). Our logits on the reference's saved
-   folders are recorded too (int8 in LLM.int8() mode, the reference's algorithm).
+   folders are recorded too (int8: LLM.int8(), our default as the reference's; our weight-only
+   way, set_llm_int8(model, False), recorded against it for comparison).
+4. Training numbers of 8-bit layers (case llama-int8): bitsandbytes on the CPU computes a module
+   in training mode weight-only (its MatMul8bitFp: float input times the dequantized weight) and
+   LLM.int8() in eval mode, the input's gradient through the dequantized weight either way
+   (MatMul8bitLt's backward): logits in training mode and the gradients of the input embeddings
+   (of the summed logits, weighted by a fixed random tensor) in both modes.
 
 On a CPU with AVX512-BF16, bitsandbytes' Linear4bit repacks its weight on its first inference
 call for a CPU kernel that keeps the absmax in bfloat16 (and saves it so afterwards: the folders are
@@ -121,6 +127,23 @@ def logits_of(model, x: torch.Tensor) -> torch.Tensor:
         return model(input_ids=x).logits.float().clone()
 
 
+def training(model, x: torch.Tensor, case: str) -> dict[str, torch.Tensor]:
+    """Training-mode logits and the input embeddings' gradients in eval and training mode (part 4)."""
+    out = {}
+    weights = torch.randn(*x.shape, model.config.vocab_size, generator=torch.Generator().manual_seed(17))
+    out[f"{case}.grad_weights"] = weights
+    for mode in ("eval", "train"):
+        model.train(mode == "train")
+        embeds = model.get_input_embeddings()(x).detach().requires_grad_()
+        logits = model(inputs_embeds=embeds).logits
+        (logits.float() * weights).sum().backward()
+        out[f"{case}.{mode}.embeds_grad"] = embeds.grad.clone()
+        if mode == "train":
+            out[f"{case}.train.logits"] = logits.detach().float().clone()
+    model.eval()
+    return out
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     save_file(formats(), str(OUT / "formats.safetensors"))
@@ -158,10 +181,13 @@ def main() -> None:
         # ours: quantize the float fixture on load, save, and the reference reads it back
         model = ours.AutoModelForCausalLM.from_pretrained(folder, quantization_config=BitsAndBytesConfig(**kw),
                                                           torch_dtype=dtype)
-        if kw.get("load_in_8bit"):   # our default, weight-only int8, against LLM.int8(): recorded
+        entry["ours_max_abs_diff"] = (logits_of(model, x) - expected).abs().max().item()   # our default
+        if kw.get("load_in_8bit"):   # weight-only int8 on request, against LLM.int8(): recorded
+            set_llm_int8(model, False)
             entry["ours_weight_only_max_abs_diff"] = (logits_of(model, x) - expected).abs().max().item()
-        set_llm_int8(model, True)
-        entry["ours_max_abs_diff"] = (logits_of(model, x) - expected).abs().max().item()
+            set_llm_int8(model, True)
+        if case == "llama-int8":
+            goldens.update(training(ref, x, case))
         with tempfile.TemporaryDirectory() as tmp:
             model.save_pretrained(tmp)
             entry["roundtrip_max_abs_diff"] = (logits_of(load(tmp, narrow), x) - goldens[f"{case}.logits"]).abs().max().item()
@@ -170,7 +196,6 @@ def main() -> None:
                 torch.equal(ours_saved[k], saved[k]) for k in saved)
         if case in SAVED:
             mine = ours.AutoModelForCausalLM.from_pretrained(FIX / "models" / SAVED[case])
-            set_llm_int8(mine, True)
             entry["ours_on_reference_save_max_abs_diff"] = (logits_of(mine, x) - expected).abs().max().item()
         meta["cases"][case] = entry
         print(f"{case:20s} ours {entry['ours_max_abs_diff']:.2e}  round trip {entry['roundtrip_max_abs_diff']:.2e}"

@@ -114,7 +114,7 @@ def test_4bit_kernel_declines_what_it_cannot_take():
 def test_int8_kernel_equals_the_int8_product(shape):
     torch.manual_seed(2)
     out, k = shape
-    m = Linear8bit.from_float(torch.randn(out, k), torch.randn(out))
+    m = Linear8bit.from_float(torch.randn(out, k), torch.randn(out), llm_int8=False)   # weight-only
     scales = m.SCB / 127.0
     w = m.weight.double() * scales.double().unsqueeze(1)
     for lib in LIBS:
@@ -234,7 +234,7 @@ def test_swapped_4bit_module_keeps_autograd_and_other_cases_on_the_plain_math(ca
 def test_swapped_int8_module(dtype, calls):
     torch.manual_seed(6)
     lin = torch.nn.Linear(100, 9)
-    m = Linear8bit.from_float(lin.weight, lin.bias).to(dtype)
+    m = Linear8bit.from_float(lin.weight, lin.bias, llm_int8=False).to(dtype)   # weight-only
     w = m.weight.double() * (m.SCB.double() / 127.0).unsqueeze(1)
     accelerate(torch.nn.Sequential(m))
     assert type(m) is CpuLinear8bit
@@ -248,7 +248,7 @@ def test_swapped_int8_module(dtype, calls):
     check(m(x), x, w * 0.5, m.bias)
     # (bfloat16 takes torch's op where it can: in % 8 == 0; in 100 crashed it)
     assert calls["int8"] == len(ROWS) + 1
-    m64 = Linear8bit.from_float(torch.randn(9, 64), None).to(dtype)
+    m64 = Linear8bit.from_float(torch.randn(9, 64), None, llm_int8=False).to(dtype)
     accelerate(torch.nn.Sequential(m64))
     m64(torch.randn(3, 64).to(dtype))
     assert calls["int8"] == len(ROWS) + 1 + (dtype == torch.float32)
@@ -258,7 +258,7 @@ def test_swapped_int8_module(dtype, calls):
 def test_compiled_graph_keeps_the_kernel_op():
     torch.manual_seed(7)
     m4 = Linear4bit.from_float(torch.randn(12, 64), torch.randn(12), double_quant=True)
-    m8 = Linear8bit.from_float(torch.randn(5, 12), torch.randn(5))
+    m8 = Linear8bit.from_float(torch.randn(5, 12), torch.randn(5), llm_int8=False)   # weight-only: the op
     model = torch.nn.Sequential(m4, m8)
     accelerate(model)
     graphs = []

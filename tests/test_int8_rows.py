@@ -130,8 +130,8 @@ def test_kernel_declines_what_it_cannot_take():
 def test_swapped_module_takes_the_kernel_with_llm_int8():
     torch.manual_seed(0)
     lin = nn.Linear(96, 40)
-    q = Linear8bit.from_float(lin.weight, lin.bias)
-    q.llm_int8 = True
+    q = Linear8bit.from_float(lin.weight, lin.bias).eval()   # LLM.int8(): the default out of training
+    assert q.llm_int8
     x = torch.randn(3, 5, 96) * 3
     slow = q(x)
     accelerate(nn.Sequential(q))

@@ -2,7 +2,8 @@
 like every other backend module (same parameters, buffers and state_dict; :func:`plain` swaps
 back to the plain math of :mod:`pretrained.quantization`).
 
-- :class:`CpuLinear8bit`: with LLM.int8() on (:func:`~pretrained.quantization.set_llm_int8`),
+- :class:`CpuLinear8bit`: LLM.int8() (the default; off with
+  :func:`~pretrained.quantization.set_llm_int8` ``(model, False)``, and in training mode), on
   float32 or bfloat16 inputs of 1 to 16 rows through ``int8_rows`` (:func:`.bnb_linear.llm_int8_matmul`:
   the activations quantized per row as bitsandbytes does, int8 x int8 on AMX-INT8 tiles or
   AVX-512 VNNI, exact int32 sums, outlier columns in float32: the plain numbers). Weight-only,
@@ -101,17 +102,18 @@ class CpuLinear8bit(Linear8bit):
     ``torch._weight_int8pack_mm``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.llm_int8 and _compiled_op(self, x):
+        int8 = self.computes_llm_int8(x)   # LLM.int8() (the default) or weight-only
+        if not int8 and _compiled_op(self, x):
             bias = None if self.bias is None else self.bias.float()
             return bnb_linear_op(x, self.weight, self.SCB * (1.0 / 127.0), None, bias, 8, self.out_features, 0,
                                  False)
-        if self.llm_int8 and self.threshold >= 0 and _kernel_rows(self, x):
+        if int8 and _kernel_rows(self, x):
             # LLM.int8() on 1-16 float32 / bfloat16 rows: int8_rows (AMX-INT8 tiles or vpdpbusd on
             # the quantized activations), the plain math's numbers (exact int32 sums, same scaling)
             y = llm_int8_matmul(x, self.weight, self.SCB, self.bias, self.threshold)
             if y is not None:
                 return y
-        if self.llm_int8 or _steps_aside(x) or x.dtype not in _FAST_DTYPES or x.numel() == 0:
+        if int8 or _steps_aside(x) or x.dtype not in _FAST_DTYPES or x.numel() == 0:
             return super().forward(x)
         if (x.dtype == torch.float32 or self.in_features % 8) and _kernel_rows(self, x):
             # float32, 1-16 rows: the C kernel, each int8 byte read once for all rows (torch's int8

@@ -5,7 +5,7 @@ PyTorch math (the backend swaps in faster ops: :mod:`pretrained.backends.quantiz
 
 - :mod:`.config`   ``BitsAndBytesConfig`` (the reference's fields and ``config.json`` entry)
 - :mod:`.formats`  the number formats: codes, blockwise (de)quantization, the state's JSON
-- :mod:`.int8`     ``Linear8bit`` (weight-only int8, or LLM.int8() on request)
+- :mod:`.int8`     ``Linear8bit`` (LLM.int8(), bitsandbytes' numbers; weight-only on request)
 - :mod:`.nf4`      ``Linear4bit`` (NF4 / FP4, double quantization, compute dtype)
 - :mod:`.load`     what ``from_pretrained`` calls: the plan, layer choice, streaming quantization
 - :mod:`.gptq_config`  ``GPTQConfig`` / ``AwqConfig`` (GPTQ and AWQ checkpoints' config.json entry)

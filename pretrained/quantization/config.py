@@ -46,7 +46,9 @@ def _dtype(name: str, value: Any, table: dict[str, torch.dtype], default: torch.
 
 
 class BitsAndBytesConfig:
-    """How to quantize the linear layers of a model: ``load_in_8bit`` (int8 per output row) or
+    """How to quantize the linear layers of a model: ``load_in_8bit`` (int8 per output row,
+    computed with LLM.int8() as bitsandbytes computes it; weight-only with
+    ``pretrained.quantization.set_llm_int8(model, False)``) or
     ``load_in_4bit`` (``bnb_4bit_quant_type`` "nf4" or "fp4" in blocks of 64, optionally
     ``bnb_4bit_use_double_quant``; computed in ``bnb_4bit_compute_dtype``).
 

@@ -2,20 +2,24 @@
 layout of bitsandbytes' ``Linear8bitLt``: ``weight`` int8 (out, in), ``SCB`` float32 (out,) the
 row maxima, and ``weight_format`` 0, "row-major", written for the reference's loader).
 
-What it computes on the CPU (the plain math here; the fast op is a backend swap,
-:mod:`pretrained.backends.quantized`):
+What it computes (the plain math here; the fast op is a backend swap,
+:mod:`pretrained.backends.quantized`), as bitsandbytes' ``Linear8bitLt`` does on the CPU:
 
-- **weight-only int8, the default**: ``y = x W^T + b`` with ``W = q * SCB / 127`` in the input's
-  dtype. Activations are never quantized, so every input column is computed in the input's
-  precision: LLM.int8()'s promise for outlier columns (those with a value of magnitude
-  >= ``llm_int8_threshold``) holds for all columns, and the threshold has nothing to split.
-- **LLM.int8(), when asked** (:func:`set_llm_int8`): the reference's inference algorithm, number
-  for number: the input in float16 quantized per row to int8, except outlier columns (any value
-  >= threshold), which are zeroed there and computed from the input in its own dtype times the
-  dequantized weight columns; the int8 product is rescaled by the row and weight maxima. Use it to
-  reproduce bitsandbytes' outputs; it is less exact than weight-only. On the CPU, for 1 to 16
-  float32 rows, it is also the faster of the two (the backend multiplies int8 by int8 on AMX-INT8
-  tiles or VNNI, :mod:`pretrained.backends.bnb_linear`); above that the plain math here runs.
+- **LLM.int8(), the default** (``load_in_8bit=True``, ``BitsAndBytesConfig(load_in_8bit=True)``,
+  :meth:`Linear8bit.from_float`): the reference's inference algorithm, number for number: the
+  input in float16 quantized per row to int8, except outlier columns (any value >=
+  ``llm_int8_threshold``), which are zeroed there and computed from the input in its own dtype
+  times the dequantized weight columns; the int8 product is rescaled by the row and weight
+  maxima. Its backward is bitsandbytes' too: the input's gradient through the dequantized weight
+  (``q * SCB / 127`` in the input's dtype), the bias's the output gradient summed. A CPU module in
+  **training mode** computes weight-only, as bitsandbytes' ``MatMul8bitFp`` does there (LoRA /
+  QLoRA training: forward and backward through the dequantized weight). On the CPU, for 1 to 16
+  float32 / bfloat16 rows, the backend multiplies int8 by int8 (AMX-INT8 tiles or VNNI,
+  :mod:`pretrained.backends.bnb_linear`).
+- **weight-only int8, on request** (:func:`set_llm_int8` ``(model, False)``, or
+  ``llm_int8=False`` here): ``y = x W^T + b`` with ``W = q * SCB / 127`` in the input's dtype.
+  Activations are never quantized, so every input column is computed in the input's precision
+  (nearer the float model than LLM.int8(); not bitsandbytes' inference numbers).
 
 Example::
 
@@ -74,28 +78,31 @@ class Linear8bit(QuantizedLinear):
     _keep_dtype = ("SCB",)
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
-                 threshold: float = 6.0, device: Any = None, dtype: torch.dtype = torch.float32) -> None:
+                 threshold: float = 6.0, llm_int8: bool = True, device: Any = None,
+                 dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.threshold = float(threshold)
-        self.llm_int8 = False
+        #: LLM.int8() (bitsandbytes' numbers, the default) or weight-only (False); see set_llm_int8
+        self.llm_int8 = bool(llm_int8)
         self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=torch.int8, device=device),
                                    requires_grad=False)
         self.register_buffer("SCB", torch.ones(out_features, dtype=torch.float32, device=device))
         self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype, device=device)) if bias else None
 
     @classmethod
-    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None, threshold: float = 6.0) -> "Linear8bit":
+    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None, threshold: float = 6.0,
+                   llm_int8: bool = True) -> "Linear8bit":
         """Quantize an (out, in) float weight (bias kept as it is)."""
         q, scb = quantize_rows_int8(weight.detach())
-        return cls.from_quantized(q, scb, bias, threshold)
+        return cls.from_quantized(q, scb, bias, threshold, llm_int8)
 
     @classmethod
     def from_quantized(cls, q: torch.Tensor, scb: torch.Tensor, bias: torch.Tensor | None,
-                       threshold: float = 6.0) -> "Linear8bit":
+                       threshold: float = 6.0, llm_int8: bool = True) -> "Linear8bit":
         """From a checkpoint's int8 ``weight`` and ``SCB``."""
         with torch.device("meta"):
-            m = cls(q.shape[1], q.shape[0], bias is not None, threshold=threshold)
+            m = cls(q.shape[1], q.shape[0], bias is not None, threshold=threshold, llm_int8=llm_int8)
         m.weight = nn.Parameter(q.contiguous(), requires_grad=False)
         m.SCB = scb.float()
         m.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=bias.requires_grad)
@@ -104,11 +111,21 @@ class Linear8bit(QuantizedLinear):
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return dequantize_rows_int8(self.weight, self.SCB).to(dtype)
 
+    def computes_llm_int8(self, x: torch.Tensor) -> bool:
+        """Whether a call on ``x`` runs LLM.int8(): on (the default), a threshold >= 0, a
+        non-empty input, and not a CPU module in training mode (bitsandbytes trains 8-bit layers
+        on the CPU through the dequantized weight, its ``MatMul8bitFp``)."""
+        return self.llm_int8 and self.threshold >= 0 and x.numel() > 0 \
+            and not (self.training and x.device.type == "cpu")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.llm_int8 and self.threshold >= 0 and x.numel():
+        if self.computes_llm_int8(x):
+            if torch.is_grad_enabled() and (x.requires_grad or self.bias is not None and self.bias.requires_grad):
+                return _LLMInt8.apply(x, self.weight, self.SCB, self.bias, self.threshold)
             return llm_int8_linear(x, self.weight, self.SCB, self.bias, self.threshold)
-        # weight-only: the int8 codes scaled in the input's dtype; autograd reaches x, not the codes
-        w = self.weight.to(x.dtype) * (self.SCB * (1.0 / 127.0)).to(x.dtype).unsqueeze(1)
+        # weight-only: the int8 codes scaled in the input's dtype, rounded once (bitsandbytes'
+        # CB.to(dtype).mul_(SCB / 127)); autograd reaches x, not the codes
+        w = self.weight.to(x.dtype).mul_(self.SCB.unsqueeze(1) * (1.0 / 127.0))
         return F.linear(x, w, None if self.bias is None else self.bias.to(x.dtype))
 
     def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
@@ -147,9 +164,43 @@ def llm_int8_linear(x: torch.Tensor, q: torch.Tensor, scb: torch.Tensor, bias: t
     return out.reshape(*shape[:-1], q.shape[0])
 
 
+class _LLMInt8(torch.autograd.Function):
+    """LLM.int8()'s forward with bitsandbytes' backward (its ``MatMul8bitLt``): the input's
+    gradient through the dequantized weight (the codes in the input's dtype times ``SCB / 127``),
+    the bias's the output gradient summed over the rows; the codes and scales get none."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, q: torch.Tensor, scb: torch.Tensor, bias: torch.Tensor | None,
+                threshold: float) -> torch.Tensor:
+        ctx.save_for_backward(q, scb)
+        ctx.x_shape, ctx.x_dtype = x.shape, x.dtype
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        return llm_int8_linear(x, q, scb, bias, threshold)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        q, scb = ctx.saved_tensors
+        gx = gb = None
+        if ctx.needs_input_grad[3]:
+            gb = grad.reshape(-1, grad.shape[-1]).sum(0, dtype=ctx.bias_dtype)
+        if ctx.needs_input_grad[0]:
+            w = q.to(ctx.x_dtype).mul_(scb.unsqueeze(1) * (1.0 / 127.0))
+            gx = torch.matmul(grad.to(ctx.x_dtype), w).view(ctx.x_shape)
+        return gx, None, None, gb, None
+
+
 def set_llm_int8(model: nn.Module, enabled: bool = True) -> int:
-    """Compute every :class:`Linear8bit` of ``model`` with LLM.int8() (True) or weight-only
-    (False, the default); returns how many layers it set."""
+    """Compute every :class:`Linear8bit` of ``model`` with LLM.int8() (True, the default of
+    every 8-bit load: bitsandbytes' numbers) or weight-only int8 (False: float activations times
+    the dequantized weight, nearer the float model); returns how many layers it set.
+
+    Example::
+
+        >>> lin = nn.Linear(8, 4)
+        >>> model = nn.Sequential(Linear8bit.from_float(lin.weight, lin.bias))
+        >>> model[0].llm_int8, set_llm_int8(model, False), model[0].llm_int8
+        (True, 1, False)
+    """
     n = 0
     for m in model.modules():
         if isinstance(m, Linear8bit):
