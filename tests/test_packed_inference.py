@@ -275,3 +275,31 @@ def test_fused_projection_with_a_missing_bias():
         assert max_diff(got, want) <= 1e-5
         no_bias = packed.packed_linear(x, PackedWeights(), ws[:1], (None,))
         assert max_diff(no_bias, x @ ws[0].T) <= 1e-5
+
+
+@needs_packing
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_model_loaded_inside_inference_mode_runs_packed(dtype, tmp_path):
+    # inference tensors keep no version counter: the packed cache's key must not read it
+    # ("Inference tensors do not track version counter")
+    tiny_bert().save_pretrained(tmp_path)
+    with torch.no_grad():
+        outside = BertModel.from_pretrained(tmp_path, torch_dtype=dtype)
+        set_weight_packing(outside, False)
+        want = outside(**ids()).last_hidden_state
+    with torch.inference_mode():
+        model = BertModel.from_pretrained(tmp_path, torch_dtype=dtype)
+        assert model.encoder.layer[0].attention.self.query.weight.is_inference()
+        assert set_weight_packing(model) > 0
+        first = model(**ids()).last_hidden_state
+        again = model(**ids()).last_hidden_state   # the cache built by the first call, kept
+    attn = model.encoder.layer[0].attention.self
+    assert isinstance(attn.query.__dict__.get("_packed"), PackedWeights)
+    tol = 1e-5 if dtype == torch.float32 else 0.02
+    assert max_diff(first, want) <= tol and torch.equal(again, first)
+    # a plain module whose weights were made in inference mode, packed outside it
+    with torch.inference_mode():
+        inf = tiny_bert()
+    set_weight_packing(inf)
+    with torch.no_grad():
+        assert max_diff(inf(**ids()).last_hidden_state, tiny_bert()(**ids()).last_hidden_state) <= 1e-5

@@ -31,7 +31,7 @@ from torch import nn
 
 from ..layers.conv1d import Conv1D
 from . import ops
-from .packed import PackedWeights, packed_linear, packed_linear_ok
+from .packed import PackedWeights, _version, packed_linear, packed_linear_ok   # (_version: for quantized.py too)
 from .rows import few_rows, rows_linear, rows_linear_many
 
 LEARN_CALLS = 4          # inference calls during which a linear may join a sibling's group
@@ -95,12 +95,6 @@ class LinearGroup:
         """Every member's output of ``x``, side by side on the last axis (None: not here)."""
         ms = self.members
         return rows_linear_many(x, [m.weight for m in ms], [m.bias for m in ms])
-
-
-def _version(t: torch.Tensor) -> int | None:
-    """In-place writes counted so far (None for inference-mode tensors, which keep no count:
-    there the same object suffices, as nothing runs between two sibling calls)."""
-    return None if t.is_inference() else t._version
 
 
 def _observe(linear: nn.Module, x: torch.Tensor, group_class: type = LinearGroup) -> None:

@@ -37,11 +37,18 @@ def packing_available() -> bool:
     return _packing_ok
 
 
+def _version(t: torch.Tensor) -> int | None:
+    """In-place writes counted so far (None for inference-mode tensors, which keep no count:
+    there the same object suffices, as nothing runs between two sibling calls)."""
+    return None if t.is_inference() else t._version
+
+
 class PackedWeights:
     """One packed weight (several weights stacked along the output axis, e.g. fused q/k/v)
     and its bias. Rebuilt when a source tensor is written in place (its version counter moves),
-    replaced, moved or cast; writes through ``.data`` bypass the version counter and are not seen
-    (turn packing off and on again after such writes). Never pickled."""
+    replaced, moved or cast; writes through ``.data`` bypass the version counter and are not seen,
+    nor in-place writes to inference tensors (a model loaded under ``torch.inference_mode``: they
+    keep no version counter) (turn packing off and on again after such writes). Never pickled."""
 
     __slots__ = ("key", "refs", "weight", "bias")
 
@@ -54,7 +61,7 @@ class PackedWeights:
     def get(self, weights: tuple[torch.Tensor, ...],
             biases: tuple[torch.Tensor | None, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
         sources = [t for t in (*weights, *biases) if t is not None]
-        key = tuple((t.data_ptr(), t._version, t.dtype) for t in sources)
+        key = tuple((t.data_ptr(), _version(t), t.dtype) for t in sources)
         if key != self.key or any(r.expired() for r in self.refs):
             from torch.multiprocessing.reductions import StorageWeakRef
 
