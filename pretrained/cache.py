@@ -346,13 +346,13 @@ class EncoderDecoderCache:
         (torch.Size([1, 2, 7, 4]), 0)
     """
 
-    def __init__(self, self_attention_cache: Cache | None = None, rows_per_input: int = 1) -> None:
+    def __init__(self, self_attention_cache: Cache | None = None, sequences_per_input: int = 1) -> None:
         self.self_attention_cache = self_attention_cache if self_attention_cache is not None \
             else DynamicCache()
         self._cross: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         # decoder rows per encoder row: generate() gives beams of one input one encoder output
         # (their cross-attention keys/values are projected and stored once, not per beam)
-        self.rows_per_input = rows_per_input
+        self.sequences_per_input = sequences_per_input
 
     # the self-attention cache's interface, so decoder layers call ``update`` as in a decoder
     def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -83,10 +83,10 @@ class Stepper:
         # beams / return sequences of one input read the same encoder output: repeated per row,
         # unless the model's cross-attention serves a row's group from one copy (then the cache
         # says how many rows share one)
-        if per_input > 1 and self.cached and getattr(self.model, "encoder_rows_shared", False):
+        if per_input > 1 and self.cached and getattr(self.model, "encoder_output_per_input", False):
             from ..cache import EncoderDecoderCache
 
-            self.cache = EncoderDecoderCache(rows_per_input=per_input)
+            self.cache = EncoderDecoderCache(sequences_per_input=per_input)
         elif per_input > 1:
             states = states.repeat_interleave(per_input, dim=0)
             mask = mask.repeat_interleave(per_input, dim=0) if mask is not None else None

@@ -24,7 +24,7 @@ from .attention import (
     grouped_attention,
     merge_heads,
     packed_segments,
-    shared_rows_attention,
+    per_input_attention,
     split_heads,
 )
 from .decoder import last_token_logits, lm_logits, prepare_decoder_inputs
@@ -213,7 +213,7 @@ __all__ = [
     "attention",
     "attention_mask_4d",
     "check_attention_mask",
-    "shared_rows_attention",
+    "per_input_attention",
     "split_heads",
     "merge_heads",
     "Conv1D",

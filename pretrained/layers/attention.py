@@ -73,7 +73,7 @@ def attention(
     )
 
 
-def shared_rows_attention(
+def per_input_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -93,7 +93,7 @@ def shared_rows_attention(
     Example::
 
         >>> q, k = torch.randn(6, 2, 1, 4), torch.randn(2, 2, 5, 4)
-        >>> shared_rows_attention(q, k, k, None).shape
+        >>> per_input_attention(q, k, k, None).shape
         torch.Size([6, 2, 1, 4])
     """
     b, h, t, d = q.shape

@@ -27,7 +27,7 @@ from ..errors import InvalidInputError
 from ..outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
 from .activations import activation
 from .attention import (attention, attention_mask_4d, causal_mask, check_attention_mask, merge_heads,
-                        shared_rows_attention, split_heads)
+                        per_input_attention, split_heads)
 from .decoder import prepare_decoder_inputs
 from .encoder import check_max_length
 from .init import init_normal_
@@ -147,7 +147,7 @@ class BartAttention(nn.Module):
         q = split_heads(self.q_proj(x), self.num_heads)
         p = self.dropout if self.training else 0.0
         if q.shape[0] != k.shape[0]:   # cross-attention of several rows (beams) per input: see cross()
-            y = shared_rows_attention(q, k, v, mask, dropout=p, scale=self.scaling)
+            y = per_input_attention(q, k, v, mask, dropout=p, scale=self.scaling)
         else:
             y = attention(q, k, v, mask, causal=causal, dropout=p, scale=self.scaling)
         return self.out_proj(merge_heads(y))
@@ -233,7 +233,7 @@ class Seq2SeqPreTrained(nn.Module):
 
     arch: ClassVar[BartArch]
     # generate() may pass the encoder output once per input, not once per beam (see cross())
-    encoder_rows_shared: ClassVar[bool] = True
+    encoder_output_per_input: ClassVar[bool] = True
 
     def _init_weights(self, module: nn.Module) -> None:
         init_normal_(module, self.config.init_std)
@@ -359,7 +359,7 @@ class Seq2SeqDecoder(_Stack):
                 raise InvalidInputError("the decoder needs encoder_hidden_states (the encoder's output)")
             cache = encoder_cache(past_key_values, use_cache)
         input_ids = self.check_input_ids(input_ids)
-        per_input = getattr(cache, "rows_per_input", 1) if crossing and cache is not None else 1
+        per_input = getattr(cache, "sequences_per_input", 1) if crossing and cache is not None else 1
         if crossing and input_ids.shape[0] != encoder_hidden_states.shape[0] * per_input:
             raise InvalidInputError(f"decoder_input_ids has {input_ids.shape[0]} rows but the encoder "
                                     f"output {encoder_hidden_states.shape[0]}")

@@ -28,7 +28,7 @@ from ..config import PretrainedConfig
 from ..errors import ConfigError, InvalidInputError
 from ..layers import (ClassificationHead, RMSNorm, activation, check_attention_mask, clamp_float16,
                       cross_key_values, decoder_inputs, encoder_cache, eos_representation,
-                      seq2seq_lm_loss, sequence_classification_loss, shared_rows_attention,
+                      seq2seq_lm_loss, sequence_classification_loss, per_input_attention,
                       shift_tokens_right, span_loss, split_heads, token_loss)
 from ..modeling import PreTrainedModel
 from ..outputs import (BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput,
@@ -157,7 +157,7 @@ class T5Attention(nn.Module):
             k, v = cross_key_values(cache, self.layer_idx, encoder_states, self._project)
         p = self.dropout if self.training else 0.0
         if q.shape[0] != k.shape[0]:   # the beams of one input over its encoder output, read once
-            y = shared_rows_attention(q, k, v, bias.to(q.dtype), dropout=p, scale=1.0)
+            y = per_input_attention(q, k, v, bias.to(q.dtype), dropout=p, scale=1.0)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p, scale=1.0)
         b, h, t, d = y.shape
@@ -308,8 +308,8 @@ class T5PreTrainedModel(PreTrainedModel):
     # some old checkpoints store a relative bias for the first cross-attention, which T5 never uses
     ignore_unexpected = (r"decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$",)
     # generate() may pass the encoder output once per input, not once per beam: the
-    # cross-attention serves a row's beams from one copy (shared_rows_attention)
-    encoder_rows_shared = True
+    # cross-attention serves a row's beams from one copy (per_input_attention)
+    encoder_output_per_input = True
 
     def _init_weights(self, module: nn.Module) -> None:
         # the reference's Mesh-TensorFlow initialisation, scaled by initializer_factor
@@ -364,7 +364,7 @@ class T5PreTrainedModel(PreTrainedModel):
             use_cache = self.config.use_cache and not self.training
         cache = encoder_cache(past_key_values, use_cache)
         decoder_input_ids = self.check_input_ids(decoder_input_ids)
-        per_input = getattr(cache, "rows_per_input", 1) if cache is not None else 1
+        per_input = getattr(cache, "sequences_per_input", 1) if cache is not None else 1
         if decoder_input_ids.shape[0] != encoder.last_hidden_state.shape[0] * per_input:
             raise InvalidInputError(f"decoder_input_ids has {decoder_input_ids.shape[0]} rows but the "
                                     f"encoder output {encoder.last_hidden_state.shape[0]}")

@@ -157,7 +157,7 @@ def test_beams_share_their_inputs_cross_attention_keys(monkeypatch):
     original = EncoderDecoderCache.set_cross
 
     def spy(self, layer_idx, k, v):
-        seen.append((self.rows_per_input, k.shape[0]))
+        seen.append((self.sequences_per_input, k.shape[0]))
         return original(self, layer_idx, k, v)
 
     monkeypatch.setattr(EncoderDecoderCache, "set_cross", spy)
@@ -166,7 +166,7 @@ def test_beams_share_their_inputs_cross_attention_keys(monkeypatch):
     shared = model.generate(**encoder_inputs(g), **kw)
     rows = encoder_inputs(g)["input_ids"].shape[0]
     assert seen and all(s == (3, rows) for s in seen)
-    monkeypatch.setattr(T5ForConditionalGeneration, "encoder_rows_shared", False)
+    monkeypatch.setattr(T5ForConditionalGeneration, "encoder_output_per_input", False)
     seen.clear()
     per_beam = model.generate(**encoder_inputs(g), **kw)
     assert seen and all(s == (1, 3 * rows) for s in seen)
@@ -176,7 +176,7 @@ def test_beams_share_their_inputs_cross_attention_keys(monkeypatch):
     with pytest.raises(InvalidInputError, match="rows"):
         model(encoder_outputs=(torch.zeros(2, 4, model.config.d_model),),
               decoder_input_ids=torch.zeros(3, 1, dtype=torch.long),
-              past_key_values=EncoderDecoderCache(rows_per_input=2), use_cache=True)
+              past_key_values=EncoderDecoderCache(sequences_per_input=2), use_cache=True)
 
 
 def test_generate_without_the_cache_gives_the_same_tokens():

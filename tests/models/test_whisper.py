@@ -221,7 +221,7 @@ def test_beams_share_their_inputs_cross_attention_keys():
     original = EncoderDecoderCache.set_cross
 
     def spy(self, layer_idx, k, v):
-        seen.append((self.rows_per_input, tuple(k.shape)))
+        seen.append((self.sequences_per_input, tuple(k.shape)))
         return original(self, layer_idx, k, v)
 
     EncoderDecoderCache.set_cross = spy
