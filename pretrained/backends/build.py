@@ -27,13 +27,24 @@ user or root and not writable by group or others, else the kernels stay off and
 :func:`describe` says why), and never loaded when damaged: each build writes a sha256 stamp
 beside the library, checked before every load; a missing or wrong stamp means build again.
 
+Concurrency: several processes may build and load the same variant in one kernels folder at
+once (test runs, a checkout whose sources change under other processes). A build compiles into
+a temporary folder beside the library and fsyncs it; publishing (library renamed into place,
+then its stamp, then the folder fsynced) and pruning older libraries run under an exclusive
+``flock`` of the folder's ``.lock``, and a load checks the stamp and loads under a shared one:
+a reader never sees a library without its own stamp, and no prune removes a library between
+its check and its load. A process that finds an intact library published while it compiled
+keeps that one.
+
 Where they cannot be used (no compiler, not Linux on x86-64 with AVX2, an unsafe folder)
 :func:`available` is False and every caller runs PyTorch's kernels.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import hashlib
 import logging
 import os
@@ -158,17 +169,57 @@ def intact(target: Path) -> bool:
         return False
 
 
+LOCK_NAME = ".lock"   # in the kernels folder: flock'ed around publishing, pruning and loading
+
+
+@contextlib.contextmanager
+def _locked(folder: Path, exclusive: bool):
+    """``flock`` on ``folder``'s :data:`LOCK_NAME`: exclusive while a library is published or
+    pruned, shared while one is checked and loaded (released when the block ends)."""
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)   # (closing releases the lock)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _compile_into(cmd: list[str], tmp: Path, name: str) -> tuple[Path, Path]:
+    """Compile into ``tmp / name`` with its stamp beside it, both on disk (fsynced) before
+    anything renames them into place; returns (library, stamp)."""
+    out, stamp = tmp / name, tmp / "stamp"
+    subprocess.run(cmd + [str(s) for s in SOURCES] + ["-o", str(out), "-lm"], check=True,
+                   capture_output=True, timeout=120)
+    _fsync(out)
+    stamp.write_text(_digest(out))
+    _fsync(stamp)
+    return out, stamp
+
+
+def _publish(out: Path, stamp: Path, target: Path) -> None:
+    """Rename a compiled library into place, then its stamp (atomic renames within the folder,
+    so a damaged pair can only be a stamp that does not match: rebuilt, never loaded), unless an
+    intact one was published meanwhile (kept: a process may have checked it and be loading it)."""
+    if intact(target):
+        return
+    os.replace(out, target)
+    os.replace(stamp, target.with_suffix(".sha256"))
+    _fsync(target.parent)   # the renames themselves on disk
+
+
 def _compile(cmd: list[str], target: Path) -> None:
-    """Compile into a temporary name in ``target``'s folder, record its digest, then move both
-    into place (atomic: a concurrent build writes the same bytes)."""
+    """Compile into a temporary folder beside ``target``, then publish it there (the install-time
+    build: one process, so no lock)."""
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        out = Path(tmp) / target.name
-        subprocess.run(cmd + [str(s) for s in SOURCES] + ["-o", str(out), "-lm"], check=True,
-                       capture_output=True, timeout=120)
-        stamp = Path(tmp) / "stamp"
-        stamp.write_text(_digest(out))
-        os.replace(out, target)
-        os.replace(stamp, target.with_suffix(".sha256"))
+        _publish(*_compile_into(cmd, Path(tmp), target.name), target)
 
 
 def _compiler() -> str:
@@ -199,18 +250,33 @@ def _packaged(name: str) -> Path | None:
     return None
 
 
-def _built_in_cache(name: str) -> Path:
-    """Variant ``name`` in this user's kernels folder, compiled there first if needed."""
+_TRIES = 3   # builds of one variant per load before giving up (others kept pruning ours)
+
+
+def _built_in_cache(name: str) -> tuple[Path, ctypes.CDLL]:
+    """Variant ``name`` from this user's kernels folder, compiled there first if needed, and
+    loaded: checked and loaded under the folder's shared lock, published and pruned under its
+    exclusive one (see the module doc: concurrent builds, loads and prunes)."""
     folder = kernels_dir()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     why = unsafe_folder(folder)
     if why:
         raise KernelsUnavailable(f"{why}; kernels are only loaded from a folder only you can write")
     target = folder / library_name(name)
-    if not intact(target):
-        _compile(_command(_compiler(), name), target)
-        _prune(folder, name)
-    return target
+    for _ in range(_TRIES):
+        with _locked(folder, exclusive=False):
+            if intact(target):
+                return target, ctypes.CDLL(str(target))
+        cmd = _command(_compiler(), name)
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            out, stamp = _compile_into(cmd, Path(tmp), target.name)
+            with _locked(folder, exclusive=True):
+                _publish(out, stamp, target)
+                _prune(folder, name)
+                if intact(target):
+                    return target, ctypes.CDLL(str(target))
+    raise KernelsUnavailable(f"{target} was removed or changed after each of {_TRIES} builds "
+                             "(other processes building other sources into the same folder)")
 
 
 def build_all(folder: Path) -> list[str]:
@@ -237,7 +303,8 @@ def build_all(folder: Path) -> list[str]:
 def _prune(folder: Path, name: str) -> None:
     """Remove variant ``name``'s libraries built from other sources (earlier versions): each
     source change would otherwise leave one more behind. A process still running one keeps it
-    mapped (Linux frees the file when the last user unmaps it)."""
+    mapped (Linux frees the file when the last user unmaps it); in the kernels folder this runs
+    under the exclusive lock, so never between another process's check of a library and its load."""
     keep = library_name(name)[:-3]
     for old in folder.glob(f"rows_kernel-{name}-*"):
         if old.name.split(".")[0] != keep:
@@ -256,10 +323,11 @@ def load_variant(name: str) -> ctypes.CDLL:
     if name not in runnable():
         raise KernelsUnavailable(f"this machine cannot run the {name} variant")
     try:
-        target = _packaged(name) or _built_in_cache(name)
-        if not intact(target):   # replaced between our write and this check
-            raise KernelsUnavailable(f"{target} changed after it was built")
-        lib = ctypes.CDLL(str(target))
+        target = _packaged(name)   # (install-time: nothing writes there while we run)
+        if target is not None:
+            lib = ctypes.CDLL(str(target))
+        else:
+            target, lib = _built_in_cache(name)
     except subprocess.SubprocessError as e:
         detail = (getattr(e, "stderr", b"") or b"").decode(errors="replace").strip().splitlines()[-1:]
         raise KernelsUnavailable(f"building {SOURCES[0].name} failed "
