@@ -55,6 +55,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ LOCK_NAME = ".lock"   # in the kernels folder: flock'ed around publishing, pruni
 
 
 @contextlib.contextmanager
-def _locked(folder: Path, exclusive: bool):
+def _locked(folder: Path, exclusive: bool) -> Iterator[None]:
     """``flock`` on ``folder``'s :data:`LOCK_NAME`: exclusive while a library is published or
     pruned, shared while one is checked and loaded (released when the block ends)."""
     fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

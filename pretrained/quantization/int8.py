@@ -178,7 +178,7 @@ class _LLMInt8(torch.autograd.Function):
         return llm_int8_linear(x, q, scb, bias, threshold)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, torch.Tensor | None, None]:
         q, scb = ctx.saved_tensors
         gx = gb = None
         if ctx.needs_input_grad[3]:
