@@ -10,8 +10,9 @@ Weights: the Q4_1 GGUF that ``pretrained.io.fetch`` ships, dequantized to float3
 safetensors folder (``<workdir>/float32``); every variant starts from that folder:
 
 - float32, bfloat16: the folder as it is;
-- int8 (``load_in_8bit`` + ``set_llm_int8(model, False)``: weight-only int8 per row) and nf4 (``load_in_4bit``, blocks of 64,
-  computed in the model's dtype): quantized while loading;
+- int8 (``load_in_8bit``: LLM.int8(), bitsandbytes' numbers), int8-wo (the same + ``set_llm_int8(model,
+  False)``: weight-only int8 per row) and nf4 (``load_in_4bit``, blocks of 64, computed in the model's
+  dtype): quantized while loading;
 - rtn4: round-to-nearest 4-bit with a zero point in groups of ``--group-size`` input columns
   (the float model rounded in place; the baseline GPTQ and AWQ exist to beat);
 - gptq4, awq4: made once by ``quantize_model`` (``<workdir>/gptq4``, ``<workdir>/awq4``; GPTQ
@@ -58,7 +59,7 @@ from pathlib import Path
 from bench_quantization_extra import add_args, part_ort, part_qlora  # benchmarks/, stdlib-only imports
 
 HERE = Path(__file__).resolve().parent
-VARIANTS = ("float32", "bfloat16", "int8", "nf4", "rtn4", "gptq4", "awq4")
+VARIANTS = ("float32", "bfloat16", "int8", "int8-wo", "nf4", "rtn4", "gptq4", "awq4")
 GGUF_NAME = "SmolLM2-135M-Instruct-Q4_1-gguf"
 
 
@@ -138,7 +139,9 @@ def load(variant: str, work: Path, group_size: int, compute: str = "float32"):
     if variant in ("float32", "bfloat16"):
         return AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32 if variant == "float32"
                                                     else torch.bfloat16)
-    if variant == "int8":   # weight-only, as RESULTS.md's int8 rows (LLM.int8() is the load's default)
+    if variant == "int8":   # the load's default: LLM.int8(), bitsandbytes' numbers
+        return AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype, load_in_8bit=True)
+    if variant == "int8-wo":   # weight-only (RESULTS.md's int8 rows before 2026-12-07's third session)
         from pretrained.quantization import set_llm_int8
 
         model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=dtype, load_in_8bit=True)
@@ -179,7 +182,8 @@ def part_perplexity(work: Path, args: argparse.Namespace) -> dict:
     _, eval_text, _ = texts()
     ids = torch.tensor(tok(eval_text)["input_ids"][: args.eval_tokens])
     rows = {}
-    for variant in VARIANTS:
+    wanted = set(args.variants.split(",")) | {"float32"} if args.variants else set(VARIANTS)
+    for variant in (v for v in VARIANTS if v in wanted):
         start = time.perf_counter()
         model = load(variant, work, args.group_size)
         rows[variant] = {"perplexity": perplexity(model, ids, args.window),
@@ -306,7 +310,7 @@ def main() -> None:
     p.add_argument("--new", type=int, default=64)
     p.add_argument("--ref-python", default=None)
     p.add_argument("--json", default=None)
-    p.add_argument("--variants", default=None, help="speed: only these (comma list), beside the reference")
+    p.add_argument("--variants", default=None, help="perplexity / speed: only these (comma list; beside float32 / the reference)")
     p.add_argument("--warm-up", action="store_true",
                    help="memory: load and run a tiny model first, so one-time costs are not counted as the model's")
     p.add_argument("--worker", choices=["memory", "speed"], help=argparse.SUPPRESS)
