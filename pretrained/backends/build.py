@@ -62,7 +62,7 @@ logger = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
 SOURCES = tuple(_HERE / n for n in ("rows_kernel.c", "rows_bf16.c", "encoder.c", "norms.c",
                                     "gguf_kernel.c", "gguf_float.c", "bnb_kernel.c", "int8_rows.c",
-                                    "decoder.c"))
+                                    "decoder.c", "seq2seq_decoder.c"))
 HEADERS = (_HERE / "kernels.h", _HERE / "gguf_blocks.h")
 PACKAGED = _HERE / "_lib"   # variants built at install (setup.py); else built into kernels_dir()
 

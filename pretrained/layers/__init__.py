@@ -29,6 +29,7 @@ from .attention import (
 )
 from .decoder import last_token_logits, lm_logits, prepare_decoder_inputs
 from .decoder_stack import DecoderLayers
+from .seq2seq_stack import Seq2SeqDecoderLayers
 from .encoder import (
     ClassificationHead,
     check_max_length,
@@ -233,6 +234,7 @@ __all__ = [
     "grouped_attention",
     "prepare_decoder_inputs",
     "DecoderLayers",
+    "Seq2SeqDecoderLayers",
     "lm_logits",
     "last_token_logits",
     "check_max_length",

@@ -31,6 +31,7 @@ from .attention import (attention, attention_mask_4d, causal_mask, check_attenti
 from .decoder import prepare_decoder_inputs
 from .encoder import check_max_length
 from .init import init_normal_
+from .seq2seq_stack import Seq2SeqDecoderLayers
 from .seq2seq import as_encoder_output, clamp_float16, cross_key_values, decoder_inputs, encoder_cache, encoder_padding_mask, seq2seq_lm_loss
 
 if TYPE_CHECKING:
@@ -258,11 +259,12 @@ class _Stack(nn.Module):
             x = self.layernorm_embedding(x)
         return F.dropout(x, p=self.config.dropout, training=self.training)
 
-    def _build(self, config: Any, vocab_size: int, layers: list[nn.Module]) -> None:
+    def _build(self, config: Any, vocab_size: int, layers: list[nn.Module],
+               stack: type[nn.ModuleList] = nn.ModuleList) -> None:
         self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
         self.embed_tokens = nn.Embedding(vocab_size, config.d_model, config.pad_token_id)
         self.embed_positions = _positions(self.arch, config)
-        self.layers = nn.ModuleList(layers)
+        self.layers = stack(layers)   # (the decoder's: a container a backend may run at once)
         if self.arch.embedding_norm:
             self.layernorm_embedding = nn.LayerNorm(config.d_model)
         if self.arch.final_norm:
@@ -324,7 +326,7 @@ class Seq2SeqDecoder(_Stack):
         a = self.arch
         self._build(config, self.decoder_vocab_size(config),
                     [BartDecoderLayer(config, a.normalize_before, i, a.key_bias)
-                     for i in range(config.decoder_layers)])
+                     for i in range(config.decoder_layers)], Seq2SeqDecoderLayers)
 
     @staticmethod
     def decoder_vocab_size(config: Any) -> int:
@@ -380,10 +382,7 @@ class Seq2SeqDecoder(_Stack):
             check_attention_mask(encoder_attention_mask, tuple(encoder_hidden_states.shape[:2]))
         cross_mask = encoder_padding_mask(encoder_attention_mask)
         states = [x] if _keep_states(self.config, output_hidden_states) else None
-        for layer in self.layers:
-            x = layer(x, mask, encoder_hidden_states, cross_mask, cache)
-            if states is not None:
-                states.append(x)
+        x = self.layers(x, mask, encoder_hidden_states, cross_mask, cache, states)
         x, states = self._finish(x, states)
         return BaseModelOutput(last_hidden_state=x, past_key_values=cache, hidden_states=states)
 

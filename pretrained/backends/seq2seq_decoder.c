@@ -1,0 +1,168 @@
+// A decode step of an encoder-decoder's decoder (Whisper, BART, Marian, mBART, Pegasus) in one
+// call: every layer, for one new token per sequence (B <= 16 rows), float32:
+//   pre-LN (Whisper, mBART, Pegasus):  x += SA(LN1 x); x += CA(LN2 x); x += fc2 act(fc1 LN3 x)
+//   post-LN (BART, Marian):            x = LN1(x + SA x); x = LN2(x + CA x); x = LN3(x + fc2 act(fc1 x))
+// SA: q/k/v in one kernel call (biases; Whisper's k has none), the new k/v written into the
+// self-attention cache's own storage at slot `start`, attention over slots 0 .. start under keep
+// (q . k scaled by `scale`, as the modules' SDPA). CA: q projected, attention over the encoder
+// output's keys/values projected once per input and stored in the cache (Be inputs; the B = Be *
+// per rows of one input, its beams, read the same keys), the input's padding mask. act: exact
+// GELU, ReLU or SiLU. At a handful of rows each layer's ~30 torch ops cost as much as its math.
+#include <omp.h>
+#include <stdlib.h>
+
+#include "kernels.h"
+
+typedef struct {
+    const float *w[3], *b[3];   // self q, k, v (N = H each; a NULL bias is zero)
+    const float *wo, *bo;       // self out
+    const float *wq, *bq;       // cross q
+    const float *wco, *bco;     // cross out
+    const float *w1, *b1;       // fc1 (I x H)
+    const float *w2, *b2;       // fc2 (H x I)
+    const float *ln[6];         // self, cross, final LayerNorm: weight, bias
+    float eps[3];
+    float pad_;
+    float *kc, *vc;             // self cache (B, nh, cap, D)
+    int64_t cap;
+    const float *ck, *cv;       // cross keys/values (Be, nh, Se, D)
+} s2s_layer;
+
+static __thread void *sscratch;
+static __thread long sscratch_len;
+
+// y = (x - mean) / sqrt(var + eps) * g + b per row of H (biased variance, as torch)
+static void ln_rows(const float *x, long M, long H, const float *g, const float *b, float eps, float *y) {
+    for (long m = 0; m < M; m++) {
+        const float *p = x + m * H;
+        float *q = y + m * H;
+        vf s = vzero();
+        for (long i = 0; i < H; i += W) s = vadd(s, vldm(vtail(H - i), p + i));
+        const vf mean = vset1(vsum(s) / H);
+        vf v = vzero();
+        for (long i = 0; i < H; i += W) {
+            vm mk = vtail(H - i);
+            vf d = vmaskz(mk, vsub(vldm(mk, p + i), mean));
+            v = vfma(d, d, v);
+        }
+        const vf r = vset1(1.0f / sqrtf(vsum(v) / H + eps));
+        for (long i = 0; i < H; i += W) {
+            vm mk = vtail(H - i);
+            vf d = vmul(vsub(vldm(mk, p + i), mean), r);
+            if (g) d = vmul(d, vldm(mk, g + i));
+            if (b) d = vadd(d, vldm(mk, b + i));
+            vstm(q + i, mk, d);
+        }
+    }
+}
+
+// softmax(q . k_j * scale over the keys j < S that keep marks) . v_j for one query head
+static void attend(const float *q, const float *kc, const float *vc, long S, long D, float scale,
+                   const unsigned char *keep, float *s, float *out) {
+    float mx = -INFINITY;
+    for (long j = 0; j < S; j++) {
+        if (keep && !keep[j]) { s[j] = -INFINITY; continue; }
+        const float *k = kc + j * D;
+        vf a = vzero();
+        for (long d = 0; d < D; d += W) { vm mk = vtail(D - d); a = vfma(vldm(mk, q + d), vldm(mk, k + d), a); }
+        s[j] = vsum(a) * scale;
+        if (s[j] > mx) mx = s[j];
+    }
+    for (long d = 0; d < D; d++) out[d] = 0.0f;
+    if (mx == -INFINITY) return;   // no key to attend to: zeros
+    float sum = 0.0f;
+    for (long j = 0; j < S; j++) {
+        if (s[j] == -INFINITY) continue;
+        s[j] = expf(s[j] - mx);
+        sum += s[j];
+    }
+    const float inv = 1.0f / sum;
+    for (long d = 0; d < D; d += W) {
+        vm mk = vtail(D - d);
+        vf a = vzero();
+        for (long j = 0; j < S; j++)
+            if (s[j] != -INFINITY) a = vfma(vset1(s[j]), vldm(mk, vc + j * D + d), a);
+        vstm(out + d, mk, vmul(a, vset1(inv)));
+    }
+}
+
+// one query head per task (row task / nh): over keys (rows / per of them share one input's)
+static void attend_all(const float *q, long ldq, const float *k, const float *v, long cap, long S, long B,
+                       long per, long nh, long D, float scale, const unsigned char *keep, long ldk,
+                       float *sc, float *ctx, int nt) {
+    const long tasks = B * nh;
+    const int at = tasks * S * D >= (1L << 16) ? (nt < tasks ? nt : (int)tasks) : 1;   // short: one thread
+    #pragma omp parallel for num_threads(at) schedule(static) if (at > 1)
+    for (long task = 0; task < tasks; task++) {
+        const long b = task / nh, h = task % nh, e = b / per, base = (e * nh + h) * cap * D;
+        attend(q + b * ldq + h * D, k + base, v + base, S, D, scale, keep ? keep + e * ldk : NULL,
+               sc + (at > 1 ? omp_get_thread_num() : 0) * S, ctx + b * nh * D + h * D);
+    }
+}
+
+static void activate(float *y, long n, int act) {
+    for (long i = 0; i < n; i++) {
+        const float x = y[i];
+        y[i] = act == 1 ? 0.5f * x * (1.0f + erff(x * 0.70710678118654752f))
+             : act == 2 ? (x > 0.0f ? x : 0.0f) : x / (1.0f + expf(-x));
+    }
+}
+
+static void add_to(float *y, const float *t, long n) { for (long i = 0; i < n; i++) y[i] += t[i]; }
+
+// y = x + f(LN x) (pre) or LN(x + f x) (post), f's output in t; h: f's input
+#define SUBLAYER_IN(x, ln_g, ln_b, eps) (pre ? (ln_rows(x, B, H, ln_g, ln_b, eps, h), h) : (x))
+
+// L layers on x (B x H) -> y (B x H, the last layer's output before the final norm).
+// keep: B x (start + 1) bytes for the self-attention (NULL: all); per: rows per encoder input
+// (Be = B / per); Se: encoder positions; ckeep: Be x Se bytes (NULL: all). pre: LayerNorm before
+// each sublayer; act: 1 gelu, 2 relu, 3 silu. Returns nonzero where it cannot (sizes, memory).
+EXPORT int s2s_decoder_step_f32(const s2s_layer *layers, int L, const float *x, long B, long H, int nh,
+                                long I, int pre, int act, float scale, long start, const unsigned char *keep,
+                                long per, long Se, const unsigned char *ckeep, float *y, int nthreads) {
+    if (L < 1 || B < 1 || B > ROWS_MAX || nh < 1 || H % nh || H / nh > 1024 || I < 1 || start < 0
+        || start + 1 > (1L << 20) || per < 1 || B % per || Se < 1 || act < 1 || act > 3)
+        return -1;
+    const long D = H / nh, S = start + 1, Smax = S > Se ? S : Se;
+    for (int l = 0; l < L; l++)
+        if (layers[l].cap < S) return -1;
+    const int nt = nthreads < 1 ? 1 : nthreads;
+    // h (B x H), qkv (B x 3H), ctx (B x H), inter (B x I), t (B x H), scores (Smax per thread)
+    float *buf = grow(&sscratch, &sscratch_len, 4 * (B * (6 * H + I) + nt * Smax));
+    if (!buf) return -1;
+    float *h = buf, *qkv = h + B * H, *ctx = qkv + B * 3 * H, *inter = ctx + B * H, *t = inter + B * I;
+    float *sc = t + B * H;
+    const long Ns[3] = {H, H, H};
+    memcpy(y, x, B * H * sizeof(float));
+    for (int l = 0; l < L; l++) {
+        const s2s_layer *ly = layers + l;
+        // self-attention
+        const float *in = SUBLAYER_IN(y, ly->ln[0], ly->ln[1], ly->eps[0]);
+        if (linear_f32_n(in, B, H, 3, ly->w, ly->b, Ns, H, qkv, 3 * H, nt, 0, NULL, 0)) return -1;
+        for (long b = 0; b < B; b++)
+            for (long g = 0; g < nh; g++) {
+                const long at = ((b * nh + g) * ly->cap + start) * D;
+                memcpy(ly->kc + at, qkv + b * 3 * H + H + g * D, D * sizeof(float));
+                memcpy(ly->vc + at, qkv + b * 3 * H + 2 * H + g * D, D * sizeof(float));
+            }
+        attend_all(qkv, 3 * H, ly->kc, ly->vc, ly->cap, S, B, 1, nh, D, scale, keep, S, sc, ctx, nt);
+        if (linear_f32(ctx, B, H, ly->wo, H, H, ly->bo, t, H, nt, 0, NULL, 0)) return -1;
+        add_to(y, t, B * H);
+        if (!pre) ln_rows(y, B, H, ly->ln[0], ly->ln[1], ly->eps[0], y);
+        // cross-attention
+        in = SUBLAYER_IN(y, ly->ln[2], ly->ln[3], ly->eps[1]);
+        if (linear_f32(in, B, H, ly->wq, H, H, ly->bq, qkv, H, nt, 0, NULL, 0)) return -1;
+        attend_all(qkv, H, ly->ck, ly->cv, Se, Se, B, per, nh, D, scale, ckeep, Se, sc, ctx, nt);
+        if (linear_f32(ctx, B, H, ly->wco, H, H, ly->bco, t, H, nt, 0, NULL, 0)) return -1;
+        add_to(y, t, B * H);
+        if (!pre) ln_rows(y, B, H, ly->ln[2], ly->ln[3], ly->eps[1], y);
+        // feed-forward
+        in = SUBLAYER_IN(y, ly->ln[4], ly->ln[5], ly->eps[2]);
+        if (linear_f32(in, B, H, ly->w1, I, H, ly->b1, inter, I, nt, act == 1, NULL, 0)) return -1;
+        if (act != 1) activate(inter, B * I, act);
+        if (linear_f32(inter, B, I, ly->w2, H, I, ly->b2, t, H, nt, 0, NULL, 0)) return -1;
+        add_to(y, t, B * H);
+        if (!pre) ln_rows(y, B, H, ly->ln[4], ly->ln[5], ly->eps[2], y);
+    }
+    return 0;
+}
