@@ -56,47 +56,66 @@ static void ln_rows(const float *x, long M, long H, const float *g, const float 
     }
 }
 
-// softmax(q . k_j * scale over the keys j < S that keep marks) . v_j for one query head
-static void attend(const float *q, const float *kc, const float *vc, long S, long D, float scale,
-                   const unsigned char *keep, float *s, float *out) {
-    float mx = -INFINITY;
+// softmax(q_i . k_j * scale over the keys j < S that keep marks) . v_j for g query heads that
+// share these keys (the beams of one input over its encoder output; g = 1 in self-attention),
+// each key and value row read once for all g: q_i at q + i * ldq, out_i at out + i * ldo.
+// s: g x S scores, acc: g x D.
+static void attend(const float *q, long ldq, long g, const float *kc, const float *vc, long S, long D,
+                   float scale, const unsigned char *keep, float *s, float *acc, float *out, long ldo) {
+    float mx[ROWS_MAX], inv[ROWS_MAX];
+    for (long i = 0; i < g; i++) mx[i] = -INFINITY;
     for (long j = 0; j < S; j++) {
-        if (keep && !keep[j]) { s[j] = -INFINITY; continue; }
+        if (keep && !keep[j]) {
+            for (long i = 0; i < g; i++) s[i * S + j] = -INFINITY;
+            continue;
+        }
         const float *k = kc + j * D;
-        vf a = vzero();
-        for (long d = 0; d < D; d += W) { vm mk = vtail(D - d); a = vfma(vldm(mk, q + d), vldm(mk, k + d), a); }
-        s[j] = vsum(a) * scale;
-        if (s[j] > mx) mx = s[j];
+        for (long i = 0; i < g; i++) {
+            const float *qi = q + i * ldq;
+            vf a = vzero();
+            for (long d = 0; d < D; d += W) { vm mk = vtail(D - d); a = vfma(vldm(mk, qi + d), vldm(mk, k + d), a); }
+            const float v = vsum(a) * scale;
+            s[i * S + j] = v;
+            if (v > mx[i]) mx[i] = v;
+        }
     }
-    for (long d = 0; d < D; d++) out[d] = 0.0f;
-    if (mx == -INFINITY) return;   // no key to attend to: zeros
-    float sum = 0.0f;
+    for (long i = 0; i < g; i++) {
+        float *si = s + i * S, sum = 0.0f;
+        if (mx[i] == -INFINITY) { inv[i] = 0.0f; continue; }   // no key to attend to: zeros
+        for (long j = 0; j < S; j++) {
+            if (si[j] == -INFINITY) { si[j] = 0.0f; continue; }
+            si[j] = expf(si[j] - mx[i]);
+            sum += si[j];
+        }
+        inv[i] = 1.0f / sum;
+    }
+    for (long i = 0; i < g * D; i++) acc[i] = 0.0f;
     for (long j = 0; j < S; j++) {
-        if (s[j] == -INFINITY) continue;
-        s[j] = expf(s[j] - mx);
-        sum += s[j];
+        if (keep && !keep[j]) continue;
+        const float *v = vc + j * D;
+        for (long d = 0; d < D; d += W) {
+            vm mk = vtail(D - d);
+            const vf vv = vldm(mk, v + d);
+            for (long i = 0; i < g; i++)
+                vstm(acc + i * D + d, mk, vfma(vset1(s[i * S + j]), vv, vldm(mk, acc + i * D + d)));
+        }
     }
-    const float inv = 1.0f / sum;
-    for (long d = 0; d < D; d += W) {
-        vm mk = vtail(D - d);
-        vf a = vzero();
-        for (long j = 0; j < S; j++)
-            if (s[j] != -INFINITY) a = vfma(vset1(s[j]), vldm(mk, vc + j * D + d), a);
-        vstm(out + d, mk, vmul(a, vset1(inv)));
-    }
+    for (long i = 0; i < g; i++)
+        for (long d = 0; d < D; d++) out[i * ldo + d] = mx[i] == -INFINITY ? 0.0f : acc[i * D + d] * inv[i];
 }
 
-// one query head per task (row task / nh): over keys (rows / per of them share one input's)
+// one key head per task: input e = task / nh's `per` rows (their query heads) over its keys
 static void attend_all(const float *q, long ldq, const float *k, const float *v, long cap, long S, long B,
                        long per, long nh, long D, float scale, const unsigned char *keep, long ldk,
                        float *sc, float *ctx, int nt) {
-    const long tasks = B * nh;
-    const int at = tasks * S * D >= (1L << 16) ? (nt < tasks ? nt : (int)tasks) : 1;   // short: one thread
+    const long tasks = B / per * nh, H = nh * D;
+    const int at = B * nh * S * D >= (1L << 16) ? (nt < tasks ? nt : (int)tasks) : 1;   // short: one thread
     #pragma omp parallel for num_threads(at) schedule(static) if (at > 1)
     for (long task = 0; task < tasks; task++) {
-        const long b = task / nh, h = task % nh, e = b / per, base = (e * nh + h) * cap * D;
-        attend(q + b * ldq + h * D, k + base, v + base, S, D, scale, keep ? keep + e * ldk : NULL,
-               sc + (at > 1 ? omp_get_thread_num() : 0) * S, ctx + b * nh * D + h * D);
+        const long e = task / nh, h = task % nh, base = (e * nh + h) * cap * D;
+        float *mine = sc + (at > 1 ? omp_get_thread_num() : 0) * per * (S + D);
+        attend(q + e * per * ldq + h * D, ldq, per, k + base, v + base, S, D, scale, keep ? keep + e * ldk : NULL,
+               mine, mine + per * S, ctx + e * per * H + h * D, H);
     }
 }
 
@@ -127,8 +146,9 @@ EXPORT int s2s_decoder_step_f32(const s2s_layer *layers, int L, const float *x, 
     for (int l = 0; l < L; l++)
         if (layers[l].cap < S) return -1;
     const int nt = nthreads < 1 ? 1 : nthreads;
-    // h (B x H), qkv (B x 3H), ctx (B x H), inter (B x I), t (B x H), scores (Smax per thread)
-    float *buf = grow(&sscratch, &sscratch_len, 4 * (B * (6 * H + I) + nt * Smax));
+    // h (B x H), qkv (B x 3H), ctx (B x H), inter (B x I), t (B x H), per thread: scores and
+    // accumulators of up to B queries (B x (Smax + D))
+    float *buf = grow(&sscratch, &sscratch_len, 4 * (B * (6 * H + I) + nt * B * (Smax + D)));
     if (!buf) return -1;
     float *h = buf, *qkv = h + B * H, *ctx = qkv + B * 3 * H, *inter = ctx + B * H, *t = inter + B * I;
     float *sc = t + B * H;
