@@ -51,9 +51,9 @@ _FP4_MAGNITUDES = (0.0, 0.0625, 8.0, 12.0, 4.0, 6.0, 2.0, 3.0)
 @lru_cache(maxsize=None)
 def _code_cpu(quant_type: str) -> torch.Tensor:
     if quant_type == "nf4":
-        return torch.tensor(_NF4, dtype=torch.float32)
+        return torch.tensor(_NF4, dtype=torch.float32, device="cpu")
     if quant_type == "fp4":
-        mags = torch.tensor(_FP4_MAGNITUDES, dtype=torch.float32) / 12.0
+        mags = torch.tensor(_FP4_MAGNITUDES, dtype=torch.float32, device="cpu") / 12.0
         code = torch.cat([mags, -mags])
         code[8] = 0.0   # the sign bit over zero: +0.0 in bitsandbytes' table (the saved bytes)
         return code
@@ -74,11 +74,11 @@ def _dynamic_map_cpu() -> torch.Tensor:
     # table is the same to the bit.
     values = [0.0, 1.0]
     for e in range(7):
-        edges = torch.linspace(0.1, 1.0, 2 ** e + 1, dtype=torch.float32)
+        edges = torch.linspace(0.1, 1.0, 2 ** e + 1, dtype=torch.float32, device="cpu")
         mids = (edges[:-1] + edges[1:]) / 2.0
         scale = 10.0 ** (e - 6)
         values += (scale * mids).tolist() + (-scale * mids).tolist()
-    return torch.tensor(sorted(values), dtype=torch.float32)
+    return torch.tensor(sorted(values), dtype=torch.float32, device="cpu")
 
 
 def dynamic_map(device: torch.device | str = "cpu") -> torch.Tensor:
