@@ -186,3 +186,199 @@ EXPORT int s2s_decoder_step_f32(const s2s_layer *layers, int L, const float *x, 
     }
     return 0;
 }
+
+// ---- bfloat16 (variants with AVX512-BF16: the linears are linear_bf16_n's) ------------------
+// The same step on bfloat16 weights, norms, caches and residual stream, each part in float32
+// from bfloat16 values and rounded to bfloat16 where the modules' bfloat16 ops round: each
+// linear's output, each LayerNorm's, the attention output (its softmax weights rounded before
+// they meet v, as torch's CPU kernel), the activation, the residual sums.
+static inline float s2s_bf2f(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static inline uint16_t s2s_f2bf(float f) {   // to nearest even
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+#if defined(__AVX512BF16__)
+static __thread void *bscratch;
+static __thread long bscratch_len;
+
+// LayerNorm of bfloat16 rows in float32 (mean, biased variance, weight, bias), rounded once
+static void ln_rows_bf16(const uint16_t *x, long M, long H, const uint16_t *g, const uint16_t *b, float eps,
+                         uint16_t *y) {
+    for (long m = 0; m < M; m++) {
+        const uint16_t *p = x + m * H;
+        uint16_t *q = y + m * H;
+        __m512 s = _mm512_setzero_ps();
+        for (long i = 0; i < H; i += 16) s = _mm512_add_ps(s, ldbf(p + i, vtail(H - i)));
+        const __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(s) / H);
+        __m512 v = _mm512_setzero_ps();
+        for (long i = 0; i < H; i += 16) {
+            __mmask16 mk = vtail(H - i);
+            __m512 d = _mm512_maskz_sub_ps(mk, ldbf(p + i, mk), mean);
+            v = _mm512_fmadd_ps(d, d, v);
+        }
+        const __m512 r = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(v) / H + eps));
+        for (long i = 0; i < H; i += 16) {
+            __mmask16 mk = vtail(H - i);
+            __m512 d = _mm512_mul_ps(_mm512_sub_ps(ldbf(p + i, mk), mean), r);
+            d = _mm512_fmadd_ps(d, ldbf(g + i, mk), ldbf(b + i, mk));
+            stbf(q + i, mk, d);
+        }
+    }
+}
+
+// as attend() on bfloat16 keys/values; q float32 (from bfloat16), out rounded to bfloat16
+static void attend_bf16(const float *q, long ldq, long g, const uint16_t *kc, const uint16_t *vc, long S,
+                        long D, float scale, const unsigned char *keep, float *s, float *acc, uint16_t *out,
+                        long ldo) {
+    float mx[ROWS_MAX], inv[ROWS_MAX];
+    for (long i = 0; i < g; i++) mx[i] = -INFINITY;
+    for (long j = 0; j < S; j++) {
+        if (keep && !keep[j]) {
+            for (long i = 0; i < g; i++) s[i * S + j] = -INFINITY;
+            continue;
+        }
+        const uint16_t *k = kc + j * D;
+        for (long i = 0; i < g; i++) {
+            const float *qi = q + i * ldq;
+            __m512 a = _mm512_setzero_ps();
+            for (long d = 0; d < D; d += 16) {
+                __mmask16 mk = vtail(D - d);
+                a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, qi + d), ldbf(k + d, mk), a);
+            }
+            const float v = _mm512_reduce_add_ps(a) * scale;
+            s[i * S + j] = v;
+            if (v > mx[i]) mx[i] = v;
+        }
+    }
+    for (long i = 0; i < g; i++) {
+        float *si = s + i * S, sum = 0.0f;
+        if (mx[i] == -INFINITY) { inv[i] = 0.0f; continue; }
+        for (long j = 0; j < S; j++) {
+            if (si[j] == -INFINITY) { si[j] = 0.0f; continue; }
+            const float e = expf(si[j] - mx[i]);
+            sum += e;
+            si[j] = s2s_bf2f(s2s_f2bf(e));
+        }
+        inv[i] = 1.0f / sum;
+    }
+    for (long i = 0; i < g * D; i++) acc[i] = 0.0f;
+    for (long j = 0; j < S; j++) {
+        if (keep && !keep[j]) continue;
+        const uint16_t *v = vc + j * D;
+        for (long d = 0; d < D; d += 16) {
+            __mmask16 mk = vtail(D - d);
+            const __m512 vv = ldbf(v + d, mk);
+            for (long i = 0; i < g; i++)
+                _mm512_mask_storeu_ps(acc + i * D + d, mk, _mm512_fmadd_ps(_mm512_set1_ps(s[i * S + j]), vv,
+                                                                        _mm512_maskz_loadu_ps(mk, acc + i * D + d)));
+        }
+    }
+    for (long i = 0; i < g; i++)
+        for (long d = 0; d < D; d++) out[i * ldo + d] = mx[i] == -INFINITY ? 0 : s2s_f2bf(acc[i * D + d] * inv[i]);
+}
+
+static void attend_all_bf16(const float *q, long ldq, const uint16_t *k, const uint16_t *v, long cap, long S,
+                            long B, long per, long nh, long D, float scale, const unsigned char *keep, long ldk,
+                            float *sc, uint16_t *ctx, int nt) {
+    const long tasks = B / per * nh, H = nh * D;
+    const int at = B * nh * S * D >= (1L << 16) ? (nt < tasks ? nt : (int)tasks) : 1;   // short: one thread
+    #pragma omp parallel for num_threads(at) schedule(static) if (at > 1)
+    for (long task = 0; task < tasks; task++) {
+        const long e = task / nh, h = task % nh, base = (e * nh + h) * cap * D;
+        float *mine = sc + (at > 1 ? omp_get_thread_num() : 0) * per * (S + D);
+        attend_bf16(q + e * per * ldq + h * D, ldq, per, k + base, v + base, S, D, scale,
+                    keep ? keep + e * ldk : NULL, mine, mine + per * S, ctx + e * per * H + h * D, H);
+    }
+}
+
+static void add_bf16(uint16_t *y, const uint16_t *t, long n) {
+    for (long i = 0; i < n; i++) y[i] = s2s_f2bf(s2s_bf2f(y[i]) + s2s_bf2f(t[i]));
+}
+
+static void activate_bf16(uint16_t *y, long n, int act) {
+    for (long i = 0; i < n; i++) {
+        const float x = s2s_bf2f(y[i]);
+        y[i] = s2s_f2bf(act == 1 ? 0.5f * x * (1.0f + erff(x * 0.70710678118654752f))
+                        : act == 2 ? (x > 0.0f ? x : 0.0f) : x / (1.0f + expf(-x)));
+    }
+}
+
+static int lin_bf16(const uint16_t *x, long M, long K, const void *w, const void *b, long N, uint16_t *y, int nt) {
+    const uint16_t *ws[1] = {(const uint16_t *)w}, *bs[1] = {(const uint16_t *)b};
+    long Ns[1] = {N};
+    return linear_bf16_n(x, M, K, 1, ws, bs, Ns, K, y, N, nt);
+}
+
+// As s2s_decoder_step_f32 in bfloat16 (x, y, weights, norms, caches).
+EXPORT int s2s_decoder_step_bf16(const s2s_layer *layers, int L, const uint16_t *x, long B, long H, int nh,
+                                 long I, int pre, int act, float scale, long start, const unsigned char *keep,
+                                 long per, long Se, const unsigned char *ckeep, uint16_t *y, int nthreads) {
+    if (L < 1 || B < 1 || B > ROWS_MAX || nh < 1 || H % nh || H / nh > 1024 || I < 1 || start < 0
+        || start + 1 > (1L << 20) || per < 1 || B % per || Se < 1 || act < 1 || act > 3)
+        return -1;
+    const long D = H / nh, S = start + 1, Smax = S > Se ? S : Se;
+    for (int l = 0; l < L; l++)
+        if (layers[l].cap < S) return -1;
+    const int nt = nthreads < 1 ? 1 : nthreads;
+    const long halves = (B * (6 * H + I) + 31) & ~31L;   // the floats start 64-byte aligned
+    uint16_t *buf = grow(&bscratch, &bscratch_len, 2 * halves + 4 * (B * 3 * H + nt * B * (Smax + D)));
+    if (!buf) return -1;
+    uint16_t *h = buf, *qkv = h + B * H, *ctx = qkv + B * 3 * H, *inter = ctx + B * H, *t = inter + B * I;
+    float *qf = (float *)(buf + halves), *sc = qf + B * 3 * H;
+    const long Ns[3] = {H, H, H};
+    memcpy(y, x, B * H * sizeof(uint16_t));
+    for (int l = 0; l < L; l++) {
+        const s2s_layer *ly = layers + l;
+        const uint16_t *const *ln = (const uint16_t *const *)ly->ln;
+        uint16_t *kc = (uint16_t *)ly->kc, *vc = (uint16_t *)ly->vc;
+        const uint16_t *in = y;
+        if (pre) { ln_rows_bf16(y, B, H, ln[0], ln[1], ly->eps[0], h); in = h; }
+        if (linear_bf16_n(in, B, H, 3, (const uint16_t *const *)ly->w, (const uint16_t *const *)ly->b, Ns, H,
+                          qkv, 3 * H, nt)) return -1;
+        for (long b = 0; b < B; b++)
+            for (long g = 0; g < nh; g++) {
+                const long at = ((b * nh + g) * ly->cap + start) * D;
+                memcpy(kc + at, qkv + b * 3 * H + H + g * D, D * sizeof(uint16_t));
+                memcpy(vc + at, qkv + b * 3 * H + 2 * H + g * D, D * sizeof(uint16_t));
+            }
+        for (long b = 0; b < B; b++)
+            for (long i = 0; i < H; i++) qf[b * H + i] = s2s_bf2f(qkv[b * 3 * H + i]);
+        attend_all_bf16(qf, H, kc, vc, ly->cap, S, B, 1, nh, D, scale, keep, S, sc, ctx, nt);
+        if (lin_bf16(ctx, B, H, ly->wo, ly->bo, H, t, nt)) return -1;
+        add_bf16(y, t, B * H);
+        if (!pre) ln_rows_bf16(y, B, H, ln[0], ln[1], ly->eps[0], y);
+        in = y;
+        if (pre) { ln_rows_bf16(y, B, H, ln[2], ln[3], ly->eps[1], h); in = h; }
+        if (lin_bf16(in, B, H, ly->wq, ly->bq, H, qkv, nt)) return -1;
+        for (long i = 0; i < B * H; i++) qf[i] = s2s_bf2f(qkv[i]);
+        attend_all_bf16(qf, H, (const uint16_t *)ly->ck, (const uint16_t *)ly->cv, Se, Se, B, per, nh, D, scale,
+                        ckeep, Se, sc, ctx, nt);
+        if (lin_bf16(ctx, B, H, ly->wco, ly->bco, H, t, nt)) return -1;
+        add_bf16(y, t, B * H);
+        if (!pre) ln_rows_bf16(y, B, H, ln[2], ln[3], ly->eps[1], y);
+        in = y;
+        if (pre) { ln_rows_bf16(y, B, H, ln[4], ln[5], ly->eps[2], h); in = h; }
+        if (lin_bf16(in, B, H, ly->w1, ly->b1, I, inter, nt)) return -1;
+        activate_bf16(inter, B * I, act);
+        if (lin_bf16(inter, B, I, ly->w2, ly->b2, H, t, nt)) return -1;
+        add_bf16(y, t, B * H);
+        if (!pre) ln_rows_bf16(y, B, H, ln[4], ln[5], ly->eps[2], y);
+    }
+    return 0;
+}
+#else
+EXPORT int s2s_decoder_step_bf16(const s2s_layer *layers, int L, const uint16_t *x, long B, long H, int nh,
+                                 long I, int pre, int act, float scale, long start, const unsigned char *keep,
+                                 long per, long Se, const unsigned char *ckeep, uint16_t *y, int nthreads) {
+    return -1;
+}
+#endif

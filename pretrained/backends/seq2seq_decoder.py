@@ -10,14 +10,18 @@ self-attention with q/k/v in one kernel call whose new keys/values go into the
 cropping see them), cross-attention over the keys/values the cache holds for each input (projected
 once by the modules at the first step; the beams of one input read the same ones), the exact
 GELU / ReLU / SiLU feed-forward and the residuals. Float32 weights (``nn.Linear`` or
-:class:`~.linear.CpuLinear`) only; other dtypes run the modules.
+:class:`~.linear.CpuLinear`), or bfloat16 ones on the variants with bfloat16 kernels
+(``s2s_decoder_step_bf16``: rounded where the modules' bfloat16 ops round; the BART-family test
+fixtures give the modules' numbers bit for bit, Whisper's a bfloat16 ulp or so apart where torch's
+softmax takes its vectorized approximate exp over 16 or more keys); other dtypes run the modules.
 
 Measured (one thread, process CPU time per token, 24 greedy steps after one, same process,
 five interleaved rounds, shared loaded machine): Whisper base (1500 encoder frames) batch 1
 24.3-26.1 -> 20.3-22.3 ms, 4 beams of one input 30.3-32.0 -> 25.5-26.8 ms (the beams' cross
 keys/values read once per input: reading them once per beam gave 30.7-32.8); an opus-mt-shaped
 Marian (random, 6 layers, d_model 512, 32k vocabulary, 30 source tokens) batch 1 15.8-17.2 ->
-11.4-13.4 ms. The same tokens both ways. The rest of a token is mostly the LM head (Whisper's
+11.4-13.4 ms; Whisper base in bfloat16 batch 1 27.3-29.0 -> 21.7-22.6 ms, 4 beams 31.6-33.3 ->
+27.6-28.2 ms. The same tokens both ways. The rest of a token is mostly the LM head (Whisper's
 51,865 x 512 float32 rows).
 
 Recognised by structure, then proven by numbers (as :mod:`.decoder`): each layer must be a
@@ -29,8 +33,8 @@ the stack is used only if outputs and written cache agree. The plan is checked o
 no hooks, no training). It steps aside (the modules run) for: more than one new token, more than
 16 sequences, the first step (no cross keys/values stored yet), no encoder output, grad recording,
 hooks, training, hidden states asked for, a cache other than an EncoderDecoderCache over a
-DynamicCache, other dtypes or linear types (LoRA, quantized), ``torch.compile`` tracing, CPU
-autocast.
+DynamicCache, other dtypes (bfloat16 without the bfloat16 kernels) or linear types (LoRA,
+quantized), ``torch.compile`` tracing, CPU autocast.
 
 Example::
 
@@ -58,7 +62,7 @@ from .rows import ROWS_MAX, cpu_autocast
 
 _LINEARS = (nn.Linear, CpuLinear)
 _ACTS = {F.gelu: 1, F.relu: 2, F.silu: 3}
-_PROBE_TOL = 1e-4   # of the output's scale
+_PROBE_TOL = {torch.float32: 1e-4, torch.bfloat16: 3e-2}   # of the output's scale
 _TRAINING = operator.attrgetter("training")
 _P = ctypes.c_void_p
 
@@ -75,8 +79,9 @@ class _S2SLayer(ctypes.Structure):
 def _typed(lib: ctypes.CDLL) -> ctypes.CDLL:
     if not getattr(lib, "s2s_typed", False):
         p, n, i, f = ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_float
-        lib.s2s_decoder_step_f32.argtypes = [p, i, p, n, n, i, n, i, i, f, n, p, n, n, p, p, i]
-        lib.s2s_decoder_step_f32.restype = i
+        for fn in (lib.s2s_decoder_step_f32, lib.s2s_decoder_step_bf16):
+            fn.argtypes = [p, i, p, n, n, i, n, i, i, f, n, p, n, n, p, p, i]
+            fn.restype = i
         lib.s2s_typed = True
     return lib
 
@@ -118,7 +123,8 @@ class _Plan:
             self.specs = None
 
     def _layer(self, i: int, layer: nn.Module, spec: _S2SLayer) -> tuple | None:
-        """Fill ``spec`` for layer ``i``; its sizes (H, heads, I, pre-LN, activation, scale) or None."""
+        """Fill ``spec`` for layer ``i``; its sizes (H, heads, I, pre-LN, activation, scale, dtype)
+        or None."""
         if type(layer) is not BartDecoderLayer or set(layer._modules) != {
                 "self_attn", "self_attn_layer_norm", "encoder_attn", "encoder_attn_layer_norm", "fc1", "fc2",
                 "final_layer_norm"}:
@@ -139,16 +145,19 @@ class _Plan:
         shapes = [(h, h)] * 6 + [(inter, h), (h, inter)]
         if not isinstance(nh, int) or nh < 1 or h % nh or h // nh > 1024:
             return None
+        dtype = fc1.weight.dtype
+        if dtype not in (torch.float32, torch.bfloat16) or dtype == torch.bfloat16 and not _build._bf16:
+            return None
         tensors = []
         for m, shape in zip(lins, shapes):
             w, b = m.weight, m.bias
-            if tuple(w.shape) != shape or w.dtype != torch.float32 or not w.is_cpu or not w.is_contiguous() \
-                    or b is not None and (b.dtype != torch.float32 or not b.is_contiguous() or b.shape != w.shape[:1]):
+            if tuple(w.shape) != shape or w.dtype != dtype or not w.is_cpu or not w.is_contiguous() \
+                    or b is not None and (b.dtype != dtype or not b.is_contiguous() or b.shape != w.shape[:1]):
                 return None
             tensors += [w] + ([b] if b is not None else [])
         for n in norms:
             if n.normalized_shape != (h,) or not n.elementwise_affine or n.weight is None or n.bias is None \
-                    or any(t.dtype != torch.float32 or not t.is_cpu or not t.is_contiguous()
+                    or any(t.dtype != dtype or not t.is_cpu or not t.is_contiguous()
                            for t in (n.weight, n.bias)):
                 return None
             tensors += [n.weight, n.bias]
@@ -163,7 +172,7 @@ class _Plan:
             spec.ln[2 * j], spec.ln[2 * j + 1] = n.weight.data_ptr(), n.bias.data_ptr()
             spec.eps[j] = n.eps
         self.tensors += tensors
-        return (h, nh, inter, layer.normalize_before, act, float(sa.scaling))
+        return (h, nh, inter, layer.normalize_before, act, float(sa.scaling), dtype)
 
     def current(self) -> bool:
         # what every link holds now as one tuple, compared with the recorded one by C loops (as
@@ -185,17 +194,17 @@ class _Plan:
         return not any(map(_TRAINING, self.modules)) and not any(self.hooks)
 
 
-def _bind(specs, keys, values, cross: list, batch: int, nh: int, d: int) -> int | None:
+def _bind(specs, keys, values, cross: list, batch: int, nh: int, d: int, dtype: torch.dtype) -> tuple | None:
     """Point the layers at the caches' storage; the encoder positions, or None where it cannot."""
     if len(keys) != len(specs) or len(values) != len(keys) or len(cross) != len(specs):
         return None
     se = None
     for spec, kb, vb, (ck, cv) in zip(specs, keys, values, cross):
-        if kb.dtype != torch.float32 or vb.dtype != torch.float32 or not kb.is_cpu or not kb.is_contiguous() \
+        if kb.dtype != dtype or vb.dtype != dtype or not kb.is_cpu or not kb.is_contiguous() \
                 or not vb.is_contiguous() or kb.dim() != 4 or kb.shape != vb.shape \
                 or tuple(kb.shape[:2]) != (batch, nh) or kb.shape[3] != d:
             return None
-        if ck.dtype != torch.float32 or cv.dtype != torch.float32 or not ck.is_cpu or not ck.is_contiguous() \
+        if ck.dtype != dtype or cv.dtype != dtype or not ck.is_cpu or not ck.is_contiguous() \
                 or not cv.is_contiguous() or ck.dim() != 4 or ck.shape != cv.shape or ck.shape[1] != nh \
                 or ck.shape[3] != d or ck.shape[0] < 1 or batch % ck.shape[0] \
                 or se is not None and tuple(ck.shape[:3]) != se:
@@ -208,14 +217,15 @@ def _bind(specs, keys, values, cross: list, batch: int, nh: int, d: int) -> int 
 
 def _step(plan: _Plan, specs, n: int, x: torch.Tensor, start: int, keep, per: int, se: int,
           ckeep) -> torch.Tensor | None:
-    """One C call: x (B, 1, H) float32 -> the last layer's output, or None."""
+    """One C call: x (B, 1, H) float32 or bfloat16 -> the last layer's output, or None."""
     lib = _build._lib if _build._lib is not None else _build.library()
     if not lib:
         return None
-    h, nh, inter, pre, act, scale = plan.sizes
+    h, nh, inter, pre, act, scale, dtype = plan.sizes
     b = x.shape[0]
-    y = torch.empty(b, 1, h)
-    err = _typed(lib).s2s_decoder_step_f32(
+    y = torch.empty(b, 1, h, dtype=dtype)
+    lib = _typed(lib)
+    err = (lib.s2s_decoder_step_f32 if dtype == torch.float32 else lib.s2s_decoder_step_bf16)(
         ctypes.addressof(specs), n, x.data_ptr(), b, h, nh, inter, int(pre), act, scale, start, _ptr(keep),
         per, se, _ptr(ckeep), y.data_ptr(), torch.get_num_threads())
     return None if err else y
@@ -238,15 +248,19 @@ class _ProbeCache:
 def _probe(layer: nn.Module, plan: _Plan) -> bool:
     """Whether layer 0 through the C call equals its own modules: two sequences (the second with
     a padded first slot) over three cached tokens and a padded encoder output of five."""
-    h, nh = plan.sizes[:2]
+    h, nh, dtype = plan.sizes[0], plan.sizes[1], plan.sizes[-1]
     d = h // nh
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 1, h, generator=gen)
-    past_k, past_v = torch.randn(2, nh, 3, d, generator=gen), torch.randn(2, nh, 3, d, generator=gen)
-    ck, cv = torch.randn(2, nh, 5, d, generator=gen), torch.randn(2, nh, 5, d, generator=gen)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=gen).to(dtype)
+
+    x = rand(2, 1, h)
+    past_k, past_v = rand(2, nh, 3, d), rand(2, nh, 3, d)
+    ck, cv = rand(2, nh, 5, d), rand(2, nh, 5, d)
     mask = torch.tensor([[True] * 4, [False] + [True] * 3]).view(2, 1, 1, 4)
     cmask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2]).view(2, 1, 1, 5)
-    kc, vc = torch.zeros(2, nh, 8, d), torch.zeros(2, nh, 8, d)
+    kc, vc = torch.zeros(2, nh, 8, d, dtype=dtype), torch.zeros(2, nh, 8, d, dtype=dtype)
     kc[:, :, :3], vc[:, :, :3] = past_k, past_v
     one = (_S2SLayer * 1)()
     ctypes.memmove(ctypes.addressof(one), ctypes.addressof(plan.specs), ctypes.sizeof(_S2SLayer))
@@ -258,11 +272,12 @@ def _probe(layer: nn.Module, plan: _Plan) -> bool:
             return False
         cache = _ProbeCache(past_k, past_v, ck, cv)
         ref = layer(x, mask, x, cmask, cache)
+    tol = _PROBE_TOL[dtype]
     scale = 1.0 + float(ref.abs().max())
     kv_scale = 1.0 + float(cache.k.abs().max()) + float(cache.v.abs().max())
-    return bool((y - ref).abs().max() <= _PROBE_TOL * scale) \
-        and bool((kc[:, :, :4] - cache.k).abs().max() <= _PROBE_TOL * kv_scale) \
-        and bool((vc[:, :, :4] - cache.v).abs().max() <= _PROBE_TOL * kv_scale)
+    return bool((y.float() - ref.float()).abs().max() <= tol * scale) \
+        and bool((kc[:, :, :4].float() - cache.k.float()).abs().max() <= tol * kv_scale) \
+        and bool((vc[:, :, :4].float() - cache.v.float()).abs().max() <= tol * kv_scale)
 
 
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -294,7 +309,7 @@ def run_step(layers: Seq2SeqDecoderLayers, x: torch.Tensor, mask, encoder_states
     apply (see the module doc); the cache then holds the new keys and values."""
     if torch.compiler.is_compiling():   # (first: nothing below is traced)
         return None
-    if x.dtype != torch.float32 or x.dim() != 3 or x.shape[1] != 1 or not 0 < x.shape[0] <= ROWS_MAX \
+    if x.dtype not in (torch.float32, torch.bfloat16) or x.dim() != 3 or x.shape[1] != 1 or not 0 < x.shape[0] <= ROWS_MAX \
             or not x.is_cpu or encoder_states is None or cache is None or not hasattr(cache, "cross") \
             or cpu_autocast() or nn.modules.module._global_forward_hooks \
             or nn.modules.module._global_forward_pre_hooks:
@@ -316,8 +331,8 @@ def run_step(layers: Seq2SeqDecoderLayers, x: torch.Tensor, mask, encoder_states
             or torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in plan.tensors)):
         return None
     b, _, h = x.shape
-    hh, nh = plan.sizes[:2]
-    if h != hh:
+    hh, nh, dtype = plan.sizes[0], plan.sizes[1], plan.sizes[-1]
+    if h != hh or x.dtype != dtype:
         return None
     be, se = cross[0][0].shape[0], cross[0][0].shape[2]
     start = own.get_seq_length()
@@ -332,7 +347,7 @@ def run_step(layers: Seq2SeqDecoderLayers, x: torch.Tensor, mask, encoder_states
         got = own.storage_for(1)
         if got is None or got[2] != start:
             return None
-        bound = _bind(plan.specs, got[0], got[1], cross, b, nh, h // nh)
+        bound = _bind(plan.specs, got[0], got[1], cross, b, nh, h // nh, dtype)
         if bound is None or bound[0] != be:
             return None
         y = _step(plan, plan.specs, len(layers), x, start, keep, b // be, se, ckeep)
