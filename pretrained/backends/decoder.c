@@ -3,8 +3,9 @@
 //   h = RMSNorm1(x); q, k, v = h Wq, h Wk, h Wv (+ biases); [Qwen3: RMSNorm of each q/k head]
 //   q, k rotated by the step's cos/sin; k, v written into the KV cache at slot `start`
 //   x += Wo attention(q, cached k, v) (grouped heads, keep mask); x += Wd (silu(h2 Wg) * h2 Wu)
-// The linears are GGUF blocks (gguf_linear_n, float32 activations) or float32 weights
-// (linear_f32_n): at a handful of rows a layer's ~15 other torch ops cost more than their math.
+// The linears are GGUF blocks (gguf_linear_n, float32 activations), float32 weights
+// (linear_f32_n), LLM.int8() rows (int8_rows) or NF4 / FP4 codes (bnb_linear): at a handful
+// of rows a layer's ~15 other torch ops cost more than their math.
 // The cache storage is the KV cache's own (B, kv_heads, capacity, head_dim) float32 tensors, so
 // the module path, beam reordering and cropping see what was written here.
 #include <omp.h>
@@ -14,17 +15,30 @@
 
 int gguf_linear_n(const gguf_layer *L, long count, const float *x, long M, long ldx, float *y, long ldy,
                   int nthreads, int int8);
+EXPORT int int8_rows(int count, const int8_t *const *ws, const float *const *scbs, const float *const *biases,
+                     const long *Ns, long K, const float *x, long M, long ldx, float th, int act8,
+                     float *y, long ldy, int nthreads);
+EXPORT int bnb_linear(int bits, const void *w, long N, long K, const float *scale, int log2bs, int wbf16,
+                      const float *qmap, const void *x, long M, long ldx, int xbf16, const float *bias,
+                      void *y, long ldy, int ybf16, int nthreads);
 
-// Linears of one input of one kind (float32 or GGUF), outputs side by side from column col.
+// Linears of one input of one kind, outputs side by side from column col.
 typedef struct {
-    int64_t kind;               // 1: float32 weights (N, K); 2: GGUF blocks (layers[count])
+    int64_t kind;               // 1: float32 weights (N, K); 2: GGUF blocks (layers[count]); 3: bfloat16
+                                // weights; 4: LLM.int8() (w int8 (N, K), s SCB, th; int8_rows.c);
+                                // 5: 4-bit codes (w packed, s absmax per block, qmap, log2bs; bnb_kernel.c)
     int64_t count;              // <= 3
     int64_t int8;               // GGUF: the activations quantized to int8 (llama.cpp's way)
     const gguf_layer *layers;   // GGUF
-    const float *w[3];          // float32
-    const float *b[3];
+    const float *w[3];          // float32 / bfloat16 / int8 / 4-bit codes
+    const float *b[3];          // kinds 4 and 5: float32 biases
     int64_t N[3];
     int64_t col;
+    const float *s[3];          // kind 4: SCB per row; kind 5: float32 absmax per block
+    const float *qmap[3];       // kind 5: the 16 code values
+    int64_t log2bs[3];          // kind 5: log2 of the block size
+    int64_t wbf16;              // kind 5: each weight rounded to bfloat16 (as the plain math's cast)
+    double th;                  // kind 4: the outlier threshold as float16 sees it (0: none)
 } dec_part;
 
 // Several linears of one input (q/k/v, gate/up, or one), in runs of one kind (a GGUF file may
@@ -45,6 +59,52 @@ typedef struct {
 static __thread void *dscratch;
 static __thread long dscratch_len;
 
+// kinds 4 and 5 on float32 (xbf16 0) or bfloat16 rows, outputs float32 or bfloat16 (ybf16), as the
+// modules call them: 4-bit codes take either as they are (CpuLinear4bit, the step's dtype its
+// compute dtype); LLM.int8() quantizes the rows' float32 values and its float32 outputs are rounded
+// once to bfloat16 (llm_int8_matmul on bfloat16 rows)
+static __thread void *qscratch;
+static __thread long qscratch_len;
+static int run_bnb(const dec_part *p, const void *x, int xbf16, long M, long K, void *y, long ldy, int ybf16,
+                   int nt) {
+    if (p->count < 1 || p->count > 3) return -1;
+    if (p->kind == 5) {
+        long at = 0;
+        for (long j = 0; j < p->count; j++) {
+            void *yj = ybf16 ? (void *)((uint16_t *)y + at) : (void *)((float *)y + at);
+            if (bnb_linear(4, p->w[j], p->N[j], K, p->s[j], (int)p->log2bs[j], (int)p->wbf16, p->qmap[j], x, M, K,
+                           xbf16, p->b[j], yj, ldy, ybf16, nt))
+                return -1;
+            at += p->N[j];
+        }
+        return 0;
+    }
+    long Ns[3] = {p->N[0], p->N[1], p->N[2]}, n = 0;
+    for (long j = 0; j < p->count; j++) n += Ns[j];
+    if (!xbf16 && !ybf16)
+        return int8_rows((int)p->count, (const int8_t *const *)p->w, p->s, p->b, Ns, K, x, M, K, (float)p->th, 1,
+                         y, ldy, nt) ? -1 : 0;
+    float *buf = grow(&qscratch, &qscratch_len, 4 * (M * K + M * n));
+    if (!buf) return -1;
+    float *xf = buf, *yf = buf + M * K;
+    for (long i = 0; i < M * K; i++) {
+        if (xbf16) {
+            const uint32_t u = (uint32_t)((const uint16_t *)x)[i] << 16;
+            memcpy(xf + i, &u, 4);
+        } else xf[i] = ((const float *)x)[i];
+    }
+    if (int8_rows((int)p->count, (const int8_t *const *)p->w, p->s, p->b, Ns, K, xf, M, K, (float)p->th, 1, yf, n, nt))
+        return -1;
+    for (long m = 0; m < M; m++)
+        for (long i = 0; i < n; i++) {   // to nearest even (finite values), as Tensor.to(bfloat16)
+            uint32_t u;
+            memcpy(&u, yf + m * n + i, 4);
+            u = (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x400000u) : u + 0x7fffu + ((u >> 16) & 1u);
+            ((uint16_t *)y)[m * ldy + i] = (uint16_t)(u >> 16);
+        }
+    return 0;
+}
+
 static int run_linear(const dec_linear *l, const float *x, long M, long K, float *y, long ldy, int nt) {
     if (l->nparts < 1 || l->nparts > 3) return -1;
     for (long i = 0; i < l->nparts; i++) {
@@ -56,7 +116,8 @@ static int run_linear(const dec_linear *l, const float *x, long M, long K, float
             long Ns[3] = {p->N[0], p->N[1], p->N[2]};
             err = linear_f32_n(x, M, K, (int)p->count, (const float *const *)p->w, (const float *const *)p->b,
                                Ns, K, y + p->col, ldy, nt, 0, NULL, 0);
-        }
+        } else if (p->kind == 4 || p->kind == 5)
+            err = run_bnb(p, x, 0, M, K, y + p->col, ldy, 0, nt);
         if (err) return -1;
     }
     return 0;
@@ -197,7 +258,7 @@ EXPORT int decoder_step_f32(const dec_layer *layers, int L, const float *x, long
     return 0;
 }
 
-// ---- bfloat16 (variants with AVX512-BF16: the linears are linear_bf16_n's) ------------------
+// ---- bfloat16 (variants with AVX512-BF16: linear_bf16_n, or the quantized kinds 4 and 5) -------
 // The same step on bfloat16 weights, norms, cache and residual stream, every part in float32 from
 // bfloat16 values and rounded to bfloat16 where the modules' bfloat16 ops round: each linear's
 // output, the norms (rmsnorm_bf16), each product and the sum of the rotation, the attention
@@ -227,6 +288,10 @@ static int run_linear_bf16(const dec_linear *l, const uint16_t *x, long M, long 
     for (long i = 0; i < l->nparts; i++) {
         const dec_part *p = l->p + i;
         long Ns[3] = {p->N[0], p->N[1], p->N[2]};
+        if (p->kind == 4 || p->kind == 5) {
+            if (run_bnb(p, x, 1, M, K, y + p->col, ldy, 1, nt)) return -1;
+            continue;
+        }
         if (p->kind != 3 || linear_bf16_n(x, M, K, (int)p->count, (const uint16_t *const *)p->w,
                                           (const uint16_t *const *)p->b, Ns, K, y + p->col, ldy, nt))
             return -1;

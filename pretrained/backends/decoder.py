@@ -11,7 +11,22 @@ cropping see them), grouped-query attention over the cache under the step's mask
 padding; a sliding window all layers share), the output projection, SwiGLU and both residuals.
 The linears may be GGUF blocks (:class:`~pretrained.layers.gguf.GGUFLinear`, float32 or int8
 activations as the layer is set; float32 models) or float32 / bfloat16 weights (``nn.Linear``;
-bfloat16 on the variants with bfloat16 kernels, rounded where the modules' bfloat16 ops round).
+bfloat16 on the variants with bfloat16 kernels, rounded where the modules' bfloat16 ops round),
+or bitsandbytes' (issue 13): LLM.int8() :class:`~pretrained.quantization.Linear8bit` layers
+(``int8_rows``: float16-rounded rows quantized per row, outlier columns, exact int32 sums;
+bfloat16 steps widen the rows and round the float32 outputs once, as ``llm_int8_matmul``) and
+NF4 / FP4 :class:`~pretrained.quantization.Linear4bit` layers (``bnb_linear``'s 1-16-row
+kernel; compute dtype the step's, or float32 in a bfloat16 step), the same kernel calls as the
+modules'. Weight-only int8, 4-bit layers of inputs not a multiple of 32 and QLoRA run the
+modules. SCB, the absmax and code table are read where they lie, or from float32 copies whose
+sources' in-place writes rebuild the plan; a threshold or other attribute changed rebuilds it.
+SmolLM2-135M, 1 thread, process CPU time per step, interleaved with the modules (16 greedy
+steps, 3 rounds, shared machine): LLM.int8() float32 b1 33.4-34.1 -> 21.3-22.1 ms, b8 38.2-40.2
+-> 25.0-26.0; bfloat16 b1 33.8-34.5 -> 19.2-20.1, b8 36.2-39.3 -> 20.6-23.3; NF4 float32 b1
+25.5-27.2 -> 17.7-18.0, b8 42.4-44.8 -> 32.5-33.3; NF4 bfloat16 b1 23.5-24.3 -> 13.7-14.8, b8
+42.8-44.1 -> 33.3-34.2 (NF4: the same tokens; LLM.int8(): the step's float-rounding differences
+move activations across int8 grid steps, logits 0.82 apart on a 33 scale after one step at b8,
+each 2.149 from the float model's).
 
 Measured (SmolLM2-135M-Instruct, one thread, process CPU time per token, same process,
 interleaved with the modules, 24 greedy tokens, shared loaded machine): Q4_1 GGUF batch 1
@@ -33,7 +48,8 @@ plain attribute on the path the same object, every tensor at the same address, n
 module training). It steps aside (the modules run) for: more than one new token (prefill), more
 than 16 sequences, grad recording, hooks, training, hidden states asked for, a cache other than
 a :class:`~pretrained.cache.DynamicCache` or ``StaticCache``, layers whose masks differ (a
-window on some layers only, once it cuts), other dtypes, LoRA or other linear types,
+window on some layers only, once it cuts), other dtypes, LoRA or other linear types (weight-only
+int8, GPTQ / AWQ),
 ``torch.compile`` tracing (the layers' own modules are traced), CPU autocast.
 """
 
@@ -51,14 +67,22 @@ from torch import nn
 from ..layers.decoder_stack import DecoderLayers
 from ..layers.gguf import PACKED_TYPES, GGUFLinear, row_bytes
 from ..layers.norms import RMSNorm
+from ..quantization.int8 import Linear8bit
+from ..quantization.nf4 import Linear4bit
 from . import build as _build
+from .bnb_linear import fp16_threshold
 from .gguf_linear import CpuGGUFLinear, _Layer, _library
 from .linear import CpuLinear
 from .norms import CpuRMSNorm
+from .packed import _version
+from .quantized import CpuLinear4bit, CpuLinear8bit
 from .rows import ROWS_MAX, cpu_autocast
 
 _FLOAT_LINEARS = (nn.Linear, CpuLinear)
 _GGUF_LINEARS = (GGUFLinear, CpuGGUFLinear)
+_INT8_LINEARS = (Linear8bit, CpuLinear8bit)
+_4BIT_LINEARS = (Linear4bit, CpuLinear4bit)
+_STEP_DTYPES = (torch.float32, torch.bfloat16)
 _NORMS = (RMSNorm, CpuRMSNorm)
 _PROBE_TOL = {torch.float32: 1e-4, torch.bfloat16: 3e-2}   # of the output's scale
 _TRAINING = operator.attrgetter("training")
@@ -69,7 +93,9 @@ class _Part(ctypes.Structure):
 
     _fields_ = [("kind", ctypes.c_int64), ("count", ctypes.c_int64), ("int8", ctypes.c_int64),
                 ("layers", ctypes.c_void_p), ("w", ctypes.c_void_p * 3), ("b", ctypes.c_void_p * 3),
-                ("N", ctypes.c_int64 * 3), ("col", ctypes.c_int64)]
+                ("N", ctypes.c_int64 * 3), ("col", ctypes.c_int64), ("s", ctypes.c_void_p * 3),
+                ("qmap", ctypes.c_void_p * 3), ("log2bs", ctypes.c_int64 * 3), ("wbf16", ctypes.c_int64),
+                ("th", ctypes.c_double)]
 
 
 class _Linear(ctypes.Structure):
@@ -102,10 +128,28 @@ def _kind(m: nn.Module) -> tuple:
         return (3 if m.weight.dtype == torch.bfloat16 else 1, False)
     if type(m) in _GGUF_LINEARS:
         return (2, bool(m.int8_activations))
+    if type(m) in _INT8_LINEARS and m.llm_int8 and m.threshold >= 0:
+        # LLM.int8() (weight-only int8 runs the modules); one call per threshold as float16 sees it
+        th = fp16_threshold(m.threshold)
+        return (0, False) if m.threshold > 0 and th == 0 else (4, th)
+    if type(m) in _4BIT_LINEARS:
+        return (5, torch.bfloat16 in (m.compute_dtype, m.weight_dtype))
     return (0, False)
 
 
-def _fill(spec: _Linear, mods: list[nn.Module], keep: list, dtype: torch.dtype) -> bool:
+def _f32(t: torch.Tensor | None, plan: _Plan, through: torch.dtype = torch.float32) -> torch.Tensor | None:
+    """``t`` as the float32 tensor C reads (first rounded to ``through`` as the modules' casts
+    round it): itself where it is one, else a copy the plan keeps and whose source's in-place
+    writes it watches (the plan is rebuilt then)."""
+    if t is None or t.dtype == torch.float32 and through == torch.float32 and t.is_contiguous():
+        return t
+    plan.watched.append((t, _version(t)))
+    c = t.detach().to(through).float().contiguous()
+    plan.keep.append(c)
+    return c
+
+
+def _fill(spec: _Linear, mods: list[nn.Module], plan: _Plan, dtype: torch.dtype) -> bool:
     """``spec`` for linears ``mods`` of one input (consecutive ones of one kind share a kernel
     call); False where the C call cannot take them (bfloat16 steps: bfloat16 weights only)."""
     runs: list[list[nn.Module]] = []
@@ -118,7 +162,7 @@ def _fill(spec: _Linear, mods: list[nn.Module], keep: list, dtype: torch.dtype) 
             runs.append([m])
     col = 0
     for part, run in zip(spec.p, runs):
-        if not _fill_part(part, run, keep, dtype):
+        if not _fill_part(part, run, plan, dtype):
             return False
         part.col = col
         col += sum(_out(m) for m in run)
@@ -126,8 +170,11 @@ def _fill(spec: _Linear, mods: list[nn.Module], keep: list, dtype: torch.dtype) 
     return True
 
 
-def _fill_part(spec: _Part, mods: list[nn.Module], keep: list, dtype: torch.dtype) -> bool:
+def _fill_part(spec: _Part, mods: list[nn.Module], plan: _Plan, dtype: torch.dtype) -> bool:
     kind = _kind(mods[0])[0]
+    if kind in (4, 5):
+        return _fill_quantized(spec, mods, plan, dtype)
+    keep = plan.keep
     if kind != (1 if dtype == torch.float32 else 3) and not (kind == 2 and dtype == torch.float32):
         return False
     if kind in (1, 3):
@@ -164,19 +211,62 @@ def _fill_part(spec: _Part, mods: list[nn.Module], keep: list, dtype: torch.dtyp
     return True
 
 
+def _fill_quantized(spec: _Part, mods: list[nn.Module], plan: _Plan, dtype: torch.dtype) -> bool:
+    """Kinds 4 (LLM.int8(): int8 rows, SCB, the threshold) and 5 (NF4 / FP4 codes, the float32
+    absmax per block, the code table) as the modules' kernels take them (quantized.py): the
+    same pointers, or float32 copies made as the modules make them (watched for in-place writes)."""
+    kind, flag = _kind(mods[0])
+    for j, m in enumerate(mods):
+        w, n, k = m.weight, m.out_features, m.in_features
+        if not w.is_cpu or not w.is_contiguous():
+            return False
+        if kind == 4:
+            scb = m.SCB
+            if w.dtype != torch.int8 or tuple(w.shape) != (n, k) or scb is None or tuple(scb.shape) != (n,) \
+                    or not scb.is_cpu:
+                return False
+            spec.s[j] = _f32(scb, plan).data_ptr()
+            bias = _f32(m.bias, plan)   # (llm_int8_matmul: the bias as float32)
+        else:
+            bs = m.blocksize
+            # the modules' kernel path (in % 32, power-of-two blocks >= 32) on the step's rows: its
+            # compute dtype the step's, or float32 in a bfloat16 step (the modules widen the rows
+            # exactly and round the float32 outputs to bfloat16, as the kernel's bfloat16 rows do)
+            if m.compute_dtype not in (dtype, torch.float32) or m.weight_dtype not in _STEP_DTYPES or w.dtype != torch.uint8 \
+                    or w.numel() * 2 != n * k or k % 32 or bs < 32 or bs & (bs - 1) or m.quant_map is None \
+                    or m.quant_map.numel() != 16 or m.absmax is None:
+                return False
+            for t in (m.absmax, m.nested_absmax, m.nested_quant_map):
+                if t is not None:
+                    plan.watched.append((t, _version(t)))
+            absmax = m.block_absmax().float().contiguous()
+            if absmax.numel() * bs < n * k:
+                return False
+            plan.keep.append(absmax)
+            spec.s[j], spec.qmap[j] = absmax.data_ptr(), _f32(m.quant_map, plan).data_ptr()
+            spec.log2bs[j] = bs.bit_length() - 1
+            bias = _f32(m.bias, plan, m.compute_dtype)   # (_bias32: in the compute dtype, as float32)
+        if bias is not None and tuple(bias.shape) != (n,):
+            return False
+        spec.w[j], spec.N[j], spec.b[j] = w.data_ptr(), n, None if bias is None else bias.data_ptr()
+    spec.kind, spec.count = kind, len(mods)
+    spec.th, spec.wbf16 = (flag, 0) if kind == 4 else (0.0, int(flag))
+    return True
+
+
 def _out(m: nn.Module) -> int:
     """Output features (a float weight's own rows: what the C call reads)."""
-    return m.out_features if isinstance(m, GGUFLinear) else m.weight.shape[0]
+    return m.weight.shape[0] if type(m) in _FLOAT_LINEARS else m.out_features
 
 
 def _in(m: nn.Module) -> int:
-    return m.in_features if isinstance(m, GGUFLinear) else m.weight.shape[1]
+    return m.weight.shape[1] if type(m) in _FLOAT_LINEARS else m.in_features
 
 
 class _Plan:
     """What one C call over the layers needs, gathered once, and what shows it still holds."""
 
-    __slots__ = ("links", "ptrs", "modules", "tensors", "specs", "keep", "sizes", "bound", "checks",
+    __slots__ = ("links", "ptrs", "modules", "tensors", "specs", "keep", "watched", "sizes", "bound", "checks",
                  "hooks", "lock", "__weakref__")
 
     def __init__(self, layers: DecoderLayers) -> None:
@@ -185,9 +275,11 @@ class _Plan:
         for m in self.modules:   # recorded first: a "no" must also notice changes
             self.links += [(m._modules, k, v) for k, v in m._modules.items()]
             self.links += [(m._parameters, k, v) for k, v in m._parameters.items()]
+            self.links += [(m._buffers, k, v) for k, v in m._buffers.items()]   # SCB, absmax, code table
             self.links += [(m.__dict__, k, v) for k, v in m.__dict__.items()
                            if not k.startswith("_") and k != "training"]
         self.tensors, self.ptrs, self.specs, self.keep, self.sizes, self.bound = [], [], None, [], None, None
+        self.watched = []   # (tensor, version): sources of float32 copies C reads (SCB, absmax...)
         self.checks = self.hooks = None
         # the layers' cache pointers are the plan's: one step at a time (another thread's step
         # on the same model meanwhile runs the modules, into its own cache)
@@ -255,13 +347,14 @@ class _Plan:
                 or any(t.dtype != dtype or not t.is_cpu or not t.is_contiguous() for t in norms):
             return None
         for field, group in (("qkv", [q, k, v]), ("o", [o]), ("gu", [g, u]), ("down", [dn])):
-            if not _fill(getattr(spec, field), group, self.keep, dtype):
+            if not _fill(getattr(spec, field), group, self, dtype):
                 return None
         spec.ln1, spec.ln2 = norms[0].data_ptr(), norms[1].data_ptr()
         if qk_norm:
             spec.qn, spec.kn = norms[2].data_ptr(), norms[3].data_ptr()
         for m in (q, k, v, o, g, u, dn):
             self.tensors += [t for t in m._parameters.values() if t is not None]
+            self.tensors += [t for t in m._buffers.values() if t is not None]
             oi = m.__dict__.get("out_index")
             if oi is not None:
                 self.tensors.append(oi)
@@ -277,10 +370,12 @@ class _Plan:
         if self.checks is None:
             self.checks = (tuple(d for d, _, _ in self.links), tuple(k for _, k, _ in self.links),
                            tuple(o for _, _, o in self.links), tuple(t for t, _ in self.ptrs),
-                           tuple(p for _, p in self.ptrs))
-        ds, ks, objs, ts, ps = self.checks
+                           tuple(p for _, p in self.ptrs), tuple(t for t, _ in self.watched),
+                           tuple(v for _, v in self.watched))
+        ds, ks, objs, ts, ps, ws, vs = self.checks
         try:
-            return tuple(map(dict.get, ds, ks)) == objs and tuple(map(torch.Tensor.data_ptr, ts)) == ps
+            return tuple(map(dict.get, ds, ks)) == objs and tuple(map(torch.Tensor.data_ptr, ts)) == ps \
+                and (not ws or tuple(map(_version, ws)) == vs)
         except RuntimeError:
             return False
 
