@@ -1,8 +1,8 @@
 """The fused Llama decode step (``backends.decoder`` over ``decoder.c``) on bitsandbytes-quantized
 linears (issue 13): LLM.int8() rows (``int8_rows``) and NF4 / FP4 codes (``bnb_linear``), float32
 and bfloat16 steps, against the same layers run as modules (the plain ``DecoderLayers``); every
-instruction-set variant; and where it steps aside (weight-only int8, QLoRA, 4-bit layers the
-kernel cannot take) or rebuilds its plan (statistics written in place, a new threshold).
+instruction-set variant; and where it steps aside (weight-only int8 in bfloat16, QLoRA, 4-bit
+layers the kernel cannot take) or rebuilds its plan (statistics written in place, a new threshold).
 
 The linears are the modules' own kernel calls; their inputs differ from the modules' by float
 rounding (the step's norms, attention and SiLU sum in another order), and LLM.int8() rounds its
@@ -129,14 +129,20 @@ def test_every_variant_equals_the_modules(kind, dtype, variant, calls):
     _check(model, dtype, calls, (INT8_TOL if kind == "int8" else TOL)[dtype], steps=3)
 
 
-def test_weight_only_int8_runs_the_modules(calls):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_weight_only_int8(dtype, calls):
+    """set_llm_int8(model, False): float32 steps take the modules' int8 row kernel (float
+    activations, no int8 grid), bfloat16 ones run the modules (torch's int8 op there)."""
     from pretrained.quantization import set_llm_int8
 
-    model = _load("bnb-llama-int8")
-    assert set_llm_int8(model, False) > 0
+    model = _load("llama-bias-headdim", dtype, load_in_8bit=True)
+    assert set_llm_int8(model, False) == 14
     ids, mask = _padded(model.config.vocab_size)
-    _decode(model, ids, mask, 2, fused=True)
-    assert calls == []
+    got, _ = _decode(model, ids, mask, 3, fused=True)
+    want, _ = _decode(model, ids, mask, 3, fused=False)
+    assert calls == ([True] * 3 if dtype == torch.float32 else [])
+    for a, w in zip(got, want):
+        assert _close(a.float(), w.float(), TOL[dtype])
 
 
 def test_4bit_layers_the_kernel_cannot_take_run_the_modules(calls):

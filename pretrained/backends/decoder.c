@@ -26,7 +26,8 @@ EXPORT int bnb_linear(int bits, const void *w, long N, long K, const float *scal
 typedef struct {
     int64_t kind;               // 1: float32 weights (N, K); 2: GGUF blocks (layers[count]); 3: bfloat16
                                 // weights; 4: LLM.int8() (w int8 (N, K), s SCB, th; int8_rows.c);
-                                // 5: 4-bit codes (w packed, s absmax per block, qmap, log2bs; bnb_kernel.c)
+                                // 5: 4-bit codes (w packed, s absmax per block, qmap, log2bs; bnb_kernel.c);
+                                // 6: weight-only int8 (w int8, s SCB; float32 steps: int8_rows' act8 0)
     int64_t count;              // <= 3
     int64_t int8;               // GGUF: the activations quantized to int8 (llama.cpp's way)
     const gguf_layer *layers;   // GGUF
@@ -118,6 +119,11 @@ static int run_linear(const dec_linear *l, const float *x, long M, long K, float
                                Ns, K, y + p->col, ldy, nt, 0, NULL, 0);
         } else if (p->kind == 4 || p->kind == 5)
             err = run_bnb(p, x, 0, M, K, y + p->col, ldy, 0, nt);
+        else if (p->kind == 6) {   // (the modules' bnb_linear 8-bit rows: the same row kernel and scales)
+            long Ns[3] = {p->N[0], p->N[1], p->N[2]};
+            err = int8_rows((int)p->count, (const int8_t *const *)p->w, p->s, p->b, Ns, K, x, M, K, 0.0f, 0,
+                            y + p->col, ldy, nt);
+        }
         if (err) return -1;
     }
     return 0;

@@ -13,18 +13,20 @@ The linears may be GGUF blocks (:class:`~pretrained.layers.gguf.GGUFLinear`, flo
 activations as the layer is set; float32 models) or float32 / bfloat16 weights (``nn.Linear``;
 bfloat16 on the variants with bfloat16 kernels, rounded where the modules' bfloat16 ops round),
 or bitsandbytes' (issue 13): LLM.int8() :class:`~pretrained.quantization.Linear8bit` layers
+(weight-only ones too in float32 steps: ``int8_rows``' float32 rows, the modules' row kernel)
 (``int8_rows``: float16-rounded rows quantized per row, outlier columns, exact int32 sums;
 bfloat16 steps widen the rows and round the float32 outputs once, as ``llm_int8_matmul``) and
 NF4 / FP4 :class:`~pretrained.quantization.Linear4bit` layers (``bnb_linear``'s 1-16-row
 kernel; compute dtype the step's, or float32 in a bfloat16 step), the same kernel calls as the
-modules'. Weight-only int8, 4-bit layers of inputs not a multiple of 32 and QLoRA run the
-modules. SCB, the absmax and code table are read where they lie, or from float32 copies whose
+modules'. Weight-only int8 in bfloat16, 4-bit layers of inputs not a multiple of 32 and QLoRA
+run the modules. SCB, the absmax and code table are read where they lie, or from float32 copies whose
 sources' in-place writes rebuild the plan; a threshold or other attribute changed rebuilds it.
 SmolLM2-135M, 1 thread, process CPU time per step, interleaved with the modules (16 greedy
 steps, 3 rounds, shared machine): LLM.int8() float32 b1 33.4-34.1 -> 21.3-22.1 ms, b8 38.2-40.2
 -> 25.0-26.0; bfloat16 b1 33.8-34.5 -> 19.2-20.1, b8 36.2-39.3 -> 20.6-23.3; NF4 float32 b1
 25.5-27.2 -> 17.7-18.0, b8 42.4-44.8 -> 32.5-33.3; NF4 bfloat16 b1 23.5-24.3 -> 13.7-14.8, b8
-42.8-44.1 -> 33.3-34.2 (NF4: the same tokens; LLM.int8(): the step's float-rounding differences
+42.8-44.1 -> 33.3-34.2; weight-only int8 float32 b1 32.7-33.9 -> 21.5-22.2, b8 50.5-55.3 ->
+38.2-39.4 (NF4 and weight-only: the same tokens; LLM.int8(): the step's float-rounding differences
 move activations across int8 grid steps, logits 0.82 apart on a 33 scale after one step at b8,
 each 2.149 from the float model's).
 
@@ -48,8 +50,7 @@ plain attribute on the path the same object, every tensor at the same address, n
 module training). It steps aside (the modules run) for: more than one new token (prefill), more
 than 16 sequences, grad recording, hooks, training, hidden states asked for, a cache other than
 a :class:`~pretrained.cache.DynamicCache` or ``StaticCache``, layers whose masks differ (a
-window on some layers only, once it cuts), other dtypes, LoRA or other linear types (weight-only
-int8, GPTQ / AWQ),
+window on some layers only, once it cuts), other dtypes, LoRA or other linear types (GPTQ / AWQ),
 ``torch.compile`` tracing (the layers' own modules are traced), CPU autocast.
 """
 
@@ -129,9 +130,11 @@ def _kind(m: nn.Module) -> tuple:
     if type(m) in _GGUF_LINEARS:
         return (2, bool(m.int8_activations))
     if type(m) in _INT8_LINEARS and m.llm_int8 and m.threshold >= 0:
-        # LLM.int8() (weight-only int8 runs the modules); one call per threshold as float16 sees it
+        # LLM.int8(); one call per threshold as float16 sees it
         th = fp16_threshold(m.threshold)
         return (0, False) if m.threshold > 0 and th == 0 else (4, th)
+    if type(m) is CpuLinear8bit:   # weight-only (float32 steps: the module's bnb_linear rows)
+        return (6, 0.0)
     if type(m) in _4BIT_LINEARS:
         return (5, torch.bfloat16 in (m.compute_dtype, m.weight_dtype))
     return (0, False)
@@ -172,7 +175,7 @@ def _fill(spec: _Linear, mods: list[nn.Module], plan: _Plan, dtype: torch.dtype)
 
 def _fill_part(spec: _Part, mods: list[nn.Module], plan: _Plan, dtype: torch.dtype) -> bool:
     kind = _kind(mods[0])[0]
-    if kind in (4, 5):
+    if kind in (4, 5, 6):
         return _fill_quantized(spec, mods, plan, dtype)
     keep = plan.keep
     if kind != (1 if dtype == torch.float32 else 3) and not (kind == 2 and dtype == torch.float32):
@@ -216,11 +219,13 @@ def _fill_quantized(spec: _Part, mods: list[nn.Module], plan: _Plan, dtype: torc
     absmax per block, the code table) as the modules' kernels take them (quantized.py): the
     same pointers, or float32 copies made as the modules make them (watched for in-place writes)."""
     kind, flag = _kind(mods[0])
+    if kind == 6 and dtype != torch.float32:
+        return False   # (bfloat16 modules: torch._weight_int8pack_mm's numbers)
     for j, m in enumerate(mods):
         w, n, k = m.weight, m.out_features, m.in_features
         if not w.is_cpu or not w.is_contiguous():
             return False
-        if kind == 4:
+        if kind in (4, 6):
             scb = m.SCB
             if w.dtype != torch.int8 or tuple(w.shape) != (n, k) or scb is None or tuple(scb.shape) != (n,) \
                     or not scb.is_cpu:
@@ -232,8 +237,8 @@ def _fill_quantized(spec: _Part, mods: list[nn.Module], plan: _Plan, dtype: torc
             # the modules' kernel path (in % 32, power-of-two blocks >= 32) on the step's rows: its
             # compute dtype the step's, or float32 in a bfloat16 step (the modules widen the rows
             # exactly and round the float32 outputs to bfloat16, as the kernel's bfloat16 rows do)
-            if m.compute_dtype not in (dtype, torch.float32) or m.weight_dtype not in _STEP_DTYPES or w.dtype != torch.uint8 \
-                    or w.numel() * 2 != n * k or k % 32 or bs < 32 or bs & (bs - 1) or m.quant_map is None \
+            if m.compute_dtype not in (dtype, torch.float32) or m.weight_dtype not in _STEP_DTYPES \
+                    or w.dtype != torch.uint8 or w.numel() * 2 != n * k or k % 32 or bs < 32 or bs & (bs - 1) or m.quant_map is None \
                     or m.quant_map.numel() != 16 or m.absmax is None:
                 return False
             for t in (m.absmax, m.nested_absmax, m.nested_quant_map):
@@ -250,7 +255,7 @@ def _fill_quantized(spec: _Part, mods: list[nn.Module], plan: _Plan, dtype: torc
             return False
         spec.w[j], spec.N[j], spec.b[j] = w.data_ptr(), n, None if bias is None else bias.data_ptr()
     spec.kind, spec.count = kind, len(mods)
-    spec.th, spec.wbf16 = (flag, 0) if kind == 4 else (0.0, int(flag))
+    spec.th, spec.wbf16 = (flag, 0) if kind in (4, 6) else (0.0, int(flag))
     return True
 
 
