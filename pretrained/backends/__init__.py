@@ -14,7 +14,8 @@ compute the same numbers faster on this machine:
   it is one);
 - :class:`~pretrained.layers.seq2seq_stack.Seq2SeqDecoderLayers` ->
   :class:`~.seq2seq_decoder.FusedSeq2SeqDecoderLayers` (an encoder-decoder's decode step:
-  Whisper, BART, Marian, mBART, Pegasus; float32 or bfloat16);
+  Whisper, BART, Marian, mBART, Pegasus; float32 or bfloat16), and
+  :class:`~pretrained.layers.seq2seq_stack.T5Blocks` -> :class:`~.t5_decoder.FusedT5Blocks` (T5's, float32);
 - :class:`~pretrained.layers.gguf.GGUFLinear` -> :class:`~.gguf_linear.CpuGGUFLinear` (products
   on a GGUF file's own 4/5/6/8-bit blocks, C; packed q/k/v and gate/up siblings in one call);
 - :class:`~pretrained.layers.RMSNorm` -> :class:`~.norms.CpuRMSNorm` (one C call per norm);
@@ -50,13 +51,14 @@ from torch import nn
 
 from ..layers.conv1d import Conv1D
 from ..layers.decoder_stack import DecoderLayers
-from ..layers.seq2seq_stack import Seq2SeqDecoderLayers
+from ..layers.seq2seq_stack import Seq2SeqDecoderLayers, T5Blocks
 from ..layers.encoder import LayerStack
 from ..layers.norms import RMSNorm
 from ..layers.gguf import GGUFLinear
 from .conv import CpuConv2d
 from .decoder import FusedDecoderLayers
 from .seq2seq_decoder import FusedSeq2SeqDecoderLayers
+from .t5_decoder import FusedT5Blocks
 from .encoder import FusedLayerStack
 from .gguf_linear import RUNTIME_KEYS as GGUF_RUNTIME_KEYS, CpuGGUFLinear
 from .linear import RUNTIME_KEYS, CpuConv1D, CpuLinear
@@ -74,6 +76,7 @@ SWAPS[GGUFLinear] = CpuGGUFLinear   # a GGUF file's blocks (pretrained.layers.gg
 SWAPS[GroupQuantLinear] = CpuGroupQuantLinear   # GPTQ / AWQ codes (backends/group_quant.py)
 SWAPS[DecoderLayers] = FusedDecoderLayers   # a Llama-family decode step in one C call (decoder.py)
 SWAPS[Seq2SeqDecoderLayers] = FusedSeq2SeqDecoderLayers   # an encoder-decoder's decode step (seq2seq_decoder.py)
+SWAPS[T5Blocks] = FusedT5Blocks   # T5's decode step (t5_decoder.py)
 _PLAIN = {fast: slow for slow, fast in SWAPS.items()}
 
 

@@ -8,6 +8,7 @@
 // output's keys/values projected once per input and stored in the cache (Be inputs; the B = Be *
 // per rows of one input, its beams, read the same keys), the input's padding mask. act: exact
 // GELU, ReLU or SiLU. At a handful of rows each layer's ~30 torch ops cost as much as its math.
+// Also T5's decoder (t5_decoder_step_f32: RMSNorms, position bias added to unscaled scores).
 #include <omp.h>
 #include <stdlib.h>
 
@@ -60,8 +61,10 @@ static void ln_rows(const float *x, long M, long H, const float *g, const float 
 // share these keys (the beams of one input over its encoder output; g = 1 in self-attention),
 // each key and value row read once for all g: q_i at q + i * ldq, out_i at out + i * ldo.
 // s: g x S scores, acc: g x D.
+// ab: scores to add (T5's position bias), S per query, ldab apart, or NULL.
 static void attend(const float *q, long ldq, long g, const float *kc, const float *vc, long S, long D,
-                   float scale, const unsigned char *keep, float *s, float *acc, float *out, long ldo) {
+                   float scale, const unsigned char *keep, const float *ab, long ldab, float *s, float *acc,
+                   float *out, long ldo) {
     float mx[ROWS_MAX], inv[ROWS_MAX];
     for (long i = 0; i < g; i++) mx[i] = -INFINITY;
     for (long j = 0; j < S; j++) {
@@ -74,7 +77,7 @@ static void attend(const float *q, long ldq, long g, const float *kc, const floa
             const float *qi = q + i * ldq;
             vf a = vzero();
             for (long d = 0; d < D; d += W) { vm mk = vtail(D - d); a = vfma(vldm(mk, qi + d), vldm(mk, k + d), a); }
-            const float v = vsum(a) * scale;
+            const float v = vsum(a) * scale + (ab ? ab[i * ldab + j] : 0.0f);
             s[i * S + j] = v;
             if (v > mx[i]) mx[i] = v;
         }
@@ -107,7 +110,7 @@ static void attend(const float *q, long ldq, long g, const float *kc, const floa
 // one key head per task: input e = task / nh's `per` rows (their query heads) over its keys
 static void attend_all(const float *q, long ldq, const float *k, const float *v, long cap, long S, long B,
                        long per, long nh, long D, float scale, const unsigned char *keep, long ldk,
-                       float *sc, float *ctx, int nt) {
+                       const float *ab, float *sc, float *ctx, int nt) {
     const long tasks = B / per * nh, H = nh * D;
     const int at = B * nh * S * D >= (1L << 16) ? (nt < tasks ? nt : (int)tasks) : 1;   // short: one thread
     #pragma omp parallel for num_threads(at) schedule(static) if (at > 1)
@@ -115,16 +118,20 @@ static void attend_all(const float *q, long ldq, const float *k, const float *v,
         const long e = task / nh, h = task % nh, base = (e * nh + h) * cap * D;
         float *mine = sc + (at > 1 ? omp_get_thread_num() : 0) * per * (S + D);
         attend(q + e * per * ldq + h * D, ldq, per, k + base, v + base, S, D, scale, keep ? keep + e * ldk : NULL,
-               mine, mine + per * S, ctx + e * per * H + h * D, H);
+               ab ? ab + (e * per * nh + h) * S : NULL, nh * S, mine, mine + per * S, ctx + e * per * H + h * D, H);
     }
 }
 
+// 1 gelu (erf), 2 relu, 3 silu, 4 gelu (tanh form)
+static inline float act1(float x, int act) {
+    return act == 1 ? 0.5f * x * (1.0f + erff(x * 0.70710678118654752f))
+         : act == 2 ? (x > 0.0f ? x : 0.0f)
+         : act == 3 ? x / (1.0f + expf(-x))
+         : 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+}
+
 static void activate(float *y, long n, int act) {
-    for (long i = 0; i < n; i++) {
-        const float x = y[i];
-        y[i] = act == 1 ? 0.5f * x * (1.0f + erff(x * 0.70710678118654752f))
-             : act == 2 ? (x > 0.0f ? x : 0.0f) : x / (1.0f + expf(-x));
-    }
+    for (long i = 0; i < n; i++) y[i] = act1(y[i], act);
 }
 
 static void add_to(float *y, const float *t, long n) { for (long i = 0; i < n; i++) y[i] += t[i]; }
@@ -165,14 +172,14 @@ EXPORT int s2s_decoder_step_f32(const s2s_layer *layers, int L, const float *x, 
                 memcpy(ly->kc + at, qkv + b * 3 * H + H + g * D, D * sizeof(float));
                 memcpy(ly->vc + at, qkv + b * 3 * H + 2 * H + g * D, D * sizeof(float));
             }
-        attend_all(qkv, 3 * H, ly->kc, ly->vc, ly->cap, S, B, 1, nh, D, scale, keep, S, sc, ctx, nt);
+        attend_all(qkv, 3 * H, ly->kc, ly->vc, ly->cap, S, B, 1, nh, D, scale, keep, S, NULL, sc, ctx, nt);
         if (linear_f32(ctx, B, H, ly->wo, H, H, ly->bo, t, H, nt, 0, NULL, 0)) return -1;
         add_to(y, t, B * H);
         if (!pre) ln_rows(y, B, H, ly->ln[0], ly->ln[1], ly->eps[0], y);
         // cross-attention
         in = SUBLAYER_IN(y, ly->ln[2], ly->ln[3], ly->eps[1]);
         if (linear_f32(in, B, H, ly->wq, H, H, ly->bq, qkv, H, nt, 0, NULL, 0)) return -1;
-        attend_all(qkv, H, ly->ck, ly->cv, Se, Se, B, per, nh, D, scale, ckeep, Se, sc, ctx, nt);
+        attend_all(qkv, H, ly->ck, ly->cv, Se, Se, B, per, nh, D, scale, ckeep, Se, NULL, sc, ctx, nt);
         if (linear_f32(ctx, B, H, ly->wco, H, H, ly->bco, t, H, nt, 0, NULL, 0)) return -1;
         add_to(y, t, B * H);
         if (!pre) ln_rows(y, B, H, ly->ln[2], ly->ln[3], ly->eps[1], y);
@@ -183,6 +190,79 @@ EXPORT int s2s_decoder_step_f32(const s2s_layer *layers, int L, const float *x, 
         if (linear_f32(inter, B, I, ly->w2, H, I, ly->b2, t, H, nt, 0, NULL, 0)) return -1;
         add_to(y, t, B * H);
         if (!pre) ln_rows(y, B, H, ly->ln[4], ly->ln[5], ly->eps[2], y);
+    }
+    return 0;
+}
+
+// ---- T5's decoder (float32) --------------------------------------------------------------
+// x += o attn(RMS1 x; + position bias); x += o cross(RMS2 x); x += wo act(wi RMS3 x) [gated:
+// act(wi_0 h) * wi_1 h]. No score scaling, no biases, RMSNorm without the mean.
+EXPORT int rmsnorm_f32(const float *x, long M, long ldx, long H, const float *w, float eps, float *y, long ldy);
+
+typedef struct {
+    const float *w[3];          // q, k, v (inner x H)
+    const float *wo;            // self o (H x inner)
+    const float *wq, *wco;      // cross q, o
+    const float *wi[2];         // wi (or wi_0, wi_1: gated), F x H
+    const float *wff;           // wo (H x F)
+    const float *ln[3];         // RMSNorm weights
+    float *kc, *vc;             // self cache (B, nh, cap, dk)
+    int64_t cap;
+    const float *ck, *cv;       // cross keys/values (Be, nh, Se, dk)
+} t5_layer;
+
+static __thread void *tscratch;
+static __thread long tscratch_len;
+
+// L T5 blocks on x (B x H). ab: the self-attention scores to add, (B, nh, start + 1) (position
+// bias and mask); ckeep: Be x Se bytes (NULL: all); gated: wi_0/wi_1; act as act1.
+EXPORT int t5_decoder_step_f32(const t5_layer *layers, int L, const float *x, long B, long H, int nh, long dk,
+                               long F, int gated, int act, float eps, long start, const float *ab, long per,
+                               long Se, const unsigned char *ckeep, float *y, int nthreads) {
+    if (L < 1 || B < 1 || B > ROWS_MAX || nh < 1 || dk < 1 || dk > 1024 || F < 1 || start < 0 || !ab
+        || start + 1 > (1L << 20) || per < 1 || B % per || Se < 1 || act < 1 || act > 4)
+        return -1;
+    const long S = start + 1, Smax = S > Se ? S : Se, in = nh * dk, nF = gated ? 2 : 1;
+    for (int l = 0; l < L; l++)
+        if (layers[l].cap < S) return -1;
+    const int nt = nthreads < 1 ? 1 : nthreads;
+    float *buf = grow(&tscratch, &tscratch_len, 4 * (B * (2 * H + 4 * in + 2 * F) + nt * B * (Smax + dk)));
+    if (!buf) return -1;
+    float *h = buf, *qkv = h + B * H, *ctx = qkv + B * 3 * in, *ff = ctx + B * in, *t = ff + B * 2 * F;
+    float *sc = t + B * H;
+    const long Ns[3] = {in, in, in}, Fs[2] = {F, F};
+    memcpy(y, x, B * H * sizeof(float));
+    for (int l = 0; l < L; l++) {
+        const t5_layer *ly = layers + l;
+        rmsnorm_f32(y, B, H, H, ly->ln[0], eps, h, H);
+        if (linear_f32_n(h, B, H, 3, ly->w, (const float *const *)(const float *[3]){NULL, NULL, NULL}, Ns, H,
+                         qkv, 3 * in, nt, 0, NULL, 0)) return -1;
+        for (long b = 0; b < B; b++)
+            for (long g = 0; g < nh; g++) {
+                const long at = ((b * nh + g) * ly->cap + start) * dk;
+                memcpy(ly->kc + at, qkv + b * 3 * in + in + g * dk, dk * sizeof(float));
+                memcpy(ly->vc + at, qkv + b * 3 * in + 2 * in + g * dk, dk * sizeof(float));
+            }
+        attend_all(qkv, 3 * in, ly->kc, ly->vc, ly->cap, S, B, 1, nh, dk, 1.0f, NULL, S, ab, sc, ctx, nt);
+        if (linear_f32(ctx, B, in, ly->wo, H, in, NULL, t, H, nt, 0, NULL, 0)) return -1;
+        add_to(y, t, B * H);
+        rmsnorm_f32(y, B, H, H, ly->ln[1], eps, h, H);
+        if (linear_f32(h, B, H, ly->wq, in, H, NULL, qkv, in, nt, 0, NULL, 0)) return -1;
+        attend_all(qkv, in, ly->ck, ly->cv, Se, Se, B, per, nh, dk, 1.0f, ckeep, Se, NULL, sc, ctx, nt);
+        if (linear_f32(ctx, B, in, ly->wco, H, in, NULL, t, H, nt, 0, NULL, 0)) return -1;
+        add_to(y, t, B * H);
+        rmsnorm_f32(y, B, H, H, ly->ln[2], eps, h, H);
+        if (linear_f32_n(h, B, H, (int)nF, ly->wi, (const float *const *)(const float *[2]){NULL, NULL}, Fs, H,
+                         ff, nF * F, nt, 0, NULL, 0)) return -1;
+        for (long b = 0; b < B; b++)
+            for (long i = 0; i < F; i++) {
+                float *r = ff + b * nF * F;
+                r[i] = gated ? act1(r[i], act) * r[F + i] : act1(r[i], act);
+            }
+        for (long b = 0; b < B && gated; b++)   // (rows F wide for the down projection)
+            memmove(ff + b * F, ff + b * 2 * F, F * sizeof(float));
+        if (linear_f32(ff, B, F, ly->wff, H, F, NULL, t, H, nt, 0, NULL, 0)) return -1;
+        add_to(y, t, B * H);
     }
     return 0;
 }

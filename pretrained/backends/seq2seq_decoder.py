@@ -107,7 +107,7 @@ class _Plan:
         self.tensors, self.specs, self.sizes, self.bound, self.checks, self.hooks = [], None, None, None, None, None
         self.ptrs = []
         self.lock = threading.Lock()   # the layers' cache pointers are the plan's: one step at a time
-        specs = (_S2SLayer * len(layers))()
+        specs = (self.spec_type * len(layers))()
         sizes = set()
         for i, (layer, spec) in enumerate(zip(layers, specs)):
             s = self._layer(i, layer, spec)
@@ -119,8 +119,13 @@ class _Plan:
         self.sizes = sizes.pop()
         self.specs = specs
         self.ptrs = [(t, t.data_ptr()) for t in self.tensors]
-        if not _probe(layers[0], self):
+        if not self.probe(layers[0]):
             self.specs = None
+
+    spec_type = _S2SLayer   # (T5's plan, backends/t5_decoder.py, fills its own)
+
+    def probe(self, layer: nn.Module) -> bool:
+        return _probe(layer, self)
 
     def _layer(self, i: int, layer: nn.Module, spec: _S2SLayer) -> tuple | None:
         """Fill ``spec`` for layer ``i``; its sizes (H, heads, I, pre-LN, activation, scale, dtype)

@@ -29,7 +29,7 @@ from .attention import (
 )
 from .decoder import last_token_logits, lm_logits, prepare_decoder_inputs
 from .decoder_stack import DecoderLayers
-from .seq2seq_stack import Seq2SeqDecoderLayers
+from .seq2seq_stack import Seq2SeqDecoderLayers, T5Blocks
 from .encoder import (
     ClassificationHead,
     check_max_length,
@@ -235,6 +235,7 @@ __all__ = [
     "prepare_decoder_inputs",
     "DecoderLayers",
     "Seq2SeqDecoderLayers",
+    "T5Blocks",
     "lm_logits",
     "last_token_logits",
     "check_max_length",

@@ -29,7 +29,7 @@ from ..errors import ConfigError, InvalidInputError
 from ..layers import (ClassificationHead, RMSNorm, activation, check_attention_mask, clamp_float16,
                       cross_key_values, decoder_inputs, encoder_cache, eos_representation,
                       seq2seq_lm_loss, sequence_classification_loss, per_input_attention,
-                      shift_tokens_right, span_loss, split_heads, token_loss)
+                      shift_tokens_right, span_loss, split_heads, T5Blocks, token_loss)
 from ..modeling import PreTrainedModel
 from ..outputs import (BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput,
                        Seq2SeqQuestionAnsweringOutput, Seq2SeqSequenceClassifierOutput,
@@ -258,7 +258,7 @@ class T5Stack(nn.Module):
         self.is_decoder = decoder
         self.embed_tokens = embed_tokens
         n = config.num_decoder_layers if decoder else config.num_layers
-        self.block = nn.ModuleList(T5Block(config, i == 0, decoder, i) for i in range(n))
+        self.block = T5Blocks(T5Block(config, i == 0, decoder, i) for i in range(n))
         self.final_layer_norm = RMSNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
@@ -289,10 +289,7 @@ class T5Stack(nn.Module):
         keep_states = output_hidden_states if output_hidden_states is not None \
             else self.config.output_hidden_states
         states = [x] if keep_states else None
-        for block in self.block:
-            x = block(x, bias, cache, encoder_hidden_states, cross_bias)
-            if states is not None:
-                states.append(x)
+        x = self.block(x, bias, cache, encoder_hidden_states, cross_bias, states)
         x = self.dropout(self.final_layer_norm(x))
         if states is not None:
             states[-1] = x  # as the reference: the last state is after the final norm
