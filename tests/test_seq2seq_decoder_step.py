@@ -231,3 +231,34 @@ def test_every_variant(variant):
     env = {**os.environ, "PRETRAINED_KERNELS": variant}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_two_threads_share_out_long_cross_attention(dtype, calls):
+    """16 rows (8 per input) over 160 encoder positions: the attention is shared out over the
+    threads (past 65,536 multiply-adds a layer); the modules' numbers all the same."""
+    model = load("whisper-tiny", dtype)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        g = torch.Generator().manual_seed(5)
+        enc = torch.randn(2, 160, model.config.d_model, generator=g).to(dtype)
+        ids = torch.randint(3, model.config.vocab_size, (16, 3), generator=g)
+        runs = []
+        for fused in (True, False):
+            model.get_decoder().layers.__class__ = sd.FusedSeq2SeqDecoderLayers if fused else Seq2SeqDecoderLayers
+            cache = EncoderDecoderCache(sequences_per_input=8)
+            with torch.no_grad():
+                out = model(encoder_outputs=(enc,), decoder_input_ids=ids, past_key_values=cache, use_cache=True)
+                steps = []
+                for _ in range(3):
+                    out = model(encoder_outputs=(enc,), decoder_input_ids=out.logits[:, -1:].argmax(-1),
+                                past_key_values=cache, use_cache=True)
+                    steps.append(out.logits)
+            runs.append(steps)
+    finally:
+        torch.set_num_threads(threads)
+        model.get_decoder().layers.__class__ = sd.FusedSeq2SeqDecoderLayers
+    assert calls == ([True] * 3 if dtype == torch.float32 or build._bf16 else [])
+    for a, b in zip(*runs):
+        assert close(a, b, 1e-5 if dtype == torch.float32 else 1e-2)
