@@ -15,7 +15,7 @@ compute the same numbers faster on this machine:
 - :class:`~pretrained.layers.seq2seq_stack.Seq2SeqDecoderLayers` ->
   :class:`~.seq2seq_decoder.FusedSeq2SeqDecoderLayers` (an encoder-decoder's decode step:
   Whisper, BART, Marian, mBART, Pegasus; float32 or bfloat16), and
-  :class:`~pretrained.layers.seq2seq_stack.T5Blocks` -> :class:`~.t5_decoder.FusedT5Blocks` (T5's, float32);
+  :class:`~pretrained.layers.seq2seq_stack.T5Blocks` -> :class:`~.t5_decoder.FusedT5Blocks` (T5's, float32 or bfloat16);
 - :class:`~pretrained.layers.gguf.GGUFLinear` -> :class:`~.gguf_linear.CpuGGUFLinear` (products
   on a GGUF file's own 4/5/6/8-bit blocks, C; packed q/k/v and gate/up siblings in one call);
 - :class:`~pretrained.layers.RMSNorm` -> :class:`~.norms.CpuRMSNorm` (one C call per norm);

@@ -317,8 +317,8 @@ static void ln_rows_bf16(const uint16_t *x, long M, long H, const uint16_t *g, c
 
 // as attend() on bfloat16 keys/values; q float32 (from bfloat16), out rounded to bfloat16
 static void attend_bf16(const float *q, long ldq, long g, const uint16_t *kc, const uint16_t *vc, long S,
-                        long D, float scale, const unsigned char *keep, float *s, float *acc, uint16_t *out,
-                        long ldo) {
+                        long D, float scale, const unsigned char *keep, const float *ab, long ldab, float *s,
+                        float *acc, uint16_t *out, long ldo) {
     float mx[ROWS_MAX], inv[ROWS_MAX];
     for (long i = 0; i < g; i++) mx[i] = -INFINITY;
     for (long j = 0; j < S; j++) {
@@ -334,7 +334,7 @@ static void attend_bf16(const float *q, long ldq, long g, const uint16_t *kc, co
                 __mmask16 mk = vtail(D - d);
                 a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, qi + d), ldbf(k + d, mk), a);
             }
-            const float v = _mm512_reduce_add_ps(a) * scale;
+            const float v = _mm512_reduce_add_ps(a) * scale + (ab ? ab[i * ldab + j] : 0.0f);
             s[i * S + j] = v;
             if (v > mx[i]) mx[i] = v;
         }
@@ -368,7 +368,7 @@ static void attend_bf16(const float *q, long ldq, long g, const uint16_t *kc, co
 
 static void attend_all_bf16(const float *q, long ldq, const uint16_t *k, const uint16_t *v, long cap, long S,
                             long B, long per, long nh, long D, float scale, const unsigned char *keep, long ldk,
-                            float *sc, uint16_t *ctx, int nt) {
+                            const float *ab, float *sc, uint16_t *ctx, int nt) {
     const long tasks = B / per * nh, H = nh * D;
     const int at = B * nh * S * D >= (1L << 16) ? (nt < tasks ? nt : (int)tasks) : 1;   // short: one thread
     #pragma omp parallel for num_threads(at) schedule(static) if (at > 1)
@@ -376,7 +376,8 @@ static void attend_all_bf16(const float *q, long ldq, const uint16_t *k, const u
         const long e = task / nh, h = task % nh, base = (e * nh + h) * cap * D;
         float *mine = sc + (at > 1 ? omp_get_thread_num() : 0) * per * (S + D);
         attend_bf16(q + e * per * ldq + h * D, ldq, per, k + base, v + base, S, D, scale,
-                    keep ? keep + e * ldk : NULL, mine, mine + per * S, ctx + e * per * H + h * D, H);
+                    keep ? keep + e * ldk : NULL, ab ? ab + (e * per * nh + h) * S : NULL, nh * S, mine,
+                    mine + per * S, ctx + e * per * H + h * D, H);
     }
 }
 
@@ -432,7 +433,7 @@ EXPORT int s2s_decoder_step_bf16(const s2s_layer *layers, int L, const uint16_t 
             }
         for (long b = 0; b < B; b++)
             for (long i = 0; i < H; i++) qf[b * H + i] = s2s_bf2f(qkv[b * 3 * H + i]);
-        attend_all_bf16(qf, H, kc, vc, ly->cap, S, B, 1, nh, D, scale, keep, S, sc, ctx, nt);
+        attend_all_bf16(qf, H, kc, vc, ly->cap, S, B, 1, nh, D, scale, keep, S, NULL, sc, ctx, nt);
         if (lin_bf16(ctx, B, H, ly->wo, ly->bo, H, t, nt)) return -1;
         add_bf16(y, t, B * H);
         if (!pre) ln_rows_bf16(y, B, H, ln[0], ln[1], ly->eps[0], y);
@@ -441,7 +442,7 @@ EXPORT int s2s_decoder_step_bf16(const s2s_layer *layers, int L, const uint16_t 
         if (lin_bf16(in, B, H, ly->wq, ly->bq, H, qkv, nt)) return -1;
         for (long i = 0; i < B * H; i++) qf[i] = s2s_bf2f(qkv[i]);
         attend_all_bf16(qf, H, (const uint16_t *)ly->ck, (const uint16_t *)ly->cv, Se, Se, B, per, nh, D, scale,
-                        ckeep, Se, sc, ctx, nt);
+                        ckeep, Se, NULL, sc, ctx, nt);
         if (lin_bf16(ctx, B, H, ly->wco, ly->bco, H, t, nt)) return -1;
         add_bf16(y, t, B * H);
         if (!pre) ln_rows_bf16(y, B, H, ln[2], ln[3], ly->eps[1], y);
@@ -455,7 +456,74 @@ EXPORT int s2s_decoder_step_bf16(const s2s_layer *layers, int L, const uint16_t 
     }
     return 0;
 }
+
+EXPORT int rmsnorm_bf16(const uint16_t *x, long M, long ldx, long H, const uint16_t *w, float eps, uint16_t *y,
+                        long ldy);
+
+// As t5_decoder_step_f32 in bfloat16 (x, y, weights, norms, caches; ab float32 from the bfloat16
+// bias), rounded where the modules round.
+EXPORT int t5_decoder_step_bf16(const t5_layer *layers, int L, const uint16_t *x, long B, long H, int nh, long dk,
+                                long F, int gated, int act, float eps, long start, const float *ab, long per,
+                                long Se, const unsigned char *ckeep, uint16_t *y, int nthreads) {
+    if (L < 1 || B < 1 || B > ROWS_MAX || nh < 1 || dk < 1 || dk > 1024 || F < 1 || start < 0 || !ab
+        || start + 1 > (1L << 20) || per < 1 || B % per || Se < 1 || act < 1 || act > 4 || H > 16384)
+        return -1;
+    const long S = start + 1, Smax = S > Se ? S : Se, in = nh * dk, nF = gated ? 2 : 1;
+    for (int l = 0; l < L; l++)
+        if (layers[l].cap < S) return -1;
+    const int nt = nthreads < 1 ? 1 : nthreads;
+    const long halves = (B * (2 * H + 4 * in + 2 * F) + 31) & ~31L;
+    uint16_t *buf = grow(&bscratch, &bscratch_len, 2 * halves + 4 * (B * in + nt * B * (Smax + dk)));
+    if (!buf) return -1;
+    uint16_t *h = buf, *qkv = h + B * H, *ctx = qkv + B * 3 * in, *ff = ctx + B * in, *t = ff + B * 2 * F;
+    float *qf = (float *)(buf + halves), *sc = qf + B * in;
+    const long Ns[3] = {in, in, in}, Fs[2] = {F, F};
+    const uint16_t *nob[3] = {NULL, NULL, NULL};
+    memcpy(y, x, B * H * sizeof(uint16_t));
+    for (int l = 0; l < L; l++) {
+        const t5_layer *ly = layers + l;
+        uint16_t *kc = (uint16_t *)ly->kc, *vc = (uint16_t *)ly->vc;
+        if (rmsnorm_bf16(y, B, H, H, (const uint16_t *)ly->ln[0], eps, h, H)) return -1;
+        if (linear_bf16_n(h, B, H, 3, (const uint16_t *const *)ly->w, nob, Ns, H, qkv, 3 * in, nt)) return -1;
+        for (long b = 0; b < B; b++) {
+            for (long g = 0; g < nh; g++) {
+                const long at = ((b * nh + g) * ly->cap + start) * dk;
+                memcpy(kc + at, qkv + b * 3 * in + in + g * dk, dk * sizeof(uint16_t));
+                memcpy(vc + at, qkv + b * 3 * in + 2 * in + g * dk, dk * sizeof(uint16_t));
+            }
+            for (long i = 0; i < in; i++) qf[b * in + i] = s2s_bf2f(qkv[b * 3 * in + i]);
+        }
+        attend_all_bf16(qf, in, kc, vc, ly->cap, S, B, 1, nh, dk, 1.0f, NULL, S, ab, sc, ctx, nt);
+        if (lin_bf16(ctx, B, in, ly->wo, NULL, H, t, nt)) return -1;
+        add_bf16(y, t, B * H);
+        if (rmsnorm_bf16(y, B, H, H, (const uint16_t *)ly->ln[1], eps, h, H)) return -1;
+        if (lin_bf16(h, B, H, ly->wq, NULL, in, qkv, nt)) return -1;
+        for (long i = 0; i < B * in; i++) qf[i] = s2s_bf2f(qkv[i]);
+        attend_all_bf16(qf, in, (const uint16_t *)ly->ck, (const uint16_t *)ly->cv, Se, Se, B, per, nh, dk, 1.0f,
+                        ckeep, Se, NULL, sc, ctx, nt);
+        if (lin_bf16(ctx, B, in, ly->wco, NULL, H, t, nt)) return -1;
+        add_bf16(y, t, B * H);
+        if (rmsnorm_bf16(y, B, H, H, (const uint16_t *)ly->ln[2], eps, h, H)) return -1;
+        if (linear_bf16_n(h, B, H, (int)nF, (const uint16_t *const *)ly->wi, nob, Fs, H, ff, nF * F, nt)) return -1;
+        for (long b = 0; b < B; b++)
+            for (long i = 0; i < F; i++) {
+                uint16_t *r = ff + b * nF * F;
+                const uint16_t a = s2s_f2bf(act1(s2s_bf2f(r[i]), act));
+                r[i] = gated ? s2s_f2bf(s2s_bf2f(a) * s2s_bf2f(r[F + i])) : a;
+            }
+        for (long b = 0; b < B && gated; b++)
+            memmove(ff + b * F, ff + b * 2 * F, F * sizeof(uint16_t));
+        if (lin_bf16(ff, B, F, ly->wff, NULL, H, t, nt)) return -1;
+        add_bf16(y, t, B * H);
+    }
+    return 0;
+}
 #else
+EXPORT int t5_decoder_step_bf16(const t5_layer *layers, int L, const uint16_t *x, long B, long H, int nh, long dk,
+                                long F, int gated, int act, float eps, long start, const float *ab, long per,
+                                long Se, const unsigned char *ckeep, uint16_t *y, int nthreads) {
+    return -1;
+}
 EXPORT int s2s_decoder_step_bf16(const s2s_layer *layers, int L, const uint16_t *x, long B, long H, int nh,
                                  long I, int pre, int act, float scale, long start, const unsigned char *keep,
                                  long per, long Se, const unsigned char *ckeep, uint16_t *y, int nthreads) {

@@ -5,7 +5,9 @@ As :mod:`.seq2seq_decoder` for the BART family: every block of a one-token step 
 RMSNorm (no mean) before each sublayer, self-attention with the stack's position bias and mask
 added to the unscaled scores and its new keys/values written into the cache's own storage,
 cross-attention over the keys/values stored once per input (beams share them), the ReLU (T5) or
-gated tanh-GELU (T5 v1.1, flan-T5) feed-forward, residuals. Float32 only. Blocks are recognised by
+gated tanh-GELU (T5 v1.1, flan-T5) feed-forward, residuals. Float32, or bfloat16 on the variants
+with bfloat16 kernels (``t5_decoder_step_bf16``, rounded where the modules round: the test
+fixtures' logits and cache are the modules' bit for bit). Blocks are recognised by
 structure (this package does not import the model file: T5Block's ``layer`` of self-attention,
 cross-attention and feed-forward, bias-free linears, RMSNorms), then layer 0 is proven on a probe;
 the plan is checked every call. It steps aside as the BART family's does (also for the encoder's
@@ -55,8 +57,9 @@ class _T5Layer(ctypes.Structure):
 def _typed(lib: ctypes.CDLL) -> ctypes.CDLL:
     if not getattr(lib, "t5_typed", False):
         p, n, i, f = ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_float
-        lib.t5_decoder_step_f32.argtypes = [p, i, p, n, n, i, n, n, i, i, f, n, p, n, n, p, p, i]
-        lib.t5_decoder_step_f32.restype = i
+        for fn in (lib.t5_decoder_step_f32, lib.t5_decoder_step_bf16):
+            fn.argtypes = [p, i, p, n, n, i, n, n, i, i, f, n, p, n, n, p, p, i]
+            fn.restype = i
         lib.t5_typed = True
     return lib
 
@@ -82,7 +85,7 @@ class _Plan(_BasePlan):
 
 
 def _t5_layer(i: int, block: nn.Module, spec: _T5Layer, tensors: list) -> tuple | None:
-    """Fill ``spec`` for block ``i``; its sizes (H, heads, d_kv, F, gated, act, eps) or None."""
+    """Fill ``spec`` for block ``i``; its sizes (H, heads, d_kv, F, gated, act, eps, dtype) or None."""
     if type(block).__name__ != "T5Block" or set(block._modules) != {"layer"} or len(block.layer) != 3:
         return None
     sa_l, ca_l, ff_l = block.layer
@@ -108,14 +111,17 @@ def _t5_layer(i: int, block: nn.Module, spec: _T5Layer, tensors: list) -> tuple 
     h, inner, f, nh = sa.q.weight.shape[1], sa.q.weight.shape[0], wis[0].weight.shape[0], sa.n_heads
     if not isinstance(nh, int) or nh < 1 or inner % nh:
         return None
+    dtype = sa.q.weight.dtype
+    if dtype not in (torch.float32, torch.bfloat16) or dtype == torch.bfloat16 and not _build._bf16:
+        return None
     shapes = [(inner, h)] * 3 + [(h, inner), (inner, h), (h, inner)] + [(f, h)] * len(wis) + [(h, f)]
     for m, shape in zip(lins, shapes):
         w = m.weight
-        if tuple(w.shape) != shape or w.dtype != torch.float32 or not w.is_cpu or not w.is_contiguous():
+        if tuple(w.shape) != shape or w.dtype != dtype or not w.is_cpu or not w.is_contiguous():
             return None
         tensors.append(w)
     for n in norms:
-        if n.weight.shape != (h,) or n.weight.dtype != torch.float32 or not n.weight.is_contiguous():
+        if n.weight.shape != (h,) or n.weight.dtype != dtype or not n.weight.is_contiguous():
             return None
         tensors.append(n.weight)
     for j, m in enumerate((sa.q, sa.k, sa.v)):
@@ -125,19 +131,21 @@ def _t5_layer(i: int, block: nn.Module, spec: _T5Layer, tensors: list) -> tuple 
         spec.wi[j] = m.weight.data_ptr()
     for j, n in enumerate(norms):
         spec.ln[j] = n.weight.data_ptr()
-    return (h, nh, inner // nh, f, gated, act, float(norms[0].eps))
+    return (h, nh, inner // nh, f, gated, act, float(norms[0].eps), dtype)
 
 
 def _step(plan: _Plan, specs, n: int, x: torch.Tensor, start: int, ab: torch.Tensor, per: int, se: int,
           ckeep) -> torch.Tensor | None:
-    """One C call: x (B, 1, H) float32 -> the last block's output, or None."""
+    """One C call: x (B, 1, H) float32 or bfloat16 -> the last block's output, or None; ``ab``
+    float32."""
     lib = _build._lib if _build._lib is not None else _build.library()
     if not lib:
         return None
-    h, nh, dk, f, gated, act, eps = plan.sizes
+    h, nh, dk, f, gated, act, eps, dtype = plan.sizes
     b = x.shape[0]
-    y = torch.empty(b, 1, h)
-    err = _typed(lib).t5_decoder_step_f32(
+    y = torch.empty(b, 1, h, dtype=dtype)
+    lib = _typed(lib)
+    err = (lib.t5_decoder_step_f32 if dtype == torch.float32 else lib.t5_decoder_step_bf16)(
         ctypes.addressof(specs), n, x.data_ptr(), b, h, nh, dk, f, int(gated), act, eps, start, ab.data_ptr(),
         per, se, None if ckeep is None else ckeep.data_ptr(), y.data_ptr(), torch.get_num_threads())
     return None if err else y
@@ -147,31 +155,37 @@ def _probe(block: nn.Module, plan: _Plan) -> bool:
     """Whether block 0 through the C call equals its modules: two rows over three cached tokens
     (a position-bias-like table, the second row's first key masked) and a padded encoder output."""
     h, nh, dk = plan.sizes[:3]
+    dtype = plan.sizes[-1]
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 1, h, generator=gen)
-    past_k, past_v = torch.randn(2, nh, 3, dk, generator=gen), torch.randn(2, nh, 3, dk, generator=gen)
-    ck, cv = torch.randn(2, nh, 5, dk, generator=gen), torch.randn(2, nh, 5, dk, generator=gen)
-    bias = torch.randn(2, nh, 1, 4, generator=gen)
-    bias[1, :, :, 0] = torch.finfo(torch.float32).min
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=gen).to(dtype)
+
+    x = rand(2, 1, h)
+    past_k, past_v = rand(2, nh, 3, dk), rand(2, nh, 3, dk)
+    ck, cv = rand(2, nh, 5, dk), rand(2, nh, 5, dk)
+    bias = rand(2, nh, 1, 4)
+    bias[1, :, :, 0] = torch.finfo(dtype).min
     cmask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2]).view(2, 1, 1, 5)
-    cbias = torch.zeros(2, 1, 1, 5).masked_fill_(~cmask, torch.finfo(torch.float32).min)
-    kc, vc = torch.zeros(2, nh, 8, dk), torch.zeros(2, nh, 8, dk)
+    cbias = torch.zeros(2, 1, 1, 5, dtype=dtype).masked_fill_(~cmask, torch.finfo(dtype).min)
+    kc, vc = torch.zeros(2, nh, 8, dk, dtype=dtype), torch.zeros(2, nh, 8, dk, dtype=dtype)
     kc[:, :, :3], vc[:, :, :3] = past_k, past_v
     one = (_T5Layer * 1)()
     ctypes.memmove(ctypes.addressof(one), ctypes.addressof(plan.specs), ctypes.sizeof(_T5Layer))
     one[0].kc, one[0].vc, one[0].cap = kc.data_ptr(), vc.data_ptr(), 8
     one[0].ck, one[0].cv = ck.data_ptr(), cv.data_ptr()
     with torch.no_grad():
-        y = _step(plan, one, 1, x, 3, bias.reshape(2, nh, 4).contiguous(), 1, 5, cmask.reshape(2, 5).contiguous())
+        y = _step(plan, one, 1, x, 3, bias.reshape(2, nh, 4).float(), 1, 5, cmask.reshape(2, 5).contiguous())
         if y is None:
             return False
         cache = _ProbeCache(past_k, past_v, ck, cv)
         ref = block(x, bias, cache, x, cbias)
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
     scale = 1.0 + float(ref.abs().max())
     kv_scale = 1.0 + float(cache.k.abs().max()) + float(cache.v.abs().max())
-    return bool((y - ref).abs().max() <= 1e-4 * scale) \
-        and bool((kc[:, :, :4] - cache.k).abs().max() <= 1e-4 * kv_scale) \
-        and bool((vc[:, :, :4] - cache.v).abs().max() <= 1e-4 * kv_scale)
+    return bool((y.float() - ref.float()).abs().max() <= tol * scale) \
+        and bool((kc[:, :, :4].float() - cache.k.float()).abs().max() <= tol * kv_scale) \
+        and bool((vc[:, :, :4].float() - cache.v.float()).abs().max() <= tol * kv_scale)
 
 
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -190,7 +204,7 @@ def run_step(layers: T5Blocks, x: torch.Tensor, bias, cache, encoder_states, cro
     apply; the cache then holds the new keys and values."""
     if torch.compiler.is_compiling():
         return None
-    if x.dtype != torch.float32 or x.dim() != 3 or x.shape[1] != 1 or not 0 < x.shape[0] <= ROWS_MAX \
+    if x.dtype not in (torch.float32, torch.bfloat16) or x.dim() != 3 or x.shape[1] != 1 or not 0 < x.shape[0] <= ROWS_MAX \
             or not x.is_cpu or encoder_states is None or cache is None or not hasattr(cache, "cross") \
             or cpu_autocast() or nn.modules.module._global_forward_hooks \
             or nn.modules.module._global_forward_pre_hooks:
@@ -212,19 +226,19 @@ def run_step(layers: T5Blocks, x: torch.Tensor, bias, cache, encoder_states, cro
             or torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in plan.tensors)):
         return None
     b, _, h = x.shape
-    nh, dk = plan.sizes[1], plan.sizes[2]
+    nh, dk, dtype = plan.sizes[1], plan.sizes[2], plan.sizes[-1]
     be, se = cross[0][0].shape[0], cross[0][0].shape[2]
     start = own.get_seq_length()
-    if h != plan.sizes[0] or not isinstance(bias, torch.Tensor) or bias.dtype != torch.float32 \
+    if h != plan.sizes[0] or x.dtype != dtype or not isinstance(bias, torch.Tensor) or bias.dtype != dtype \
             or bias.dim() != 4 or tuple(bias.shape[1:]) != (nh, 1, start + 1) or bias.shape[0] not in (1, b):
         return None
-    ab = bias.reshape(-1, nh, start + 1).expand(b, nh, start + 1).contiguous()
+    ab = bias.reshape(-1, nh, start + 1).expand(b, nh, start + 1).float().contiguous()
     ckeep = None
-    if cross_bias is not None:   # the encoder padding mask as scores: 0 or the float32 minimum
-        if cross_bias.dtype != torch.float32:
+    if cross_bias is not None:   # the encoder padding mask as scores: 0 or the dtype's minimum
+        if cross_bias.dtype != dtype:
             return None
         keep = cross_bias == 0
-        if not bool((keep | (cross_bias == torch.finfo(torch.float32).min)).all()):
+        if not bool((keep | (cross_bias == torch.finfo(dtype).min)).all()):
             return None
         ckeep = _keep(keep, be, se)
         if ckeep is False:
@@ -239,7 +253,7 @@ def run_step(layers: T5Blocks, x: torch.Tensor, bias, cache, encoder_states, cro
         got = own.storage_for(1)
         if got is None or got[2] != start:
             return None
-        bound = _bind(plan.specs, got[0], got[1], cross, b, nh, dk, torch.float32)
+        bound = _bind(plan.specs, got[0], got[1], cross, b, nh, dk, dtype)
         if bound is None or bound[0] != be:
             return None
         y = _step(plan, plan.specs, len(layers), x, start, ab, b // be, se, ckeep)
