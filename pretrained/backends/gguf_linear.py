@@ -73,7 +73,7 @@ from typing import Any
 
 import torch
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, UnsupportedOptionError
 from ..layers.gguf import GGUFLinear, row_bytes
 from . import build as _build
 from .linear import LinearGroup, _version, grouped_output
@@ -493,9 +493,13 @@ def set_gguf_activations(model: torch.nn.Module, mode: str = "float") -> int:
     """
     if mode not in ("float", "int8"):
         raise InvalidInputError(f"GGUF activations are 'float' or 'int8', not {mode!r}")
-    n = 0
-    for module in model.modules():
-        if isinstance(module, GGUFLinear):
-            module.int8_activations = mode == "int8"
-            n += 1
-    return n
+    layers = [m for m in model.modules() if isinstance(m, GGUFLinear)]
+    if mode == "int8" and layers and not _build.available():
+        # only the C kernels quantize activations; the plain math would quietly stay float
+        raise UnsupportedOptionError(
+            f"int8 GGUF activations need this library's C kernels, which are off here "
+            f"({_build.describe()}); use the default float activations, or install a C compiler "
+            f"and unset PRETRAINED_NO_KERNELS")
+    for module in layers:
+        module.int8_activations = mode == "int8"
+    return len(layers)
