@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "tests" / "fixtures" / "tokenizers"
 sys.path.insert(0, str(REPO / "scripts"))
 
-from golden_tokenizers import LONG_TEXT, SPECIAL_NAMES, TEXTS, corpus, norm, write_json  # noqa: E402
+from golden_tokenizers_cases import LONG_TEXT, SPECIAL_NAMES, TEXTS, corpus, norm, write_json  # noqa: E402
 
 LICENSES = ("Apache-2.0", "Artistic", "BSD", "GPL-2")
 RULES = {0xFB01: [0x66, 0x69], 0xA0: [0x20], 0x2019: [0x27], 0x9: [0x20], 0xA: [0x20], 0xD: [0x20],
