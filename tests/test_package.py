@@ -272,3 +272,40 @@ def test_a_benchmark_without_the_reference_says_so_before_any_work(tmp_path):
     out = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_gguf_load.py")],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode != 0 and "--ref-python" in out.stderr and "Traceback" not in out.stderr
+
+
+MAX_LINES = 600  # house rule: no source file over 600 lines (split it along a natural seam)
+_LINE_LIMITED_DIRS = ("pretrained", "tests", "scripts", "benchmarks", "examples")
+
+
+def _files_over(root: Path, limit: int = MAX_LINES) -> list[str]:
+    """``"path (n lines)"`` for every .py/.c/.h file under ``root``'s source folders longer than ``limit``.
+
+    >>> _files_over(ROOT)
+    []
+    """
+    offenders = []
+    for folder in _LINE_LIMITED_DIRS:
+        for path in sorted((root / folder).rglob("*")):
+            if path.suffix not in (".py", ".c", ".h") or not path.is_file() or "__pycache__" in path.parts:
+                continue
+            n = len(path.read_text(encoding="utf-8", errors="replace").splitlines())
+            if n > limit:
+                offenders.append(f"{path.relative_to(root)} ({n} lines)")
+    return offenders
+
+
+def test_the_line_count_check_names_a_long_file(tmp_path):
+    """The check itself can fail: a 601-line file is named, a 600-line one and other suffixes are not."""
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "long.py").write_text("x = 1\n" * 601)
+    (tmp_path / "scripts" / "ok.c").write_text("int x;\n" * 600)
+    (tmp_path / "scripts" / "notes.md").write_text("text\n" * 900)
+    assert _files_over(tmp_path) == ["scripts/long.py (601 lines)"]
+
+
+def test_no_source_file_is_over_600_lines():
+    """Every .py, .c and .h file under pretrained/, tests/, scripts/, benchmarks/ and examples/ has at
+    most 600 lines (the message names the offenders)."""
+    offenders = _files_over(ROOT)
+    assert not offenders, f"over {MAX_LINES} lines, split them: " + ", ".join(offenders)
