@@ -308,10 +308,11 @@ def _keep(mask: torch.Tensor | None, rows: int, length: int) -> torch.Tensor | N
     return (keep.expand(rows, length) if keep.shape[0] != rows else keep).contiguous()
 
 
-def run_step(layers: Seq2SeqDecoderLayers, x: torch.Tensor, mask, encoder_states, encoder_mask,
-             cache) -> torch.Tensor | None:
-    """All ``layers`` for one new token per sequence in one C call, or None where that does not
-    apply (see the module doc); the cache then holds the new keys and values."""
+def _ready(layers: nn.Module, x: torch.Tensor, encoder_states, cache, plans, plan_type) -> tuple | None:
+    """(plan, self-attention cache, cross keys/values per layer) where a fused encoder-decoder step
+    may run on ``x`` (this module's and T5's, backends/t5_decoder.py), else None: compiling, other
+    dtypes or shapes, no encoder output or cross cache, autocast, global hooks, a static cache,
+    training, no kernels, a plan that declined or is busy, autograd through the inputs or weights."""
     if torch.compiler.is_compiling():   # (first: nothing below is traced)
         return None
     if x.dtype not in (torch.float32, torch.bfloat16) or x.dim() != 3 or x.shape[1] != 1 or not 0 < x.shape[0] <= ROWS_MAX \
@@ -326,15 +327,26 @@ def run_step(layers: Seq2SeqDecoderLayers, x: torch.Tensor, mask, encoder_states
     cross = [cache.cross(i) for i in range(len(layers))]
     if any(kv is None for kv in cross):
         return None
-    plan = _PLANS.get(layers)
+    plan = plans.get(layers)
     if plan is None or not plan.current():
         if layers.training or any(m.training for m in layers.modules()) or not _build.available() \
                 or _build.library() is None:
             return None
-        plan = _PLANS[layers] = _Plan(layers)
+        plan = plans[layers] = plan_type(layers)
     if plan.specs is None or not plan.idle() \
             or torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in plan.tensors)):
         return None
+    return plan, own, cross
+
+
+def run_step(layers: Seq2SeqDecoderLayers, x: torch.Tensor, mask, encoder_states, encoder_mask,
+             cache) -> torch.Tensor | None:
+    """All ``layers`` for one new token per sequence in one C call, or None where that does not
+    apply (see the module doc); the cache then holds the new keys and values."""
+    ready = _ready(layers, x, encoder_states, cache, _PLANS, _Plan)
+    if ready is None:
+        return None
+    plan, own, cross = ready
     b, _, h = x.shape
     hh, nh, dtype = plan.sizes[0], plan.sizes[1], plan.sizes[-1]
     if h != hh or x.dtype != dtype:

@@ -38,8 +38,7 @@ from ..layers.seq2seq_stack import T5Blocks
 from . import build as _build
 from .linear import CpuLinear
 from .norms import CpuRMSNorm
-from .rows import ROWS_MAX, cpu_autocast
-from .seq2seq_decoder import _ACTS, _Plan as _BasePlan, _ProbeCache, _bind, _keep
+from .seq2seq_decoder import _ACTS, _Plan as _BasePlan, _ProbeCache, _bind, _keep, _ready
 
 _LINEARS = (nn.Linear, CpuLinear)
 _NORMS = (RMSNorm, CpuRMSNorm)
@@ -202,29 +201,10 @@ class FusedT5Blocks(T5Blocks):
 def run_step(layers: T5Blocks, x: torch.Tensor, bias, cache, encoder_states, cross_bias) -> torch.Tensor | None:
     """All ``layers`` for one new token per sequence in one C call, or None where that does not
     apply; the cache then holds the new keys and values."""
-    if torch.compiler.is_compiling():
+    ready = _ready(layers, x, encoder_states, cache, _PLANS, _Plan)
+    if ready is None:
         return None
-    if x.dtype not in (torch.float32, torch.bfloat16) or x.dim() != 3 or x.shape[1] != 1 or not 0 < x.shape[0] <= ROWS_MAX \
-            or not x.is_cpu or encoder_states is None or cache is None or not hasattr(cache, "cross") \
-            or cpu_autocast() or nn.modules.module._global_forward_hooks \
-            or nn.modules.module._global_forward_pre_hooks:
-        return None
-    own = getattr(cache, "self_attention_cache", None)
-    if own is None or not hasattr(own, "storage_for") or len(own) != len(layers) \
-            or own.get_max_length() is not None:
-        return None
-    cross = [cache.cross(i) for i in range(len(layers))]
-    if any(kv is None for kv in cross):
-        return None
-    plan = _PLANS.get(layers)
-    if plan is None or not plan.current():
-        if layers.training or any(m.training for m in layers.modules()) or not _build.available() \
-                or _build.library() is None:
-            return None
-        plan = _PLANS[layers] = _Plan(layers)
-    if plan.specs is None or not plan.idle() \
-            or torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in plan.tensors)):
-        return None
+    plan, own, cross = ready
     b, _, h = x.shape
     nh, dk, dtype = plan.sizes[1], plan.sizes[2], plan.sizes[-1]
     be, se = cross[0][0].shape[0], cross[0][0].shape[2]
